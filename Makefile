@@ -1,0 +1,37 @@
+# mtfcdd: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch/torchvision releases that install from this machine's disk (x86_64, Python 3.11)
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-fast bench clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+install: $(PY) ## create .venv and install mtfcdd (editable) with its test extras; torch pinned to the on-disk release
+	$(PY) -m pip install $(TORCH_PIN)
+	$(PY) -m pip install -e '.[test]' $(TORCH_PIN)
+
+demo: install ## train the embedded demo on a synthetic Real-IAD set (CPU, a few minutes), then print where results went
+	$(PY) -m mtfcdd.train experiment=demo
+
+test: install ## run the whole test suite, slow tests included
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install ## run the tests not marked slow
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install ## inference benchmark (Table 6 style) and the experiments/ benchmarks
+	$(PY) -m mtfcdd.benchmark
+
+clean: ## remove the venv, caches, logs and generated data
+	rm -rf $(VENV) .pytest_cache build *.egg-info logs outputs data/synthetic-* wandb
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

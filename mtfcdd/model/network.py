@@ -1,0 +1,114 @@
+"""MultiTypeFCDD as a plain ``torch.nn.Module``: frozen backbone, FCDD head, pseudo-Huber maps, heatmaps.
+
+One forward path serves training, validation, test, prediction and export:
+``images -> backbone -> head -> pseudo-Huber maps A -> bilinear upsampling to the input size``.
+Calibration that must travel with the weights (input normalisation, per-type heatmap min/max, per-type image
+thresholds) lives in buffers, so it is saved in checkpoints and exported graphs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtfcdd.model.backbones import FrozenBackbone
+
+
+def pseudo_huber(phi: torch.Tensor) -> torch.Tensor:
+    """Eq. 1, ``sqrt(phi^2 + 1) - 1``, written as ``phi^2 / (sqrt(phi^2 + 1) + 1)`` to avoid cancellation."""
+    square = phi.square()
+    return square / (torch.sqrt(square + 1.0) + 1.0)
+
+
+class FCDDHead(nn.Module):
+    """The paper's head: two (conv3x3 -> BN -> ReLU) blocks of ``width`` channels, then a 1x1 conv to M channels."""
+
+    def __init__(self, in_channels: int, num_types: int, width: int = 512) -> None:
+        super().__init__()
+        self.block1 = _conv_bn_relu(in_channels, width)
+        self.block2 = _conv_bn_relu(width, width)
+        self.out = nn.Conv2d(width, num_types, kernel_size=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out(self.block2(self.block1(features)))
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class FCDDOutput(NamedTuple):
+    """Network outputs. ``maps``: A_k at feature resolution [B, M, h, w]; ``heatmaps``: A'_k bilinearly upsampled to
+    the input size [B, M, H, W] (None when not asked for); ``scores``: Eq. 2 image scores z_k = mean of A_k [B, M]."""
+
+    maps: torch.Tensor
+    heatmaps: torch.Tensor | None
+    scores: torch.Tensor
+
+
+class MultiTypeFCDD(nn.Module):
+    """Frozen backbone + trainable FCDD head with one pseudo-Huber heatmap channel per defect type.
+
+    Input: images [B, 3, H, W], already normalised with ``pixel_mean``/``pixel_std`` (use :meth:`normalise_input`
+    on raw [0, 1] images). Buffers ``heat_min``/``heat_max`` [M] calibrate heatmaps to [0, 1] per type;
+    ``image_threshold`` [M] holds the per-type decision threshold on image scores (max of A'_k).
+    """
+
+    def __init__(
+        self,
+        backbone: FrozenBackbone,
+        num_types: int = 8,
+        head_width: int = 512,
+        upsample: str = "bilinear",
+    ) -> None:
+        super().__init__()
+        if upsample not in ("bilinear", "bicubic", "nearest"):
+            raise ValueError(f"model.upsample={upsample!r}: expected 'bilinear', 'bicubic' or 'nearest'")
+        self.backbone = backbone
+        self.head = FCDDHead(backbone.out_channels, num_types, head_width)
+        self.num_types = num_types
+        self.upsample = upsample
+        self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(1, 3, 1, 1))
+        self.register_buffer("pixel_std", torch.tensor(backbone.std).view(1, 3, 1, 1))
+        self.register_buffer("heat_min", torch.zeros(num_types))
+        self.register_buffer("heat_max", torch.ones(num_types))
+        self.register_buffer("image_threshold", torch.full((num_types,), float("inf")))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Backbone features [B, C, h, w], computed without an autograd graph (the backbone is frozen)."""
+        with torch.no_grad():
+            return self.backbone(images)
+
+    def forward(self, images: torch.Tensor, upsample: bool = True) -> FCDDOutput:
+        maps = pseudo_huber(self.head(self.features(images)))
+        scores = maps.mean(dim=(2, 3))
+        heatmaps = self.upsample_maps(maps, images.shape[-2:]) if upsample else None
+        return FCDDOutput(maps, heatmaps, scores)
+
+    def upsample_maps(self, maps: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+        """A_k [B, M, h, w] -> A'_k [B, M, H, W] by the configured interpolation."""
+        align = False if self.upsample in ("bilinear", "bicubic") else None
+        return F.interpolate(maps, size=tuple(size), mode=self.upsample, align_corners=align)
+
+    def normalise_input(self, images01: torch.Tensor) -> torch.Tensor:
+        """Raw RGB in [0, 1], [B, 3, H, W] -> the backbone's normalised input."""
+        return (images01 - self.pixel_mean) / self.pixel_std
+
+    def normalise_heatmaps(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        """A'_k -> [0, 1] per type with the calibrated ``heat_min``/``heat_max`` buffers."""
+        low = self.heat_min.view(1, -1, 1, 1)
+        span = (self.heat_max - self.heat_min).clamp_min(1e-12).view(1, -1, 1, 1)
+        return ((heatmaps - low) / span).clamp(0.0, 1.0)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters: total, trainable (head), frozen (backbone)."""
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"total": total, "trainable": trainable, "frozen": total - trainable}

@@ -1,0 +1,104 @@
+"""Train MultiTypeFCDD: ``python -m mtfcdd.train alpha=0.2`` (Hydra; ``-m`` sweeps, e.g. ``-m alpha=0.1,0.2,0.4 mode=single,multi``).
+
+Everything a run writes goes under its Hydra run directory: checkpoints, W&B/CSV logs, results and heatmaps.
+Returns the value of ``optimized_metric`` to a Hydra sweeper.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mtfcdd.config import config_dir, validate
+from mtfcdd.data.realiad import RealIADFormatError
+from mtfcdd.model.backbones import BackboneWeightsError, backbone_normalisation
+from mtfcdd.model.build import build_module, build_network
+from mtfcdd.reporting import finish_wandb, log_run_setup, write_results
+
+log = logging.getLogger("mtfcdd.train")
+
+
+def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    """The data module of ``cfg.data``, normalising inputs as the configured backbone expects unless overridden."""
+    mean, std = backbone_normalisation(cfg.model.backbone.name)
+    datamodule = instantiate(cfg.data, mean=cfg.data.mean or list(mean), std=cfg.data.std or list(std), _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    return [instantiate(conf) for conf in (cfg.get("logger") or {}).values() if conf is not None]
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    return [instantiate(conf) for conf in (cfg.get("callbacks") or {}).values() if conf is not None]
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit (and test) one run; returns (metrics, objects)."""
+    validate(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    datamodule = build_datamodule(cfg)
+    net = build_network(cfg)
+    model = build_module(cfg, net)
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    loggers = build_loggers(cfg)
+    callbacks = build_callbacks(cfg)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "loggers": loggers}
+    log_run_setup(objects)
+
+    if cfg.train:
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    metrics = {key: value.item() if torch.is_tensor(value) else value for key, value in trainer.callback_metrics.items()}
+    if cfg.test:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        metrics.update({key: value.item() if torch.is_tensor(value) else value for key, value in trainer.callback_metrics.items()})
+        write_results(model.test_results, output_dir, loggers, cfg)
+    return metrics, objects
+
+
+def run_task(cfg: DictConfig) -> float | None:
+    """Run :func:`train`, always closing experiment loggers (one W&B run per multirun job), and print where things went."""
+    try:
+        metrics, objects = train(cfg)
+    finally:
+        finish_wandb()
+    output_dir = Path(cfg.paths.output_dir)
+    print(f"\nrun directory: {output_dir}")
+    trainer = objects["trainer"]
+    if trainer.checkpoint_callback is not None:
+        callback = trainer.checkpoint_callback
+        print(f"best checkpoint: {callback.best_model_path or '-'}\nlast checkpoint: {callback.last_model_path or '-'}")
+    for run_dir in sorted(output_dir.glob("wandb/offline-run-*")) + sorted(output_dir.glob("wandb/run-*")):
+        print(f"W&B run files: {run_dir}  (upload with: wandb sync {run_dir})")
+    value = metrics.get(cfg.get("optimized_metric"))
+    return float(value) if value is not None else None
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        return run_task(cfg)
+    except (RealIADFormatError, BackboneWeightsError, ValueError, FileNotFoundError) as err:
+        if HydraConfig.get().mode.name == "MULTIRUN":
+            raise
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
