@@ -7,20 +7,18 @@ Returns the value of ``optimized_metric`` to a Hydra sweeper.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.config import config_dir, validate
-from mtfcdd.data.realiad import RealIADFormatError
-from mtfcdd.model.backbones import BackboneWeightsError, backbone_normalisation
+from mtfcdd.errors import exit_on_user_error
+from mtfcdd.model.backbones import backbone_normalisation
 from mtfcdd.model.build import build_module, build_network
 from mtfcdd.reporting import finish_wandb, log_run_setup, write_results
 
@@ -90,14 +88,8 @@ def run_task(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    try:
+    with exit_on_user_error():
         return run_task(cfg)
-    except (RealIADFormatError, BackboneWeightsError, ValueError, FileNotFoundError) as err:
-        if HydraConfig.get().mode.name == "MULTIRUN":
-            raise
-        log.error("%s", err)
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import get_pretrained_cfg
 from torch import nn
 
+from mtfcdd.errors import UserError
+
 log = logging.getLogger(__name__)
 
 PACKAGE_SCHEME = "pkg://"
@@ -40,7 +42,7 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
-class BackboneWeightsError(RuntimeError):
+class BackboneWeightsError(UserError, RuntimeError):
     """Pretrained weights were asked for but cannot be loaded."""
 
 

@@ -1,0 +1,40 @@
+"""Load a trained network from a Lightning checkpoint, safely (``weights_only=True``) and without Lightning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mtfcdd.errors import UserError
+from mtfcdd.model.build import build_network
+from mtfcdd.model.module import CONFIG_KEY
+from mtfcdd.model.network import MultiTypeFCDD
+
+NET_PREFIX = "net."
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file that is missing or was not written by ``mtfcdd.train``."""
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
+    """(raw checkpoint dict, the run config saved with it); tensors and plain containers only."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={str(path)!r}: no such file")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if CONFIG_KEY not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} has no '{CONFIG_KEY}'/'state_dict' entries: not a checkpoint written by mtfcdd.train")
+    return checkpoint, OmegaConf.create(checkpoint[CONFIG_KEY])
+
+
+def load_network(path: str | Path) -> tuple[MultiTypeFCDD, DictConfig]:
+    """The trained :class:`MultiTypeFCDD` (eval mode, calibration buffers included) and its run config."""
+    checkpoint, cfg = read_checkpoint(path)
+    cfg.model.backbone.pretrained = False  # every weight comes from the checkpoint
+    net = build_network(cfg)
+    state = {k[len(NET_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(NET_PREFIX)}
+    net.load_state_dict(state)
+    return net.eval(), cfg

@@ -1,0 +1,101 @@
+"""End-to-end training on the generated Real-IAD-format set, through the real Hydra configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra_compose import compose_config
+
+from mtfcdd.model.checkpoint import load_network
+from mtfcdd.train import run_task
+
+FAST = ["debug=limit", "logger=csv", "data.num_workers=0"]
+
+
+def tiny_overrides(root: Path) -> list[str]:
+    return ["data=synthetic", f"data.root={root}", "data.synthetic.preset=tiny", *FAST]
+
+
+@pytest.mark.parametrize("mode", ["multi", "single"])
+def test_fast_training_run_writes_checkpoints_and_results(tmp_path, tiny_realiad, mode):
+    cfg = compose_config(tmp_path, [*tiny_overrides(tiny_realiad), f"mode={mode}"])
+    value = run_task(cfg)
+    run = Path(cfg.paths.output_dir)
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert value is not None and 0.0 <= value <= 1.0
+    assert (run / "results.json").is_file() and (run / "results.md").is_file()
+    net, saved_cfg = load_network(run / "checkpoints" / "last.ckpt")
+    assert net.num_types == (8 if mode == "multi" else 1) and saved_cfg.mode == mode
+    # validation calibrated the per-type heatmap range stored in the checkpoint
+    assert (net.heat_max > net.heat_min).all()
+
+
+def test_backbone_weights_and_batchnorm_buffers_do_not_move(tmp_path, tiny_realiad):
+    cfg = compose_config(tmp_path, [*tiny_overrides(tiny_realiad), "test=false"])
+    from mtfcdd.model.build import build_module
+    from mtfcdd.train import build_datamodule
+    import lightning as L
+    from hydra.utils import instantiate
+
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
+    before = {k: v.clone() for k, v in module.net.backbone.state_dict().items()}
+    head_before = {k: v.clone() for k, v in module.net.head.state_dict().items()}
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], max_steps=2, limit_val_batches=0)
+    trainer.fit(module, datamodule=datamodule)
+    after = module.net.backbone.state_dict()
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key
+    assert any(not torch.equal(v, module.net.head.state_dict()[k]) for k, v in head_before.items())
+
+
+def test_missing_dataset_stops_before_training_and_says_what_to_do(tmp_path):
+    env = {**os.environ, "REALIAD_ROOT": str(tmp_path / "no-such-realiad")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtfcdd.train", "alpha=0.2", "logger=none", f"paths.log_dir={tmp_path}/logs"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode != 0
+    message = proc.stderr + proc.stdout
+    assert str(tmp_path / "no-such-realiad") in message
+    assert "data=synthetic" in message
+    assert not list((tmp_path / "logs").rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize("override", ["alpha=0.3", "mode=dual"])
+def test_bad_value_fails_before_any_work(tmp_path, override):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtfcdd.train", override, "logger=none", f"paths.log_dir={tmp_path}/logs"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    key = override.split("=")[0]
+    assert f"{key}=" in proc.stderr and "choose one of" in proc.stderr
+    assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").rglob("*.ckpt"))
+
+
+@pytest.mark.slow
+def test_multirun_gives_six_jobs_six_dirs_six_wandb_runs(tmp_path, tiny_realiad):
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "mtfcdd.train", "-m", "alpha=0.1,0.2,0.4", "mode=single,multi",
+            "data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=limit",
+            "data.num_workers=0", "logger=wandb", f"paths.log_dir={tmp_path}/logs",
+        ],
+        capture_output=True, text=True, timeout=1200, env={**os.environ, "WANDB_SILENT": "true"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job_dirs = sorted(p for p in (tmp_path / "logs").glob("debug/*/multiruns/*/*") if p.is_dir())
+    assert len(job_dirs) == 6, job_dirs
+    names = {p.name.split("_", 1)[1] for p in job_dirs}
+    assert names == {f"alpha={a}_mode={m}" for a in (0.1, 0.2, 0.4) for m in ("single", "multi")}
+    for job in job_dirs:
+        runs = list(job.glob("wandb/offline-run-*"))
+        assert len(runs) == 1, job
+        assert (job / "checkpoints" / "last.ckpt").is_file()
