@@ -39,4 +39,5 @@ def build_module(cfg: DictConfig, net: MultiTypeFCDD | None = None) -> MultiType
         protocol=cfg.model.evaluation.protocol,
         image_score=cfg.model.evaluation.image_score,
         per_category=cfg.model.evaluation.per_category,
+        channels_last=cfg.model.channels_last,
     )
