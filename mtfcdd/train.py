@@ -7,6 +7,7 @@ Returns the value of ``optimized_metric`` to a Hydra sweeper.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from mtfcdd.model.build import build_module, build_network
 from mtfcdd.reporting import finish_wandb, log_run_setup, write_results
 
 log = logging.getLogger("mtfcdd.train")
+# the frozen backbone is in eval mode on purpose (BatchNorm statistics must not move)
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
@@ -57,12 +60,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "loggers": loggers}
     log_run_setup(objects)
 
+    checkpoints = {"best": "", "last": ""}
     if cfg.train:
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        if trainer.checkpoint_callback is not None:
+            callback = trainer.checkpoint_callback
+            checkpoints = {"best": callback.best_model_path, "last": callback.last_model_path}
+    objects["checkpoints"] = checkpoints
     metrics = {key: value.item() if torch.is_tensor(value) else value for key, value in trainer.callback_metrics.items()}
     if cfg.test:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=checkpoints["best"] or None, weights_only=True)
         metrics.update({key: value.item() if torch.is_tensor(value) else value for key, value in trainer.callback_metrics.items()})
         write_results(model.test_results, output_dir, loggers, cfg)
     return metrics, objects
@@ -76,10 +83,8 @@ def run_task(cfg: DictConfig) -> float | None:
         finish_wandb()
     output_dir = Path(cfg.paths.output_dir)
     print(f"\nrun directory: {output_dir}")
-    trainer = objects["trainer"]
-    if trainer.checkpoint_callback is not None:
-        callback = trainer.checkpoint_callback
-        print(f"best checkpoint: {callback.best_model_path or '-'}\nlast checkpoint: {callback.last_model_path or '-'}")
+    for name, path in objects["checkpoints"].items():
+        print(f"{name} checkpoint: {path or '-'}")
     for run_dir in sorted(output_dir.glob("wandb/offline-run-*")) + sorted(output_dir.glob("wandb/run-*")):
         print(f"W&B run files: {run_dir}  (upload with: wandb sync {run_dir})")
     value = metrics.get(cfg.get("optimized_metric"))

@@ -81,10 +81,17 @@ class MultiTypeFCDD(nn.Module):
         self.register_buffer("heat_max", torch.ones(num_types))
         self.register_buffer("image_threshold", torch.full((num_types,), float("inf")))
 
+    backbone_autocast: torch.dtype | None = None
+    """Run the frozen backbone under ``torch.autocast`` with this dtype (``torch.bfloat16`` on CPUs with native bf16,
+    ``torch.float16``/``torch.bfloat16`` on GPUs); the features come back as float32. None: full precision."""
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features [B, C, h, w], computed without an autograd graph (the backbone is frozen)."""
         with torch.no_grad():
-            return self.backbone(images)
+            if self.backbone_autocast is None:
+                return self.backbone(images)
+            with torch.autocast(device_type=images.device.type, dtype=self.backbone_autocast):
+                return self.backbone(images).float()
 
     def forward(self, images: torch.Tensor, upsample: bool = True) -> FCDDOutput:
         maps = pseudo_huber(self.head(self.features(images)))

@@ -1,0 +1,266 @@
+"""Lightning data module for Real-IAD: index -> train / validation / test datasets -> balanced and sequential loaders.
+
+The validation set is held out of the training split by sample (all views of a sample on one side), stratified by
+class; the test split is the JSON's ``test`` list. ``epoch_draws`` (set by
+:class:`mtfcdd.callbacks.balanced_epoch.BalancedEpochLength` before ``train_dataloader()``) is the length of one
+balanced epoch in draws.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from numbers import Integral, Real
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torch.utils.data import DataLoader
+
+from mtfcdd.config import ConfigError
+from mtfcdd.data.dataset import MODES, RealIADDataset, seed_worker
+from mtfcdd.data.realiad import (
+    DEFECT_CODES,
+    NUM_CLASSES,
+    RealIADFormatError,
+    Record,
+    check_index_args,
+    load_splits,
+)
+from mtfcdd.data.sampler import BalancedClassSampler
+from mtfcdd.data.summary import format_table, summary_rows
+from mtfcdd.data.transforms import Augment, check_normalisation, eval_transform, train_transform
+
+log = logging.getLogger("mtfcdd.data")
+
+
+def _check_int(name: str, value: object, minimum: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        expected = f"an integer >= {minimum}" + (" or null" if allow_none else "")
+        raise ConfigError(f"data.{name}={value!r} is not valid; expected {expected}")
+
+
+def split_by_sample(records: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """(train, validation): about ``fraction`` of the samples of each class go to validation, all views together.
+
+    A sample's class is its defect type when any of its views is defective, else normal. Every class with at
+    least 2 samples gets at least one validation sample and keeps at least one training sample; a class with a
+    single sample stays in training. The choice depends only on ``seed`` and the records.
+    """
+    by_sample: dict[str, int] = {}
+    for record in records:
+        by_sample[record.sample] = min(by_sample.get(record.sample, NUM_CLASSES), record.class_index)
+    by_class: dict[int, list[str]] = {}
+    for sample, klass in sorted(by_sample.items()):
+        by_class.setdefault(klass, []).append(sample)
+    held_out: set[str] = set()
+    if fraction > 0:
+        for klass, samples in sorted(by_class.items()):
+            if len(samples) < 2:
+                continue
+            count = min(len(samples) - 1, max(1, round(fraction * len(samples))))
+            rng = np.random.default_rng([seed, klass])
+            held_out.update(samples[i] for i in rng.permutation(len(samples))[:count])
+    train = [r for r in records if r.sample not in held_out]
+    val = [r for r in records if r.sample in held_out]
+    return train, val
+
+
+def stratified_subset(records: Sequence[Record], max_images: int | None, seed: int) -> list[Record]:
+    """At most ``max_images`` records, classes in proportion to their sizes (largest remainder), each class present
+    at least once when ``max_images`` allows; deterministic in ``seed``; original order kept."""
+    if max_images is None or max_images >= len(records):
+        return list(records)
+    classes = np.array([r.class_index for r in records])
+    present = np.unique(classes)
+    sizes = np.array([(classes == c).sum() for c in present])
+    base = np.ones_like(sizes) if max_images >= len(present) else np.zeros_like(sizes)
+    capacity = sizes - base
+    remaining = max_images - base.sum()
+    shares = remaining * capacity / capacity.sum()
+    quota = base + np.floor(shares).astype(int)
+    leftover = max_images - quota.sum()
+    quota[np.argsort(-(shares - np.floor(shares)), kind="stable")[:leftover]] += 1
+    keep: list[int] = []
+    for klass, count in zip(present, quota):
+        members = np.flatnonzero(classes == klass)
+        keep.extend(np.random.default_rng([seed, int(klass)]).permutation(members)[:count].tolist())
+    return [records[i] for i in sorted(keep)]
+
+
+@rank_zero_only
+def _print_summary(table: str) -> None:
+    print(f"Real-IAD images per split and class:\n{table}")
+
+
+class RealIADDataModule(L.LightningDataModule):
+    """Real-IAD (any split set, resolution and category subset) as train / val / test / predict loaders.
+
+    Args (the config's ``data.*`` keys):
+        root, alpha, json_set, resolution, categories, defect_codes, on_missing: the index, see
+            :func:`mtfcdd.data.realiad.load_split`.
+        mode: ``"multi"`` (one label per defect code) or ``"single"`` (one any-defect label).
+        image_size: network input side in pixels; mean, std: RGB normalisation on [0, 1] pixel values.
+        augment: training augmentation knobs, see :class:`mtfcdd.data.transforms.Augment` (None: defaults).
+        batch_size: training batch; eval_batch_size: val/test/predict batch (None: batch_size).
+        num_workers, persistent_workers, pin_memory (True, False or "auto" = when CUDA is available),
+            prefetch_factor: DataLoader options (persistent workers and prefetching only with workers).
+        val_fraction: share of training samples held out for validation, in [0, 1).
+        val_max_images, test_max_images: stratified subsets of at most that many images (None: all).
+        sampler_seed: seed of the validation split, the subsets, the balanced sampler and the augmentation.
+        summary_by_category: add per-category rows to the printed summary and ``summary_rows``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        alpha: float,
+        mode: str = "multi",
+        json_set: str = "fuiad",
+        resolution: str = "realiad_256",
+        categories: Sequence[str] | None = None,
+        defect_codes: Sequence[str] = DEFECT_CODES,
+        image_size: int = 299,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
+        augment: Mapping[str, object] | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        persistent_workers: bool = True,
+        pin_memory: bool | str = "auto",
+        prefetch_factor: int = 2,
+        val_fraction: float = 0.05,
+        val_max_images: int | None = None,
+        test_max_images: int | None = None,
+        sampler_seed: int = 0,
+        on_missing: str = "error",
+        summary_by_category: bool = False,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ConfigError(f"mode={mode!r} is not valid; choose one of: {', '.join(MODES)}")
+        self.defect_codes = check_index_args(
+            json_set=json_set, alpha=alpha, resolution=resolution, defect_codes=defect_codes, on_missing=on_missing
+        )
+        check_normalisation(image_size, mean, std)
+        self.augment = Augment.from_mapping(augment)
+        _check_int("batch_size", batch_size, 1)
+        _check_int("eval_batch_size", eval_batch_size, 1, allow_none=True)
+        _check_int("num_workers", num_workers, 0)
+        _check_int("prefetch_factor", prefetch_factor, 1)
+        _check_int("val_max_images", val_max_images, 1, allow_none=True)
+        _check_int("test_max_images", test_max_images, 1, allow_none=True)
+        _check_int("sampler_seed", sampler_seed, 0)
+        if pin_memory not in (True, False, "auto"):
+            raise ConfigError(f"data.pin_memory={pin_memory!r} is not valid; choose one of: true, false, auto")
+        if isinstance(val_fraction, bool) or not isinstance(val_fraction, Real) or not 0 <= val_fraction < 1:
+            raise ConfigError(f"data.val_fraction={val_fraction!r} is not valid; expected a number in [0, 1)")
+        self.root = root
+        self.alpha = alpha
+        self.mode = mode
+        self.json_set = json_set
+        self.resolution = resolution
+        self.categories = categories
+        self.image_size = image_size
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.persistent_workers = bool(persistent_workers) and num_workers > 0
+        self.pin_memory = torch.cuda.is_available() if pin_memory == "auto" else pin_memory
+        self.prefetch_factor = prefetch_factor if num_workers > 0 else None
+        self.val_fraction = val_fraction
+        self.val_max_images = val_max_images
+        self.test_max_images = test_max_images
+        self.sampler_seed = sampler_seed
+        self.on_missing = on_missing
+        self.summary_by_category = summary_by_category
+        self.epoch_draws: int | None = None
+        self.summary_rows: list[dict[str, str | int]] | None = None
+        self.train_dataset: RealIADDataset | None = None
+        self.val_dataset: RealIADDataset | None = None
+        self.test_dataset: RealIADDataset | None = None
+
+    @property
+    def num_types(self) -> int:
+        """Heatmap channels: the number of defect codes (mode multi) or 1 (mode single)."""
+        return len(self.defect_codes) if self.mode == "multi" else 1
+
+    @property
+    def predict_dataset(self) -> RealIADDataset | None:
+        """Prediction runs over the test images."""
+        return self.test_dataset
+
+    def setup(self, stage: str | None = None) -> None:
+        """Index train and test once (later calls, one per Lightning stage, reuse it), split off validation."""
+        if self.train_dataset is not None:
+            return
+        splits = load_splits(
+            self.root, json_set=self.json_set, alpha=self.alpha, resolution=self.resolution,
+            categories=self.categories, defect_codes=self.defect_codes, on_missing=self.on_missing,
+        )
+        train, val = split_by_sample(splits["train"], self.val_fraction, self.sampler_seed)
+        if not train:
+            raise RealIADFormatError(f"the training split under {self.root} holds no images")
+        val = stratified_subset(val, self.val_max_images, self.sampler_seed)
+        test = stratified_subset(splits["test"], self.test_max_images, self.sampler_seed)
+        evaluation = eval_transform(self.image_size, self.mean, self.std)
+        training = train_transform(self.image_size, self.mean, self.std, self.augment, seed=self.sampler_seed)
+        options = dict(num_types=len(self.defect_codes), mode=self.mode)
+        self.train_dataset = RealIADDataset(train, training, **options)
+        self.val_dataset = RealIADDataset(val, evaluation, with_masks=True, **options)
+        self.test_dataset = RealIADDataset(test, evaluation, with_masks=True, **options)
+        self.summary_rows = summary_rows(
+            {"train": train, "val": val, "test": test}, self.defect_codes, by_category=self.summary_by_category
+        )
+        _print_summary(format_table(self.summary_rows))
+
+    def _require(self, dataset: RealIADDataset | None) -> RealIADDataset:
+        if dataset is None:
+            raise RuntimeError("RealIADDataModule: call setup() before asking for a dataloader")
+        return dataset
+
+    def _loader(self, dataset: RealIADDataset, **kwargs: object) -> DataLoader:
+        return DataLoader(
+            dataset,
+            num_workers=self.num_workers,
+            persistent_workers=self.persistent_workers,
+            pin_memory=self.pin_memory,
+            prefetch_factor=self.prefetch_factor,
+            **kwargs,
+        )
+
+    def train_class_counts(self) -> list[int]:
+        """Training images per sampler class: 9 counts indexed by ``class_index`` (defect types, then normal)."""
+        dataset = self._require(self.train_dataset)
+        return np.bincount([r.class_index for r in dataset.records], minlength=NUM_CLASSES).tolist()
+
+    def train_dataloader(self) -> DataLoader:
+        """Class-balanced draws: ``epoch_draws`` per epoch (the dataset size, with a warning, when unset)."""
+        dataset = self._require(self.train_dataset)
+        draws = self.epoch_draws
+        if draws is None:
+            draws = len(dataset)
+            log.warning(
+                "epoch_draws is unset (no BalancedEpochLength callback): one epoch is %d class-balanced draws, "
+                "the training set size, not a balanced epoch", draws,
+            )
+        sampler = BalancedClassSampler(
+            class_of=[r.class_index for r in dataset.records], num_samples=draws, seed=self.sampler_seed
+        )
+        return self._loader(dataset, batch_size=self.batch_size, sampler=sampler, worker_init_fn=seed_worker)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._require(self.val_dataset), batch_size=self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._require(self.test_dataset), batch_size=self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self._require(self.predict_dataset), batch_size=self.eval_batch_size, shuffle=False)

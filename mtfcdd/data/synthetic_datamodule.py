@@ -1,0 +1,22 @@
+"""The Real-IAD data module over a generated set: builds it once (cached under ``data.root``), then reads it with
+the real loading code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mtfcdd.data.datamodule import RealIADDataModule
+from mtfcdd.data.synthetic import ensure_synthetic
+
+
+class SyntheticRealIADDataModule(RealIADDataModule):
+    """``synthetic``: generator options (``preset``, ``seed``, ``layout``); every other argument as
+    :class:`RealIADDataModule`."""
+
+    def __init__(self, synthetic: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.synthetic = dict(synthetic)
+
+    def prepare_data(self) -> None:
+        """Build the set at ``root`` unless a build with the same options is already there (rank 0 only)."""
+        ensure_synthetic(self.root, **self.synthetic)

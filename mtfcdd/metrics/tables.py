@@ -1,0 +1,151 @@
+"""Result files and tables from :meth:`MultiTypeEvaluator.compute` results.
+
+``results.json``: every number as computed (fractions in [0, 1]; NaN written as ``null``). ``results.md``: tables
+shaped like the paper's (values in percent, one decimal): Table 3 (image level: I-AUROC, AP, F1m per type and
+Mean), Table 4 (pixel level: P-AUROC, AUPRO), Table 5 (mode single: I-AUROC, AUPRO), then type classification and
+the per-category breakdown when present.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from mtfcdd.metrics.evaluator import METRICS
+
+LABELS = {"i_auroc": "I-AUROC", "ap": "AP", "f1max": "F1m", "p_auroc": "P-AUROC", "aupro": "AUPRO"}
+IMAGE_METRICS = ("i_auroc", "ap", "f1max")
+PIXEL_METRICS = ("p_auroc", "aupro")
+SINGLE_METRICS = ("i_auroc", "aupro")
+
+
+def display_name(type_name: str) -> str:
+    """``"missing_parts"`` -> ``"Missing Parts"`` (the paper's row labels)."""
+    return type_name.replace("_", " ").title()
+
+
+def percent(value: float) -> float | None:
+    """A fraction as percent (None for NaN)."""
+    return None if math.isnan(value) else 100.0 * value
+
+
+def _metric_rows(results: dict, metrics: tuple[str, ...]) -> list[list]:
+    rows = [[display_name(name), *(percent(entry[m]) for m in metrics)] for name, entry in results["types"].items()]
+    if results["mode"] == "multi":
+        rows.append(["Mean", *(percent(results["mean"][m]) for m in metrics)])
+    return rows
+
+
+def results_table(results: dict) -> dict[str, tuple[list[str], list[list]]]:
+    """Tables as ``key -> (columns, rows)`` for ``wandb.Table`` (values in percent, None for NaN).
+
+    Keys: ``image`` and ``pixel`` (per type + Mean), ``single`` (mode single: I-AUROC, AUPRO), ``type_confusion``
+    (mode multi: rows = true type, columns = predicted), ``per_category`` (when present: the mean over types of
+    every metric and the type accuracy, per category).
+    """
+    tables = {
+        "image": (["type", *(LABELS[m] for m in IMAGE_METRICS)], _metric_rows(results, IMAGE_METRICS)),
+        "pixel": (["type", *(LABELS[m] for m in PIXEL_METRICS)], _metric_rows(results, PIXEL_METRICS)),
+    }
+    names = [display_name(name) for name in results["types"]]
+    if results["mode"] == "single":
+        tables["single"] = (
+            ["method", *(LABELS[m] for m in SINGLE_METRICS)],
+            [["MultiTypeFCDD", *(percent(results["mean"][m]) for m in SINGLE_METRICS)]],
+        )
+    else:
+        confusion = results["type_classification"]["confusion"]
+        tables["type_confusion"] = (["true \\ predicted", *names], [[name, *row] for name, row in zip(names, confusion)])
+    if "per_category" in results:
+        columns = ["category", *(LABELS[m] for m in METRICS)]
+        rows = []
+        for category, scope in results["per_category"].items():
+            row = [category, *(percent(scope["mean"][m]) for m in METRICS)]
+            if results["mode"] == "multi":
+                row.append(percent(scope["type_classification"]["accuracy"]))
+            rows.append(row)
+        if results["mode"] == "multi":
+            columns.append("type accuracy")
+        tables["per_category"] = (columns, rows)
+    return tables
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(columns: list[str], rows: list[list]) -> str:
+    """A Markdown table (floats with one decimal, None as ``n/a``)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|"]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown_report(results: dict) -> str:
+    """``results.md``: the settings, then the paper-shaped tables (percent, one decimal)."""
+    tables = results_table(results)
+    counts = results["counts"]
+    parts = [
+        "# MultiTypeFCDD test results",
+        f"Protocol `{results['protocol']}`, image score `{results['image_score']}`, mode `{results['mode']}`; "
+        f"{counts['images']} test images, {counts['anomalous_images']} anomalous. Values in percent; n/a = undefined "
+        "(no positives). AP: " + results["definitions"]["ap"] + ". AUPRO: " + results["definitions"]["aupro"] + ".",
+    ]
+    if results["mode"] == "single":
+        parts += ["## Multi-class anomaly detection (as Table 5)", markdown_table(*tables["single"])]
+    parts += [
+        "## Image level (as Table 3)", markdown_table(*tables["image"]),
+        "## Pixel level (as Table 4)", markdown_table(*tables["pixel"]),
+    ]
+    if results["mode"] == "multi":
+        classification = results["type_classification"]
+        accuracy, macro_f1 = percent(classification["accuracy"]), percent(classification["macro_f1"])
+        parts += [
+            "## Type classification (argmax over the type scores, anomalous images)",
+            f"Accuracy {_cell(accuracy)}, macro-F1 {_cell(macro_f1)} over {classification['num_images']} images. "
+            "Confusion matrix (rows = true type):",
+            markdown_table(*tables["type_confusion"]),
+        ]
+    if "per_category" in tables:
+        parts += ["## Per category (mean over types)", markdown_table(*tables["per_category"])]
+    return "\n\n".join(parts) + "\n"
+
+
+def _strict_json(value):
+    """NaN -> None, recursively (strict JSON has no NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    return value
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_result_files(results: dict, output_dir: Path | str) -> list[Path]:
+    """Write ``results.json`` and ``results.md`` into ``output_dir`` (created if needed); returns their paths."""
+    output_dir = Path(output_dir)
+    json_path, md_path = output_dir / "results.json", output_dir / "results.md"
+    write_atomic(json_path, json.dumps(_strict_json(results), indent=2, allow_nan=False) + "\n")
+    write_atomic(md_path, markdown_report(results))
+    return [json_path, md_path]
