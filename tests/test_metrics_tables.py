@@ -96,4 +96,5 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path, monk
 def test_percent_and_names():
     assert tables.percent(0.9614) == pytest.approx(96.14) and tables.percent(math.nan) is None
     assert tables.display_name("missing_parts") == "Missing Parts"
-    assert tables.markdown_table(["a", "b"], [["x", 0.26], ["y", None]]).splitlines()[2:] == ["| x | 0.3 |", "| y | n/a |"]
+    lines = tables.markdown_table(["a", "b"], [["x", 0.26], ["y", None]]).splitlines()
+    assert lines[2:] == ["| x | 0.3 |", "| y | n/a |"]

@@ -99,3 +99,20 @@ def test_multirun_gives_six_jobs_six_dirs_six_wandb_runs(tmp_path, tiny_realiad)
         runs = list(job.glob("wandb/offline-run-*"))
         assert len(runs) == 1, job
         assert (job / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_realiad):
+    """Lightning re-launches the script per rank with the Hydra overrides; both ranks train on disjoint draws."""
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "mtfcdd.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+            "data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=limit",
+            "data.num_workers=0", "logger=csv", f"paths.log_dir={tmp_path}/logs",
+        ],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((tmp_path / "logs").glob("debug/*/runs/*"))
+    assert len(runs) == 1, runs  # both ranks wrote into one run directory
+    assert (runs[0] / "checkpoints" / "last.ckpt").is_file() and (runs[0] / "results.json").is_file()

@@ -99,6 +99,8 @@ class SyntheticConfig:
     """NG test samples per defect type."""
 
     def __post_init__(self) -> None:
+        names = (self.categories,) if isinstance(self.categories, str) else tuple(self.categories)
+        object.__setattr__(self, "categories", names)  # lists (e.g. from a config) become a tuple
         unknown = [name for name in self.categories if name not in CATEGORY_STYLES]
         if not self.categories or unknown or len(set(self.categories)) != len(self.categories):
             raise UserError(
@@ -142,6 +144,8 @@ class PartSpec:
 
 @dataclass(frozen=True)
 class CategoryStyle:
+    """How a category looks: shape family, colours, components and background (canonical units)."""
+
     family: str
     """disc, ring, plate, hexnut or bar."""
     colour: tuple[float, float, float]
@@ -321,6 +325,11 @@ def _outward_normals(poly: Polygon) -> np.ndarray:
     return normal if signed_area > 0 else -normal
 
 
+def _rotation(angle: float) -> np.ndarray:
+    """2x2 matrix rotating by ``angle`` radians (counter-clockwise in x-right, y-up axes)."""
+    return np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+
+
 def _blob(rng: np.random.Generator, centre: Sequence[float], radii: tuple[float, float], angle: float,
           roughness: float, n: int = 48) -> Polygon:
     """A closed irregular blob: an ellipse with smoothly varying radius (relative amplitude ``roughness``)."""
@@ -328,8 +337,7 @@ def _blob(rng: np.random.Generator, centre: Sequence[float], radii: tuple[float,
     t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
     wobble = np.interp(t, np.linspace(0.0, 2 * np.pi, 9), np.append(knots, knots[0]))
     local = np.stack([radii[0] * wobble * np.cos(t), radii[1] * wobble * np.sin(t)], axis=1)
-    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    return local @ rotation.T + np.asarray(centre)
+    return local @ _rotation(angle).T + np.asarray(centre)
 
 
 def _to_pixels(poly: Polygon, matrix: np.ndarray) -> np.ndarray:
@@ -368,6 +376,8 @@ def _raster(polys: Sequence[Polygon], matrix: np.ndarray, size: int, smooth: boo
 
 @dataclass(frozen=True)
 class _Part:
+    """A component of one object instance (canonical frame)."""
+
     poly: Polygon
     colour: np.ndarray
     markings: tuple[Polygon, ...]
@@ -378,6 +388,8 @@ class _Part:
 
 @dataclass(frozen=True)
 class _Object:
+    """One object instance (canonical frame): body outline, holes, colour, components."""
+
     outer: Polygon
     """Dense outline (arc-length resampled), so that deformations stay smooth."""
     holes: tuple[Polygon, ...]
@@ -416,10 +428,7 @@ def _make_object(style: CategoryStyle, rng: np.random.Generator) -> _Object:
         if spec.detail == "cross":
             angle = rng.uniform(0, np.pi)
             bar = np.array([[-1, -0.12], [1, -0.12], [1, 0.12], [-1, 0.12]]) * extent * 0.75
-            rotations = [angle, angle + np.pi / 2]
-            markings = tuple(
-                bar @ np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]]) + centre for a in rotations
-            )
+            markings = tuple(bar @ _rotation(a).T + centre for a in (angle, angle + np.pi / 2))
         elif spec.detail == "hole":
             markings, gain = (_circle(centre, extent * 0.5),), 0.15
         elif spec.detail == "stripes":
@@ -437,6 +446,8 @@ def _make_object(style: CategoryStyle, rng: np.random.Generator) -> _Object:
 
 @dataclass(frozen=True)
 class _View:
+    """One camera view of a sample: pose, lighting and background crop."""
+
     matrix: np.ndarray
     """2x3 affine map canonical -> pixel."""
     light: np.ndarray
@@ -458,9 +469,8 @@ def _make_view(index: int, sample_angle: float, size: int, rng: np.random.Genera
     angle = sample_angle + rng.uniform(-0.5, 0.5)
     squash = 1.0 if index == 0 else rng.uniform(0.74, 0.86)
     tilt_dir = (index - 1) * np.pi / 2 + rng.uniform(-0.3, 0.3)
-    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    tilt = np.array([[math.cos(tilt_dir), -math.sin(tilt_dir)], [math.sin(tilt_dir), math.cos(tilt_dir)]])
-    linear = tilt @ np.diag([squash, 1.0]) @ tilt.T @ rotation * (_OBJECT_RADIUS * size * zoom)
+    tilt = _rotation(tilt_dir)
+    linear = tilt @ np.diag([squash, 1.0]) @ tilt.T @ _rotation(angle) * (_OBJECT_RADIUS * size * zoom)
     centre = size / 2 + rng.uniform(-0.05, 0.05, 2) * size
     light_dir = rng.normal(size=2)
     light_dir /= np.linalg.norm(light_dir)
@@ -837,12 +847,14 @@ def _channels_last(image: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RenderedSample:
-    """The 5 views of one sample: RGB uint8 (S, S, 3) images, the same views without the defect, and bool (S, S)
-    masks of the defective views (None for views that show no defect, and for every view of an OK sample)."""
+    """The 5 views of one sample: RGB uint8 (S, S, 3) images, the same views without the defect, bool (S, S)
+    masks of the defective views (None for views that show no defect, and for every view of an OK sample), and
+    bool (S, S) object masks of the clean views (object pixels, holes excluded)."""
 
     images: tuple[np.ndarray, ...]
     cleans: tuple[np.ndarray, ...]
     masks: tuple[np.ndarray | None, ...]
+    foreground: tuple[np.ndarray, ...]
 
 
 def render_sample(category: str, kind: str, number: int, *, size: int, seed: int) -> RenderedSample:
@@ -857,9 +869,10 @@ def render_sample(category: str, kind: str, number: int, *, size: int, seed: int
     views = [_make_view(i, sample_angle, size, _rng(seed, category, kind, number, 1, i)) for i in range(len(VIEWS))]
     layers = [_render_layers(obj, style, view, size) for view in views]
     cleans = [_to_uint8(layer.clean) for layer in layers]
+    foreground = tuple(layer.body_alpha > 0.5 for layer in layers)
     if kind == NORMAL_CLASS:
         images = tuple(_channels_last(clean) for clean in cleans)
-        return RenderedSample(images, images, (None,) * len(VIEWS))
+        return RenderedSample(images, images, (None,) * len(VIEWS), foreground)
     defect_rng = _rng(seed, category, kind, number, 2)
     count = 1 + int(defect_rng.choice(len(VIEWS), p=DEFECTIVE_VIEW_WEIGHTS))
     defective = sorted(defect_rng.choice(len(VIEWS), count, replace=False).tolist())
@@ -869,7 +882,8 @@ def render_sample(category: str, kind: str, number: int, *, size: int, seed: int
         params = sampler(obj, defect_rng)
         images, masks = list(cleans), [None] * len(VIEWS)
         for v in defective:
-            altered, region = painter(params, layers[v], views[v], obj, _rng(seed, category, kind, number, 3, v, attempt))
+            view_rng = _rng(seed, category, kind, number, 3, v, attempt)
+            altered, region = painter(params, layers[v], views[v], obj, view_rng)
             altered = _to_uint8(altered)
             changed = np.abs(altered.astype(np.int16) - cleans[v]).max(axis=0) >= _CHANGE_LEVELS
             masks[v] = region & changed
@@ -877,7 +891,7 @@ def render_sample(category: str, kind: str, number: int, *, size: int, seed: int
         if all(low <= masks[v].sum() <= high for v in defective):
             return RenderedSample(
                 tuple(_channels_last(image) for image in images), tuple(_channels_last(clean) for clean in cleans),
-                tuple(masks),
+                tuple(masks), foreground,
             )
     raise RuntimeError(
         f"{category} {kind} sample {number}: no defect with a mask of {MASK_AREA[0]:.2%}-{MASK_AREA[1]:.2%} of the "
@@ -909,6 +923,14 @@ def image_name(category: str, kind: str, number: int, view: str, timestamp: str)
     return f"{category}{separator}{number:04d}_NG_{kind}_{view}_{timestamp}.jpg"
 
 
+def _write_encoded(path: Path, image: np.ndarray, options: list[int]) -> None:
+    """Encode ``image`` in the format of ``path``'s suffix (cv2; BGR or grey) and write the bytes."""
+    ok, data = cv2.imencode(path.suffix, image, options)
+    if not ok:
+        raise OSError(f"{path}: OpenCV could not encode a {image.shape} {image.dtype} image as {path.suffix}")
+    path.write_bytes(data.tobytes())
+
+
 def _write_sample(category_dir: str, category: str, kind: str, number: int, size: int, seed: int
                   ) -> list[dict[str, Any]]:
     """Render one sample, write its views (and masks) under ``category_dir``; return its 5 JSON records."""
@@ -920,13 +942,12 @@ def _write_sample(category_dir: str, category: str, kind: str, number: int, size
     for view, stamp, image, mask in zip(VIEWS, _timestamps(seed, category, kind, number), rendered.images,
                                         rendered.masks):
         name = image_name(category, kind, number, view, stamp)
-        ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        (category_dir / folder / name).write_bytes(data.tobytes())
+        _write_encoded(category_dir / folder / name, cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                       [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         mask_path = None
         if mask is not None:
             mask_path = f"{folder}/{name[:-4]}.png"
-            ok, data = cv2.imencode(".png", mask.astype(np.uint8) * 255)
-            (category_dir / mask_path).write_bytes(data.tobytes())
+            _write_encoded(category_dir / mask_path, mask.astype(np.uint8) * 255, [])
         records.append({
             "category": category,
             "anomaly_class": NORMAL_CLASS if mask is None else kind,
@@ -1085,7 +1106,8 @@ def _install(tmp: Path, out: Path, parameters: dict[str, Any]) -> None:
 
 def _default_workers(samples: int) -> int:
     """In-process for small builds (no start-up cost), else one process per available core (at most 4)."""
-    return 1 if samples < 200 else max(1, min(len(os.sched_getaffinity(0)), 4))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1 if samples < 200 else min(cores, 4)
 
 
 def _write_samples(tasks: list[tuple[str, str, str, int, int, int]], workers: int) -> list[list[dict[str, Any]]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -131,6 +132,7 @@ class FastTorchEngine(Engine):
         fold_bn: bool = True,
         autocast: str = "auto",
         autocast_head: bool = True,
+        jit: bool = False,
         threads: int | None = None,
         example_size: int = 64,
     ) -> None:
@@ -161,6 +163,17 @@ class FastTorchEngine(Engine):
         for module in (self.backbone, self.head):
             for parameter in module.parameters():
                 parameter.requires_grad_(False)
+        self.jit = None
+        if jit and self.autocast is None:  # TorchScript freezing: conv + ReLU/add fusion by oneDNN; fp32 only
+            example = torch.randn(1, 3, example_size, example_size, device=device)
+            if self.channels_last:
+                example = example.contiguous(memory_format=torch.channels_last)
+            graph = nn.Sequential(self.backbone, self.head).eval()
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.jit = torch.jit.freeze(torch.jit.trace(graph, example))
+        elif jit:
+            log.warning("fast engine: jit=true is ignored under autocast")
 
     def _autocast(self, enabled: bool):
         if not enabled or self.autocast is None:
@@ -174,6 +187,9 @@ class FastTorchEngine(Engine):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         use_autocast = self.autocast is not None
+        if self.jit is not None:
+            with torch.no_grad():
+                return pseudo_huber(self.jit(images).float()).contiguous()
         with torch.inference_mode():
             with self._autocast(use_autocast):
                 features = self.backbone(images)
@@ -188,6 +204,7 @@ class FastTorchEngine(Engine):
             "precision": precision if self.autocast_head or self.autocast is None else f"{precision} backbone",
             "channels_last": self.channels_last,
             "folded_batchnorms": self.folded,
+            "jit": self.jit is not None,
         }
 
 
@@ -231,6 +248,7 @@ class OnnxRuntimeEngine(Engine):
         calibration_method: str = "minmax",
         op_types: list[str] | None = None,
         exclude_nodes: list[str] | None = None,
+        quantize_prefixes: list[str] | None = ("/backbone", "/head"),
     ) -> None:
         super().__init__(net, "cpu")
         if upsample not in ("torch", "graph"):
@@ -258,6 +276,7 @@ class OnnxRuntimeEngine(Engine):
                 method=calibration_method,
                 op_types=op_types,
                 exclude_nodes=exclude_nodes or (),
+                quantize_prefixes=quantize_prefixes,
                 batch_size=calibration_batch,
             )
             self.settings.update(

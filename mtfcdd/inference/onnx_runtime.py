@@ -82,7 +82,7 @@ def export_onnx(
     """The ONNX model of ``module`` (put in eval mode) traced on ``example``, as serialised bytes (one file, no
     external data). ``dynamo=False`` uses the TorchScript exporter (seconds); ``True`` the torch.export one."""
     module = module.eval()
-    example = example.detach().cpu().float()
+    example = example.detach().cpu()
     if dynamo:
         dims = {axis: torch.export.Dim.AUTO for axis in dynamic_axes.get(input_names[0], {})}
         program = torch.onnx.export(
@@ -148,14 +148,19 @@ def quantize_int8(
     method: str = "minmax",
     op_types: Sequence[str] | None = None,
     exclude_nodes: Sequence[str] = (),
+    quantize_prefixes: Sequence[str] | None = ("/backbone", "/head"),
     batch_size: int = 8,
     preprocess: bool = True,
 ) -> bytes:
-    """Static int8 quantisation of ``model`` in QDQ format, calibrated on ``calibration`` [N, 3, H, W] float32.
+    """Static int8 quantisation of ``model`` in QDQ format, calibrated on ``calibration`` [N, 3, H, W] (the
+    dtype of the model's input).
 
     ``reduce_range="auto"``: 7-bit weights on CPUs without VNNI, where ONNX Runtime's u8 x s8 kernels (AVX2
-    ``vpmaddubsw``) can saturate; full 8 bits on VNNI CPUs.
+    ``vpmaddubsw``) can saturate; full 8 bits on VNNI CPUs. ``quantize_prefixes``: only nodes whose name starts
+    with one of them are quantised (the TorchScript exporter names nodes after module paths, so the default keeps
+    input normalisation, the pseudo-Huber transform, upsampling and post-processing in float32); None: every node.
     """
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -182,7 +187,7 @@ def quantize_int8(
 
         def get_next(self):
             batch = next(self._batches, None)
-            return None if batch is None else {input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+            return None if batch is None else {input_name: np.ascontiguousarray(batch)}
 
     with tempfile.TemporaryDirectory(prefix="mtfcdd-int8-") as tmp:
         source, prepared, target = Path(tmp, "fp32.onnx"), Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
@@ -191,13 +196,17 @@ def quantize_int8(
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
         else:
             prepared = source
+        exclude = list(exclude_nodes)
+        if quantize_prefixes:
+            nodes = onnx.load(str(prepared), load_external_data=False).graph.node
+            exclude += [n.name for n in nodes if n.name and not n.name.startswith(tuple(quantize_prefixes))]
         quantize_static(
             str(prepared),
             str(target),
             Reader(),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(op_types) if op_types else None,
-            nodes_to_exclude=list(exclude_nodes) or None,
+            nodes_to_exclude=exclude or None,
             per_channel=per_channel,
             reduce_range=bool(reduce_range),
             activation_type=types[activation_type],

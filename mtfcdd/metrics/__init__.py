@@ -1,0 +1,1 @@
+"""Streaming per-type evaluation: exact image metrics, binned pixel curves, AUPRO, result tables."""

@@ -127,7 +127,8 @@ class MultiTypeEvaluator:
         """
         maps = maps.detach()
         self._check_batch(maps, masks, type_index, category)
-        masks = masks.detach() if masks.dtype == torch.bool else masks.detach() != 0
+        masks = masks.detach().to(maps.device)
+        masks = masks if masks.dtype == torch.bool else masks != 0
         types = type_index.detach().cpu().long().numpy()
         masks_cpu = masks.cpu().numpy()
         normal_with_mask = np.flatnonzero((types < 0) & masks_cpu.any(axis=(1, 2)))
@@ -136,7 +137,10 @@ class MultiTypeEvaluator:
                 f"masks: batch image {int(normal_with_mask[0])} is normal (type_index -1) but its mask has "
                 f"{int(masks_cpu[normal_with_mask[0]].sum())} defect pixels; expected an empty mask"
             )
-        scores = (maps.amax(dim=(-2, -1)) if self.image_score == "max" else maps.mean(dim=(-2, -1), dtype=torch.float32)).double().cpu()
+        if self.image_score == "max":
+            scores = maps.amax(dim=(-2, -1)).double().cpu()
+        else:
+            scores = maps.mean(dim=(-2, -1), dtype=torch.float32).double().cpu()
         if bool(scores.isnan().any()):  # max and mean propagate NaN: no separate pass over the pixels
             raise ValueError("maps: contain NaN; expected finite heatmaps (did training diverge?)")
         self._scores.append(scores.numpy())
@@ -170,7 +174,9 @@ class MultiTypeEvaluator:
                 f"got {masks.dtype} {tuple(masks.shape)}"
             )
         if tuple(type_index.shape) != (batch,) or type_index.is_floating_point():
-            raise ValueError(f"type_index: expected an int tensor [{batch}], got {type_index.dtype} {tuple(type_index.shape)}")
+            raise ValueError(
+                f"type_index: expected an int tensor [{batch}], got {type_index.dtype} {tuple(type_index.shape)}"
+            )
         if batch and int(type_index.min()) < -1:
             raise ValueError(f"type_index: values must be >= -1 (-1 = normal), got {int(type_index.min())}")
         if batch and self.mode == "multi" and int(type_index.max()) >= self.num_types:
@@ -232,7 +238,8 @@ class MultiTypeEvaluator:
             merged._scores.extend(part["scores"])
             merged._types.extend(part["types"])
             merged._categories.extend(part["categories"])
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        nccl = dist.get_backend() == "nccl"
+        device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
         keys = sorted({key for part in parts for key in part["blocks"]}, key=lambda key: key or "")
         for key in keys:
             blocks = sorted({block for part in parts for block in part["blocks"].get(key, [])})
@@ -277,7 +284,9 @@ class MultiTypeEvaluator:
         if self.per_category:
             categories = np.asarray(state._categories)
             results["per_category"] = {
-                name: self._scope_results(f"category {name}", scores[categories == name], types[categories == name], hist)
+                name: self._scope_results(
+                    f"category {name}", scores[categories == name], types[categories == name], hist
+                )
                 for name, hist in sorted(state._hists.items())
             }
         return results
@@ -301,13 +310,14 @@ class MultiTypeEvaluator:
             }
         self._warn_undefined(scope, entries, num_images=len(types))
         anomalous = types >= 0
+        classification = None
+        if self.mode == "multi":
+            classification = type_classification(scores[anomalous], types[anomalous], self.num_types)
         return {
             "counts": {"images": len(types), "anomalous_images": int(anomalous.sum())},
             "types": entries,
             "mean": {metric: _nanmean([entry[metric] for entry in entries.values()]) for metric in METRICS},
-            "type_classification": (
-                type_classification(scores[anomalous], types[anomalous], self.num_types) if self.mode == "multi" else None
-            ),
+            "type_classification": classification,
         }
 
     @staticmethod
@@ -320,7 +330,8 @@ class MultiTypeEvaluator:
         }
         for cause, names in causes.items():
             if names:
-                warnings.warn(f"{scope}: {cause} for type(s) {', '.join(names)}: NaN", UndefinedMetricWarning, stacklevel=3)
+                message = f"{scope}: {cause} for type(s) {', '.join(names)}: NaN"
+                warnings.warn(message, UndefinedMetricWarning, stacklevel=4)
 
     @staticmethod
     def flat_metrics(results: dict, prefix: str) -> dict[str, float]:

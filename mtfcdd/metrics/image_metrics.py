@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-AP_DEFINITION = "average precision as scikit-learn defines it: sum over thresholds of (R_n - R_(n-1)) * P_n (a step sum, not the trapezoid area under PR)"
+AP_DEFINITION = (
+    "average precision as scikit-learn defines it: sum over thresholds of (R_n - R_(n-1)) * P_n "
+    "(a step sum, not the trapezoid area under PR)"
+)
 
 
 @dataclass(frozen=True)

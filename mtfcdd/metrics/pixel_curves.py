@@ -128,8 +128,9 @@ class PixelHistograms:
         other_blocks = other.blocks.to(self.device)
         self.expand_to(torch.unique(torch.cat([self.blocks, other_blocks])))
         positions = torch.searchsorted(self.blocks, other_blocks)
-        self._blocks_view(self.counts).index_add_(2, positions, self._blocks_view(other.counts.to(self.device)))
-        self._blocks_view(self.region_mass).index_add_(1, positions, self._blocks_view(other.region_mass.to(self.device)))
+        other_counts, other_mass = other.counts.to(self.device), other.region_mass.to(self.device)
+        self._blocks_view(self.counts).index_add_(2, positions, self._blocks_view(other_counts))
+        self._blocks_view(self.region_mass).index_add_(1, positions, self._blocks_view(other_mass))
         self.num_regions += other.num_regions.to(self.device)
 
     def type_histograms(self, type_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

@@ -47,8 +47,8 @@ def results_table(results: dict) -> dict[str, tuple[list[str], list[list]]]:
     every metric and the type accuracy, per category).
     """
     tables = {
-        "image": (["type", *(LABELS[m] for m in IMAGE_METRICS)], _metric_rows(results, IMAGE_METRICS)),
-        "pixel": (["type", *(LABELS[m] for m in PIXEL_METRICS)], _metric_rows(results, PIXEL_METRICS)),
+        "image": (["Anomaly Type", *(LABELS[m] for m in IMAGE_METRICS)], _metric_rows(results, IMAGE_METRICS)),
+        "pixel": (["Anomaly Type", *(LABELS[m] for m in PIXEL_METRICS)], _metric_rows(results, PIXEL_METRICS)),
     }
     names = [display_name(name) for name in results["types"]]
     if results["mode"] == "single":
@@ -58,7 +58,8 @@ def results_table(results: dict) -> dict[str, tuple[list[str], list[list]]]:
         )
     else:
         confusion = results["type_classification"]["confusion"]
-        tables["type_confusion"] = (["true \\ predicted", *names], [[name, *row] for name, row in zip(names, confusion)])
+        rows = [[name, *row] for name, row in zip(names, confusion)]
+        tables["type_confusion"] = (["true \\ predicted", *names], rows)
     if "per_category" in results:
         columns = ["category", *(LABELS[m] for m in METRICS)]
         rows = []

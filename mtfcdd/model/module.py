@@ -8,12 +8,13 @@ network's per-type heatmap range and image thresholds (buffers that travel with 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 import lightning as L
 import torch
 
-from mtfcdd.metrics.evaluator import MultiTypeEvaluator
+from mtfcdd.metrics.evaluator import MultiTypeEvaluator, UndefinedMetricWarning
 from mtfcdd.model.loss import MultiTypeFCDDLoss
 from mtfcdd.model.network import MultiTypeFCDD
 
@@ -94,7 +95,10 @@ class MultiTypeFCDDModule(L.LightningModule):
         self._heat_high = torch.full((self.net.num_types,), -math.inf, device=self.device)
 
     def on_validation_epoch_end(self) -> None:
-        results = self.val_evaluator.compute()
+        with warnings.catch_warnings():
+            if self.trainer.sanity_checking:  # a couple of batches: undefined metrics are expected there
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+            results = self.val_evaluator.compute()
         self.log_dict(self.val_evaluator.flat_metrics(results, prefix="val"), sync_dist=False)
         if self.trainer.sanity_checking:
             return

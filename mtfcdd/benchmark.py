@@ -1,0 +1,308 @@
+"""Table 6 of the paper for this machine: size and speed of the network, per inference engine.
+
+``python -m mtfcdd.benchmark [model/backbone=efficientnet_lite0] [mode=single] [data.image_size=224]
+[ckpt_path=PATH] [run=[eager,onnx_int8]] [batch_sizes=[1,8]] [rounds=5]``
+
+Prints (and writes ``benchmark.md``/``benchmark.json`` into the run directory): parameters (total, trainable),
+size of the saved weights, and for each engine the milliseconds per image at batch 1 and batched, on the CPU
+(and the GPU when present), timed in the same run as eager fp32 PyTorch, interleaved round by round so that
+load from other processes hits every engine alike; the speed-up over eager is the ratio of medians. Each engine's
+heatmaps are compared with fp32 on real images: relative L2 error and agreement of the per-type decisions
+(score = heatmap max >= the network's threshold, or the fp32 median score per type where none is calibrated).
+Nothing about time is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mtfcdd.config import ConfigError, config_dir
+from mtfcdd.errors import exit_on_user_error
+from mtfcdd.inference.calibration import load_images, recalibrate_batchnorm
+from mtfcdd.inference.deviation import decision_thresholds, heatmap_deviation, image_scores
+from mtfcdd.inference.engines import ENGINES, Engine, build_engine, cpu_supports_bf16
+from mtfcdd.inference.onnx_runtime import cpu_has_int8_dot_product, physical_cores
+from mtfcdd.model.network import MultiTypeFCDD
+
+log = logging.getLogger(__name__)
+
+UNTRAINED_CHOICES = ("recalibrate_bn", "none")
+
+
+def saved_weights_mb(net: torch.nn.Module) -> float:
+    """Size in MB (10^6 bytes) of ``torch.save(net.state_dict())``, buffers included."""
+    with tempfile.TemporaryDirectory(prefix="mtfcdd-size-") as tmp:
+        path = Path(tmp, "weights.pt")
+        torch.save(net.state_dict(), path)
+        return path.stat().st_size / 1e6
+
+
+def time_interleaved(
+    functions: dict[str, Callable[[torch.Tensor], Any]],
+    inputs: torch.Tensor,
+    rounds: int = 5,
+    warmup: int = 1,
+    synchronize: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds per image of each function on ``inputs``, measured ``rounds`` times, round-robin.
+
+    Each round calls every function once, in an order rotated by one each round, so that slow phases of a shared
+    machine land on every function alike; compare medians.
+    """
+    sync = synchronize or (lambda: None)
+    names = list(functions)
+    for _ in range(warmup):
+        for name in names:
+            functions[name](inputs)
+            sync()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            sync()
+            start = time.perf_counter()
+            functions[name](inputs)
+            sync()
+            times[name].append((time.perf_counter() - start) / len(inputs))
+    return times
+
+
+def _batched(engine: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    return torch.cat([engine(images[i : i + batch]).float().cpu() for i in range(0, len(images), batch)])
+
+
+def _batch_of(images: torch.Tensor, size: int) -> torch.Tensor:
+    repeats = -(-size // len(images))
+    return images.repeat(repeats, 1, 1, 1)[:size].contiguous()
+
+
+def build_benchmark_network(cfg: DictConfig) -> tuple[MultiTypeFCDD, DictConfig, dict[str, Any]]:
+    """(network in eval mode, its config, notes): from ``ckpt_path`` or from ``cfg.model``."""
+    from mtfcdd.model.backbones import BackboneWeightsError
+    from mtfcdd.model.build import build_network
+
+    if cfg.ckpt_path:
+        from mtfcdd.model.checkpoint import load_network
+
+        net, trained = load_network(cfg.ckpt_path)
+        return net, trained, {"weights": f"checkpoint {Path(cfg.ckpt_path).name}", "trained": True,
+                              "pretrained_backbone": True}
+    pretrained = bool(cfg.model.backbone.pretrained)
+    note = "untrained head"
+    try:
+        net = build_network(cfg)
+    except BackboneWeightsError as err:
+        log.warning("benchmark: %s -- timing with random backbone weights instead", err)
+        with open_dict(cfg):
+            cfg.model.backbone.pretrained = False
+        net = build_network(cfg)
+        pretrained = False
+    note += ", pretrained backbone" if pretrained else ", random backbone (no offline weights)"
+    return net.eval(), cfg, {"weights": note, "trained": False, "pretrained_backbone": pretrained}
+
+
+def machine_info() -> dict[str, Any]:
+    import onnxruntime
+
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "physical_cores": physical_cores(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": cpu_supports_bf16(),
+        "int8_vnni": cpu_has_int8_dot_product(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return info
+
+
+def _engine_config(cfg: DictConfig, name: str) -> dict[str, Any]:
+    if name not in cfg.engines:
+        raise ConfigError(f"run: engine {name!r} has no settings under engines (known: {list(cfg.engines)})")
+    return OmegaConf.to_container(cfg.engines[name], resolve=True)  # type: ignore[return-value]
+
+
+def _measure_device(
+    device: str,
+    engines: dict[str, Engine],
+    reference: torch.Tensor,
+    thresholds: torch.Tensor,
+    images: torch.Tensor,
+    cfg: DictConfig,
+) -> list[dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for name, engine in engines.items():
+        heatmaps = _batched(engine, images.to(engine.device))
+        rows[name] = {"device": device, "name": name, **engine.describe(),
+                      "deviation": heatmap_deviation(heatmaps, reference, thresholds)}
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    for batch in cfg.batch_sizes:
+        inputs = _batch_of(images, int(batch)).to(next(iter(engines.values())).device)
+        times = time_interleaved(dict(engines), inputs, rounds=cfg.rounds, warmup=cfg.warmup, synchronize=sync)
+        baseline = statistics.median(times[next(iter(engines))])
+        for name, values in times.items():
+            median = statistics.median(values)
+            rows[name][f"b{batch}"] = {
+                "ms_per_image": 1000 * median,
+                "ms_per_image_min": 1000 * min(values),
+                "images_per_s": 1.0 / median,
+                "speedup_vs_eager": baseline / median,
+                "ms_per_image_all": [round(1000 * v, 2) for v in values],
+            }
+    return list(rows.values())
+
+
+def benchmark(cfg: DictConfig) -> dict[str, Any]:
+    """Run the benchmark of ``cfg`` (``conf/benchmark.yaml``); returns the results that the table shows."""
+    if cfg.untrained not in UNTRAINED_CHOICES:
+        raise ConfigError(f"untrained={cfg.untrained!r}: expected one of {UNTRAINED_CHOICES}")
+    unknown = [name for name in cfg.run if name not in ENGINES]
+    if unknown:
+        raise ConfigError(f"run: unknown engines {unknown}; choose from {list(ENGINES)}")
+    torch.manual_seed(cfg.seed)
+    net, net_cfg, notes = build_benchmark_network(cfg)
+    size = int(net_cfg.data.image_size)
+    mean, std = net.pixel_mean.flatten().tolist(), net.pixel_std.flatten().tolist()
+    source = dict(source=cfg.calibration.source, root=cfg.calibration.root, seed=cfg.seed)
+    calibration = load_images(cfg.calibration.images, size, mean, std, offset=0, **source)
+    images = load_images(cfg.deviation_images, size, mean, std, offset=10_000, **source)
+    if not notes["trained"] and cfg.untrained == "recalibrate_bn":
+        count = recalibrate_batchnorm(net, calibration, backbone=not notes["pretrained_backbone"], head=True)
+        notes["weights"] += f"; BatchNorm statistics of the untrained parts measured on {len(calibration)} images ({count} layers)"
+    net.eval()
+    counts = net.parameter_counts()
+    results: dict[str, Any] = {
+        "network": {
+            "backbone": net_cfg.model.backbone.name,
+            "head_width": int(net_cfg.model.head_width),
+            "types": net.num_types,
+            "input_size": size,
+            "parameters_total": counts["total"],
+            "parameters_trainable": counts["trainable"],
+            "weights_mb": saved_weights_mb(net),
+            **notes,
+        },
+        "machine": machine_info(),
+        "settings": {"batch_sizes": list(cfg.batch_sizes), "rounds": cfg.rounds, "warmup": cfg.warmup,
+                     "deviation_images": len(images), "image_source": cfg.calibration.source,
+                     "calibration_images": len(calibration)},
+        "rows": [],
+        "failed": {},
+    }
+    names = ["eager"] + [name for name in cfg.run if name != "eager"]
+    engines: dict[str, Engine] = {}
+    for name in names:
+        start = time.perf_counter()
+        try:
+            engines[name] = build_engine(net, _engine_config(cfg, name) | {"engine": name}, calibration=[calibration])
+        except Exception as err:  # report the engine as failed, time the others
+            if name == "eager":
+                raise
+            log.exception("engine %s failed to build", name)
+            results["failed"][name] = f"{err.__class__.__name__}: {err}"
+            continue
+        engines[name].build_seconds = time.perf_counter() - start  # type: ignore[attr-defined]
+        log.info("built %s in %.1f s", name, engines[name].build_seconds)  # type: ignore[attr-defined]
+    reference = _batched(engines["eager"], images)
+    thresholds = decision_thresholds(net.image_threshold, image_scores(reference))
+    results["thresholds"] = {
+        "source": "network" if torch.isfinite(net.image_threshold).all() else "fp32 median score per type",
+        "values": thresholds.tolist(),
+    }
+    rows = _measure_device("cpu", engines, reference, thresholds, images, cfg)
+    for row in rows:
+        row["build_s"] = getattr(engines[row["name"]], "build_seconds", None)
+    results["rows"].extend(rows)
+    if cfg.gpu != False and torch.cuda.is_available():  # noqa: E712 (false or "auto")
+        gpu_engines = {}
+        for name in ("eager", "fast"):
+            settings = (_engine_config(cfg, name) if name in cfg.engines else {}) | {"engine": name, "device": "cuda"}
+            gpu_engines[name] = build_engine(net, settings)
+        results["rows"].extend(_measure_device("cuda", gpu_engines, reference, thresholds, images, cfg))
+    del engines
+    return results
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The results as a Markdown table with a header of network and machine facts."""
+    net, machine = results["network"], results["machine"]
+    batches = results["settings"]["batch_sizes"]
+    lines = [
+        f"# MultiTypeFCDD inference benchmark (Table 6 style)",
+        "",
+        f"- network: {net['backbone']} cut + head {net['head_width']}, M = {net['types']}, "
+        f"input {net['input_size']}x{net['input_size']}; weights: {net['weights']}",
+        f"- parameters: {net['parameters_total']:,} total, {net['parameters_trainable']:,} trainable; "
+        f"saved weights {net['weights_mb']:.1f} MB (state dict, 10^6 bytes)",
+        f"- CPU: {machine['cpu']}, {machine['physical_cores']} physical cores, {machine['cpu_capability']}, "
+        f"native bf16: {'yes' if machine['native_bf16'] else 'no'}, int8 VNNI: {'yes' if machine['int8_vnni'] else 'no'}; "
+        f"GPU: {machine['gpu'] or 'none'}; torch {machine['torch']}, onnxruntime {machine['onnxruntime']}",
+        f"- timing: median of {results['settings']['rounds']} interleaved rounds per batch size; speed-up = eager "
+        f"median / engine median in the same run; deviation on {results['settings']['deviation_images']} "
+        f"{results['settings']['image_source']} images, thresholds: {results['thresholds']['source']}",
+        "",
+    ]
+    header = ["device", "engine", "precision"]
+    for batch in batches:
+        header += [f"ms/img b{batch}", f"x eager b{batch}"]
+    header += ["rel. L2 vs fp32", "decisions equal", "model MB", "build s"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    for row in results["rows"]:
+        cells = [row["device"], row["name"], str(row.get("precision", ""))]
+        for batch in batches:
+            timing = row.get(f"b{batch}", {})
+            cells += [f"{timing.get('ms_per_image', float('nan')):.1f}", f"{timing.get('speedup_vs_eager', float('nan')):.2f}"]
+        deviation = row["deviation"]
+        cells += [
+            f"{deviation['rel_l2']:.2e}",
+            f"{deviation['decisions'] - deviation['decision_mismatches']}/{deviation['decisions']}",
+            f"{row['onnx_bytes'] / 1e6:.1f}" if "onnx_bytes" in row else "",
+            f"{row['build_s']:.1f}" if row.get("build_s") is not None else "",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    for name, error in results["failed"].items():
+        lines.append(f"\n- engine {name} failed: {error}")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict[str, Any], output_dir: Path) -> tuple[Path, Path]:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    table, raw = output_dir / "benchmark.md", output_dir / "benchmark.json"
+    table.write_text(format_table(results))
+    raw.write_text(json.dumps(results, indent=2, default=str))
+    return table, raw
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="benchmark")
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        results = benchmark(cfg)
+        print(format_table(results))
+        table, raw = write_results(results, Path(cfg.paths.output_dir))
+        print(f"written: {table}, {raw}")
+
+
+if __name__ == "__main__":
+    main()
