@@ -103,14 +103,27 @@ def build_benchmark_network(cfg: DictConfig) -> tuple[MultiTypeFCDD, DictConfig,
     note = "untrained head"
     try:
         net = build_network(cfg)
-    except BackboneWeightsError as err:
-        log.warning("benchmark: %s -- timing with random backbone weights instead", err)
+    except Exception as err:  # hydra wraps the backbone's error in an InstantiationException
+        cause = _cause_of_type(err, BackboneWeightsError)
+        if cause is None:
+            raise
+        log.warning("benchmark: %s -- timing with random backbone weights instead", cause)
         with open_dict(cfg):
             cfg.model.backbone.pretrained = False
         net = build_network(cfg)
         pretrained = False
     note += ", pretrained backbone" if pretrained else ", random backbone (no offline weights)"
     return net.eval(), cfg, {"weights": note, "trained": False, "pretrained_backbone": pretrained}
+
+
+def _cause_of_type(err: BaseException | None, kind: type) -> BaseException | None:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, kind):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def machine_info() -> dict[str, Any]:

@@ -228,6 +228,16 @@ def test_curves_from_histograms_equal_exact_when_every_value_has_its_own_bin():
     assert aupro_from_counts(negatives, mass, num_regions) == pytest.approx(expected, abs=1e-12)
 
 
+def test_constant_maps_give_the_diagonal():
+    """All scores tied: the ROC and PRO curves are the straight line to (1, 1): P-AUROC 1/2, AUPRO 0.3 / 2."""
+    maps, masks, types, _ = make_data(seed=16, num_images=6)
+    results = evaluate(torch.full_like(maps, 3.5), masks, types)
+    for name in TYPES:
+        assert results["types"][name]["p_auroc"] == pytest.approx(0.5, abs=1e-12)
+        assert results["types"][name]["aupro"] == pytest.approx(0.15, abs=1e-12)
+    assert results["types"]["pit"]["i_auroc"] == pytest.approx(0.5, abs=1e-12)
+
+
 def test_type_classification_matches_a_direct_count():
     rng = np.random.default_rng(3)
     scores, truth = rng.random((50, 4)), rng.integers(0, 3, 50)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -70,6 +71,18 @@ def _quiet_exporter() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime.quantization logs every weight-scale adjustment at INFO on the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def export_onnx(
     module: nn.Module,
     example: torch.Tensor,
@@ -132,6 +145,28 @@ def make_session(model: bytes, threads: int | None = None, optimization: str = "
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
+def shape_arithmetic_nodes(graph) -> list[str]:
+    """Names of the nodes that compute on tensor shapes, not on data (e.g. TF-style "same" padding amounts, computed
+    in float from ``Shape``): quantising those would change the padding itself, so they stay in float."""
+    constants = {init.name for init in graph.initializer}
+    derived: set[str] = set()
+    names = []
+    for node in graph.node:
+        inputs = [name for name in node.input if name]
+        if node.op_type == "Constant":
+            constants.update(node.output)
+            continue
+        if node.op_type in ("Shape", "Size"):
+            derived.update(node.output)
+        elif inputs and all(n in derived or n in constants for n in inputs) and any(n in derived for n in inputs):
+            derived.update(node.output)
+        else:
+            continue
+        if node.name:
+            names.append(node.name)
+    return names
+
+
 QUANT_TYPES = ("quint8", "qint8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -189,17 +224,17 @@ def quantize_int8(
             batch = next(self._batches, None)
             return None if batch is None else {input_name: np.ascontiguousarray(batch)}
 
-    with tempfile.TemporaryDirectory(prefix="mtfcdd-int8-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mtfcdd-int8-") as tmp, _quiet_root_logger():
         source, prepared, target = Path(tmp, "fp32.onnx"), Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
         source.write_bytes(model)
         if preprocess:
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
         else:
             prepared = source
-        exclude = list(exclude_nodes)
+        graph = onnx.load(str(prepared), load_external_data=False).graph
+        exclude = list(exclude_nodes) + shape_arithmetic_nodes(graph)
         if quantize_prefixes:
-            nodes = onnx.load(str(prepared), load_external_data=False).graph.node
-            exclude += [n.name for n in nodes if n.name and not n.name.startswith(tuple(quantize_prefixes))]
+            exclude += [n.name for n in graph.node if n.name and not n.name.startswith(tuple(quantize_prefixes))]
         quantize_static(
             str(prepared),
             str(target),

@@ -42,6 +42,14 @@ def float_bins(values: torch.Tensor) -> torch.Tensor:
     return key
 
 
+def _weighted_bincount(bins: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``torch.bincount`` with weights over the whole grid. CUDA's version is nondeterministic (it raises under
+    ``torch.use_deterministic_algorithms``); there the few region pixels are counted on the CPU instead."""
+    if bins.is_cuda and torch.are_deterministic_algorithms_enabled():
+        return torch.bincount(bins.cpu(), weights=weights.cpu(), minlength=NUM_BINS).to(bins.device)
+    return torch.bincount(bins, weights=weights, minlength=NUM_BINS)
+
+
 class PixelHistograms:
     """Per-type pixel histograms of one evaluation scope, on the :func:`float_bins` grid.
 
@@ -107,9 +115,7 @@ class PixelHistograms:
         positive_bins = bins[positive]
         every = torch.bincount(bins, minlength=NUM_BINS)
         positives = torch.bincount(positive_bins, minlength=NUM_BINS)
-        mass = torch.bincount(
-            positive_bins, weights=region_weight.to(self.device, torch.float64).flatten()[positive], minlength=NUM_BINS
-        )
+        mass = _weighted_bincount(positive_bins, region_weight.to(self.device, torch.float64).flatten()[positive])
         used = every.view(NUM_BLOCKS, BLOCK_SIZE).any(dim=1).nonzero().flatten()
         self.expand_to(torch.unique(torch.cat([self.blocks, used])))
         self._blocks_view(self.counts[type_k, 0]).add_((every - positives).view(NUM_BLOCKS, BLOCK_SIZE)[self.blocks])

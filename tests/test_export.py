@@ -1,0 +1,162 @@
+"""ONNX export of a checkpoint: self-contained graph, parity with PyTorch, metadata, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from hydra_compose import compose_config
+from omegaconf import OmegaConf
+
+from mtfcdd import export as export_module
+from mtfcdd.export import ExportError, ExportedMultiTypeFCDD, export, write_atomically
+from mtfcdd.model.build import build_network, type_names
+from mtfcdd.model.checkpoint import load_network
+from mtfcdd.model.module import CONFIG_KEY
+
+SIZE = 64
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def make_checkpoint(tmp_path: Path, overrides: list[str]) -> Path:
+    """A checkpoint in mtfcdd.train's format, built by hand: 'net.'-prefixed state dict + the resolved config."""
+    cfg = compose_config(tmp_path, ["data=synthetic", f"data.image_size={SIZE}", *overrides])
+    torch.manual_seed(0)
+    net = build_network(cfg)
+    with torch.no_grad():
+        for module in net.modules():  # non-trivial BatchNorm statistics
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+        m = net.num_types
+        net.heat_min.copy_(torch.linspace(0.0, 0.01, m))
+        net.heat_max.copy_(torch.linspace(0.5, 2.0, m))
+        thresholds = torch.linspace(0.01, 0.5, m)
+        thresholds[-1] = float("inf")  # one type without a calibrated threshold
+        net.image_threshold.copy_(thresholds)
+    path = tmp_path / "model.ckpt"
+    torch.save(
+        {
+            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+            CONFIG_KEY: OmegaConf.to_container(cfg, resolve=True),
+        },
+        path,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("export")
+    return make_checkpoint(tmp, ["model/backbone=efficientnet_lite0", "model.backbone.pretrained=false", "model.head_width=8"])
+
+
+def export_config(tmp_path: Path, checkpoint: Path, *overrides: str):
+    return compose_config(tmp_path, [f"ckpt_path={checkpoint}", *overrides], config_name="export")
+
+
+@pytest.mark.parametrize("input_format", ["uint8", "float01"])
+def test_exported_model_matches_pytorch_and_needs_nothing_else(tmp_path, checkpoint, input_format):
+    output = tmp_path / "out" / "model.onnx"
+    written = export(export_config(tmp_path, checkpoint, f"output={output}", f"input_format={input_format}"))
+    assert written == output and output.is_file()
+    assert [p.name for p in output.parent.iterdir()] == ["model.onnx"]  # no temp file left behind
+
+    net, cfg = load_network(checkpoint)
+    session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(1)
+    raw = torch.randint(0, 256, (3, 3, SIZE, SIZE), generator=generator, dtype=torch.uint8)  # batch 3: dynamic
+    feed = raw if input_format == "uint8" else raw.float() / 255
+    heatmaps, calibrated, scores, anomalous = session.run(None, {"images": feed.numpy()})
+
+    # the plain network on the same images, normalised by hand
+    with torch.no_grad():
+        out = net(net.normalise_input(raw.float() / 255))
+    expected = out.heatmaps.numpy()
+    np.testing.assert_allclose(heatmaps, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(calibrated, net.normalise_heatmaps(out.heatmaps).numpy(), rtol=1e-4, atol=1e-4)
+    expected_scores = out.heatmaps.flatten(2).amax(2)
+    np.testing.assert_allclose(scores, expected_scores.numpy(), rtol=1e-4)
+    np.testing.assert_array_equal(anomalous, (expected_scores >= net.image_threshold).numpy())
+    assert not anomalous[:, -1].any()  # inf threshold: never anomalous
+
+    model = onnx.load(str(output))
+    assert model.graph.input[0].type.tensor_type.elem_type == (
+        onnx.TensorProto.UINT8 if input_format == "uint8" else onnx.TensorProto.FLOAT
+    )
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["type_names"]) == type_names(cfg)
+    assert json.loads(meta["input_size"]) == [SIZE, SIZE] and meta["input_format"] == input_format
+    np.testing.assert_allclose(json.loads(meta["mean"]), net.pixel_mean.flatten().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(json.loads(meta["std"]), net.pixel_std.flatten().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(json.loads(meta["heat_max"]), net.heat_max.numpy(), rtol=1e-6)
+    thresholds = json.loads(meta["image_threshold"])
+    assert thresholds[-1] is None and thresholds[0] == pytest.approx(0.01)
+    assert meta["checkpoint"] == checkpoint.name and len(meta["checkpoint_sha256"]) == 64
+
+
+def test_failed_parity_check_writes_nothing(tmp_path, checkpoint):
+    output = tmp_path / "out" / "model.onnx"
+    cfg = export_config(tmp_path, checkpoint, f"output={output}", "verify.rtol=0")
+    with pytest.raises(ExportError, match="nothing was written"):
+        export(cfg)
+    assert not output.exists() and (not output.parent.exists() or not any(output.parent.iterdir()))
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "model.onnx"
+    write_atomically(b"old", target)
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export_module.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(b"new contents", target)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_int8_export_of_the_paper_backbone(tmp_path):
+    ckpt = make_checkpoint(
+        tmp_path, ["model/backbone=inception_resnet_v2", "model.backbone.pretrained=false", "model.head_width=8"]
+    )
+    output = tmp_path / "model.int8.onnx"
+    export(export_config(tmp_path, ckpt, "format=onnx_int8", f"output={output}", "calibration.images=4"))
+    fp32 = tmp_path / "model.onnx"
+    export(export_config(tmp_path, ckpt, f"output={fp32}"))
+    assert output.stat().st_size < 0.5 * fp32.stat().st_size
+    meta = {p.key: p.value for p in onnx.load(str(output)).metadata_props}
+    assert meta["precision"] == "int8"
+    ops = {node.op_type for node in onnx.load(str(output)).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+
+
+def test_export_command_line(tmp_path, checkpoint):
+    output = tmp_path / "cli.onnx"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtfcdd.export", f"ckpt_path={checkpoint}", f"output={output}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300, cwd=PROJECT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert output.is_file() and "wrote" in proc.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "mtfcdd.export", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'run2'}"],
+        capture_output=True, text=True, timeout=300, cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)},
+    )
+    assert missing.returncode == 2 and "nope.ckpt" in missing.stderr
+
+
+def test_wrapper_rejects_unknown_input_format(checkpoint):
+    net, _ = load_network(checkpoint)
+    with pytest.raises(ValueError, match="input_format"):
+        ExportedMultiTypeFCDD(net, "bgr")
