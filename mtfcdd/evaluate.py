@@ -23,10 +23,12 @@ from mtfcdd.train import build_callbacks, build_datamodule, build_loggers
 
 def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
     """The trained run's model config with this command's evaluation settings and data on top."""
-    if cfg.mode != trained.mode:
+    if cfg.mode is not None and cfg.mode != trained.mode:
         raise ConfigError(f"mode={cfg.mode!r} but the checkpoint was trained with mode={trained.mode!r}")
-    merged = OmegaConf.merge(trained, {"data": cfg.data, "alpha": cfg.alpha, "seed": cfg.seed})
+    data = trained.data if cfg.data.get("from_checkpoint") else cfg.data
+    merged = OmegaConf.merge(trained, {"alpha": cfg.alpha, "seed": cfg.seed})
     with open_dict(merged):
+        merged.data = OmegaConf.merge(data, {"alpha": cfg.alpha, "mode": trained.mode})
         merged.model.evaluation = cfg.model.evaluation
         merged.data.image_size = trained.data.image_size
     return merged

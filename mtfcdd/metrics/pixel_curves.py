@@ -8,7 +8,8 @@ exact sort-based curve comes from distinct values that share a bin.
 
 Storage is block-sparse: one block of ``BLOCK_SIZE`` bins per (sign, exponent) octave, allocated when a value first
 falls into it. Memory therefore follows the range of octaves the scores occupy (a few dozen for real heatmaps, at
-most ``NUM_BLOCKS``), never the number of pixels.
+most 512 = ``NUM_BINS / BLOCK_SIZE``), never the number of pixels. Each ``add`` costs
+O(pixels + bins spanned by those pixels' values).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ NUM_BINS = 1 << (32 - _DROPPED_BITS)
 """Bins of the whole float32 range (both signs): ``2**19``."""
 BLOCK_SIZE = 1 << MANTISSA_BITS
 """Bins per octave block (one sign and exponent)."""
-NUM_BLOCKS = NUM_BINS // BLOCK_SIZE
 
 
 def float_bins(values: torch.Tensor) -> torch.Tensor:
@@ -42,12 +42,12 @@ def float_bins(values: torch.Tensor) -> torch.Tensor:
     return key
 
 
-def _weighted_bincount(bins: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``torch.bincount`` with weights over the whole grid. CUDA's version is nondeterministic (it raises under
+def _weighted_bincount(bins: torch.Tensor, weights: torch.Tensor, length: int) -> torch.Tensor:
+    """``torch.bincount(bins, weights, minlength=length)``. CUDA's version is nondeterministic (it raises under
     ``torch.use_deterministic_algorithms``); there the few region pixels are counted on the CPU instead."""
     if bins.is_cuda and torch.are_deterministic_algorithms_enabled():
-        return torch.bincount(bins.cpu(), weights=weights.cpu(), minlength=NUM_BINS).to(bins.device)
-    return torch.bincount(bins, weights=weights, minlength=NUM_BINS)
+        return torch.bincount(bins.cpu(), weights=weights.cpu(), minlength=length).to(bins.device)
+    return torch.bincount(bins, weights=weights, minlength=length)
 
 
 class PixelHistograms:
@@ -110,18 +110,26 @@ class PixelHistograms:
         """
         if self.device is None:
             self._move(values.device)
+        self.num_regions[type_k] += num_regions
+        if values.numel() == 0:
+            return
         bins = float_bins(values.to(self.device)).flatten()
         positive = positive.to(self.device).flatten()
+        # count over the blocks spanned by this batch only (cost follows the data's range, not the whole grid)
+        low, high = (int(b) >> MANTISSA_BITS for b in torch.aminmax(bins))
+        span = (high - low + 1) * BLOCK_SIZE
+        bins -= low * BLOCK_SIZE
         positive_bins = bins[positive]
-        every = torch.bincount(bins, minlength=NUM_BINS)
-        positives = torch.bincount(positive_bins, minlength=NUM_BINS)
-        mass = _weighted_bincount(positive_bins, region_weight.to(self.device, torch.float64).flatten()[positive])
-        used = every.view(NUM_BLOCKS, BLOCK_SIZE).any(dim=1).nonzero().flatten()
-        self.expand_to(torch.unique(torch.cat([self.blocks, used])))
-        self._blocks_view(self.counts[type_k, 0]).add_((every - positives).view(NUM_BLOCKS, BLOCK_SIZE)[self.blocks])
-        self._blocks_view(self.counts[type_k, 1]).add_(positives.view(NUM_BLOCKS, BLOCK_SIZE)[self.blocks])
-        self._blocks_view(self.region_mass[type_k]).add_(mass.view(NUM_BLOCKS, BLOCK_SIZE)[self.blocks])
-        self.num_regions[type_k] += num_regions
+        every = torch.bincount(bins, minlength=span).view(-1, BLOCK_SIZE)
+        positives = torch.bincount(positive_bins, minlength=span).view(-1, BLOCK_SIZE)
+        weights = region_weight.to(self.device, torch.float64).flatten()[positive]
+        mass = _weighted_bincount(positive_bins, weights, span).view(-1, BLOCK_SIZE)
+        used = every.any(dim=1).nonzero().flatten()
+        self.expand_to(torch.unique(torch.cat([self.blocks, used + low])))
+        slots = torch.searchsorted(self.blocks, used + low)
+        self._blocks_view(self.counts[type_k, 0])[slots] += (every - positives)[used]
+        self._blocks_view(self.counts[type_k, 1])[slots] += positives[used]
+        self._blocks_view(self.region_mass[type_k])[slots] += mass[used]
 
     def merge(self, other: PixelHistograms) -> None:
         """Add ``other``'s states (any block layout) into this one."""
