@@ -13,7 +13,7 @@ from mtfcdd.config import ConfigError
 from mtfcdd.data.datamodule import RealIADDataModule, split_by_sample, stratified_subset
 from mtfcdd.data.dataset import seed_worker
 from mtfcdd.data.realiad import DEFECT_CODES, NORMAL_CLASS_INDEX, Record, load_split
-from mtfcdd.data.sampler import BalancedClassSampler
+from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
 from mtfcdd.data.summary import format_table, summary_rows
 
 FAST = dict(image_size=16, num_workers=0, batch_size=4)
@@ -150,7 +150,7 @@ def test_eval_loaders_are_sequential_with_masks(root):
     dm = _module(root, eval_batch_size=5)
     for loader, dataset in ((dm.val_dataloader(), dm.val_dataset), (dm.test_dataloader(), dm.test_dataset),
                             (dm.predict_dataloader(), dm.test_dataset)):
-        assert isinstance(loader.sampler, torch.utils.data.SequentialSampler) and loader.batch_size == 5
+        assert isinstance(loader.sampler, EvaluationShardSampler) and loader.batch_size == 5
         paths = [p for batch in loader for p in batch["path"]]
         assert paths == [str(r.image) for r in dataset.records]
     batch = next(iter(dm.test_dataloader()))

@@ -178,3 +178,12 @@ def test_shares_under_a_real_process_group(tmp_path):
     reference = BalancedClassSampler(imbalanced_classes(SIZES), 1001, seed=6, num_replicas=1, rank=0)
     reference.set_epoch(2)
     assert (np.stack(shares, axis=1).reshape(-1) == reference.global_sequence(1002)).all()
+
+
+@pytest.mark.parametrize("size, replicas", [(10, 1), (10, 3), (2, 4), (0, 2)])
+def test_evaluation_shards_cover_every_image_exactly_once(size, replicas):
+    from mtfcdd.data.sampler import EvaluationShardSampler
+
+    shards = [list(EvaluationShardSampler(size, num_replicas=replicas, rank=r)) for r in range(replicas)]
+    assert sorted(i for shard in shards for i in shard) == list(range(size))
+    assert [len(EvaluationShardSampler(size, replicas, r)) for r in range(replicas)] == [len(s) for s in shards]

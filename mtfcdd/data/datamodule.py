@@ -29,7 +29,7 @@ from mtfcdd.data.realiad import (
     check_index_args,
     load_splits,
 )
-from mtfcdd.data.sampler import BalancedClassSampler
+from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
 from mtfcdd.data.summary import format_table, summary_rows
 from mtfcdd.data.transforms import Augment, check_normalisation, eval_transform, train_transform
 
@@ -256,11 +256,16 @@ class RealIADDataModule(L.LightningDataModule):
         )
         return self._loader(dataset, batch_size=self.batch_size, sampler=sampler, worker_init_fn=seed_worker)
 
+    def _eval_loader(self, dataset: RealIADDataset | None) -> DataLoader:
+        """In order; under DDP each rank takes a disjoint share, every image exactly once."""
+        dataset = self._require(dataset)
+        return self._loader(dataset, batch_size=self.eval_batch_size, sampler=EvaluationShardSampler(len(dataset)))
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._require(self.val_dataset), batch_size=self.eval_batch_size, shuffle=False)
+        return self._eval_loader(self.val_dataset)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._require(self.test_dataset), batch_size=self.eval_batch_size, shuffle=False)
+        return self._eval_loader(self.test_dataset)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._require(self.predict_dataset), batch_size=self.eval_batch_size, shuffle=False)
+        return self._eval_loader(self.predict_dataset)

@@ -115,3 +115,18 @@ class BalancedClassSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.total_draws // self.num_replicas
+
+
+class EvaluationShardSampler(Sampler[int]):
+    """Sequential indices ``rank, rank + R, ...`` of a dataset of ``size`` items: under DDP every image is evaluated
+    exactly once over all ranks (no padding duplicates, which would bias AUROC and AUPRO); one process sees all."""
+
+    def __init__(self, size: int, num_replicas: int | None = None, rank: int | None = None) -> None:
+        self.size = _non_negative_int("size", size)
+        self.num_replicas, self.rank = _distributed_default(num_replicas, rank)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.size, self.num_replicas))

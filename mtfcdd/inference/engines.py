@@ -249,6 +249,7 @@ class OnnxRuntimeEngine(Engine):
         op_types: list[str] | None = None,
         exclude_nodes: list[str] | None = None,
         quantize_prefixes: list[str] | None = ("/backbone", "/head"),
+        float_first_conv: bool = True,
     ) -> None:
         super().__init__(net, "cpu")
         if upsample not in ("torch", "graph"):
@@ -277,11 +278,13 @@ class OnnxRuntimeEngine(Engine):
                 op_types=op_types,
                 exclude_nodes=exclude_nodes or (),
                 quantize_prefixes=quantize_prefixes,
+                float_first_conv=float_first_conv,
                 batch_size=calibration_batch,
             )
             self.settings.update(
                 calibration_images=len(images), per_channel=per_channel, reduce_range=reduce_range,
                 activation_type=activation_type, weight_type=weight_type, calibration_method=calibration_method,
+                float_first_conv=float_first_conv,
             )
         self.model_bytes = model
         self.session = make_session(model, self.threads, optimization)

@@ -123,7 +123,8 @@ class MultiTypeFCDDModule(L.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Per image: calibrated heatmaps [B, M, H, W] in [0, 1], image scores [B, M] and per-type decisions."""
         out = self.net(batch["image"])
-        scores = out.heatmaps.amax(dim=(2, 3))
+        reduce = torch.amax if self.evaluator_options["image_score"] == "max" else torch.mean
+        scores = reduce(out.heatmaps, dim=(2, 3))  # the score the thresholds were calibrated on
         return {
             "path": batch["path"],
             "heatmaps": self.net.normalise_heatmaps(out.heatmaps),
