@@ -6,14 +6,14 @@ Each row: the input image, its ground-truth mask coloured by the defect type, th
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+
+from mtfcdd.atomic_io import write_bytes_atomic
 
 TYPE_COLOURS: tuple[tuple[int, int, int], ...] = (
     (255, 60, 60),  # pit: red
@@ -97,14 +97,7 @@ def figure_grid(rows: list[FigureRow], type_names: list[str], gap: int = 4) -> n
 
 def save_png(image: np.ndarray, path: Path) -> Path:
     """Write RGB uint8 ``image`` as a PNG atomically (no partial file on failure)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        if not cv2.imwrite(tmp, cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not encode PNG for {path}")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR)) if image.size else (False, None)
+    if not ok:
+        raise ValueError(f"could not encode a PNG of shape {image.shape} for {path}")
+    return write_bytes_atomic(path, encoded.tobytes())

@@ -79,20 +79,6 @@ def test_tables_are_accepted_by_wandb():
         assert table.columns == columns and len(table.data) == len(rows)
 
 
-def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path, monkeypatch):
-    path = tmp_path / "results.json"
-    path.write_text("previous")
-
-    def broken_replace(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(tables.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
-        tables.write_atomic(path, "new")
-    assert path.read_text() == "previous"
-    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
-
-
 def test_percent_and_names():
     assert tables.percent(0.9614) == pytest.approx(96.14) and tables.percent(math.nan) is None
     assert tables.display_name("missing_parts") == "Missing Parts"

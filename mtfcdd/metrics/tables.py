@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from mtfcdd.atomic_io import write_bytes_atomic
 from mtfcdd.metrics.evaluator import METRICS
 
 LABELS = {"i_auroc": "I-AUROC", "ap": "AP", "f1max": "F1m", "p_auroc": "P-AUROC", "aupro": "AUPRO"}
@@ -128,25 +127,10 @@ def _strict_json(value):
     return value
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_result_files(results: dict, output_dir: Path | str) -> list[Path]:
     """Write ``results.json`` and ``results.md`` into ``output_dir`` (created if needed); returns their paths."""
     output_dir = Path(output_dir)
     json_path, md_path = output_dir / "results.json", output_dir / "results.md"
-    write_atomic(json_path, json.dumps(_strict_json(results), indent=2, allow_nan=False) + "\n")
-    write_atomic(md_path, markdown_report(results))
+    write_bytes_atomic(json_path, (json.dumps(_strict_json(results), indent=2, allow_nan=False) + "\n").encode())
+    write_bytes_atomic(md_path, markdown_report(results).encode())
     return [json_path, md_path]
