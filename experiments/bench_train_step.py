@@ -48,7 +48,7 @@ def make_step(net, forward, images, labels):
         loss = loss_fn(forward(net, images), labels)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 

@@ -3,6 +3,9 @@
 ``python -m mtfcdd.benchmark [model/backbone=efficientnet_lite0] [mode=single] [data.image_size=224]
 [ckpt_path=PATH] [run=[eager,onnx_int8]] [batch_sizes=[1,8]] [rounds=5]``
 
+Variants of an engine run side by side: ``'+engines.int8_u8u8={engine: onnx_int8, weight_type: quint8,
+reduce_range: false}' 'run=[eager,onnx_int8,int8_u8u8]'`` (settings not given take the engine's defaults).
+
 Prints (and writes ``benchmark.md``/``benchmark.json`` into the run directory): parameters (total, trainable),
 size of the saved weights, and for each engine the milliseconds per image at batch 1 and batched, on the CPU
 (and the GPU when present), timed in the same run as eager fp32 PyTorch, interleaved round by round so that
@@ -20,7 +23,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from mtfcdd.config import ConfigError, config_dir
 from mtfcdd.errors import exit_on_user_error
 from mtfcdd.inference.calibration import load_images, recalibrate_batchnorm
 from mtfcdd.inference.deviation import decision_thresholds, heatmap_deviation, image_scores
-from mtfcdd.inference.engines import ENGINES, Engine, build_engine, cpu_supports_bf16
+from mtfcdd.inference.engines import Engine, build_engine, cpu_supports_bf16
 from mtfcdd.inference.onnx_runtime import cpu_has_int8_dot_product, physical_cores
 from mtfcdd.model.network import MultiTypeFCDD
 
@@ -167,7 +170,7 @@ def _measure_device(
     rows: dict[str, dict[str, Any]] = {}
     for name, engine in engines.items():
         heatmaps = _batched(engine, images.to(engine.device))
-        rows[name] = {"device": device, "name": name, **engine.describe(),
+        rows[name] = {**engine.describe(), "device": device, "name": name,
                       "deviation": heatmap_deviation(heatmaps, reference, thresholds)}
     sync = torch.cuda.synchronize if device == "cuda" else None
     for batch in cfg.batch_sizes:
@@ -186,13 +189,22 @@ def _measure_device(
     return list(rows.values())
 
 
+def _threshold_source(thresholds: torch.Tensor) -> str:
+    finite = torch.isfinite(thresholds)
+    if finite.all():
+        return "the network's calibrated thresholds"
+    if not finite.any():
+        return "fp32 median score per type (no calibrated thresholds)"
+    return "the network's thresholds, fp32 median score for the types without one"
+
+
 def benchmark(cfg: DictConfig) -> dict[str, Any]:
     """Run the benchmark of ``cfg`` (``conf/benchmark.yaml``); returns the results that the table shows."""
     if cfg.untrained not in UNTRAINED_CHOICES:
         raise ConfigError(f"untrained={cfg.untrained!r}: expected one of {UNTRAINED_CHOICES}")
-    unknown = [name for name in cfg.run if name not in ENGINES]
+    unknown = [name for name in cfg.run if name not in cfg.engines]
     if unknown:
-        raise ConfigError(f"run: unknown engines {unknown}; choose from {list(ENGINES)}")
+        raise ConfigError(f"run: engines {unknown} have no settings under engines (known: {list(cfg.engines)})")
     torch.manual_seed(cfg.seed)
     net, net_cfg, notes = build_benchmark_network(cfg)
     size = int(net_cfg.data.image_size)
@@ -202,7 +214,9 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     images = load_images(cfg.deviation_images, size, mean, std, offset=10_000, **source)
     if not notes["trained"] and cfg.untrained == "recalibrate_bn":
         count = recalibrate_batchnorm(net, calibration, backbone=not notes["pretrained_backbone"], head=True)
-        notes["weights"] += f"; BatchNorm statistics of the untrained parts measured on {len(calibration)} images ({count} layers)"
+        notes["weights"] += (
+            f"; BatchNorm statistics of the untrained parts measured on {len(calibration)} images ({count} layers)"
+        )
     net.eval()
     counts = net.parameter_counts()
     results: dict[str, Any] = {
@@ -228,7 +242,8 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     for name in names:
         start = time.perf_counter()
         try:
-            engines[name] = build_engine(net, _engine_config(cfg, name) | {"engine": name}, calibration=[calibration])
+            settings = {"engine": name} | _engine_config(cfg, name)  # a variant names its engine type
+            engines[name] = build_engine(net, settings, calibration=[calibration])
         except Exception as err:  # report the engine as failed, time the others
             if name == "eager":
                 raise
@@ -240,7 +255,7 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     reference = _batched(engines["eager"], images)
     thresholds = decision_thresholds(net.image_threshold, image_scores(reference))
     results["thresholds"] = {
-        "source": "network" if torch.isfinite(net.image_threshold).all() else "fp32 median score per type",
+        "source": _threshold_source(net.image_threshold),
         "values": thresholds.tolist(),
     }
     rows = _measure_device("cpu", engines, reference, thresholds, images, cfg)
@@ -262,7 +277,7 @@ def format_table(results: dict[str, Any]) -> str:
     net, machine = results["network"], results["machine"]
     batches = results["settings"]["batch_sizes"]
     lines = [
-        f"# MultiTypeFCDD inference benchmark (Table 6 style)",
+        "# MultiTypeFCDD inference benchmark (Table 6 style)",
         "",
         f"- network: {net['backbone']} cut + head {net['head_width']}, M = {net['types']}, "
         f"input {net['input_size']}x{net['input_size']}; weights: {net['weights']}",

@@ -14,7 +14,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtfcdd.config import ConfigError, config_dir
+from mtfcdd.data.dataset import RealIADDataset
 from mtfcdd.errors import exit_on_user_error
+from mtfcdd.inference.engines import build_engine
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_network
 from mtfcdd.reporting import finish_wandb, write_results
@@ -34,6 +36,16 @@ def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
     return merged
 
 
+def calibration_images(datamodule: L.LightningDataModule, cfg_inference: DictConfig, count: int = 32) -> list | None:
+    """Real training images (eval transform, evenly spaced over the set) for int8 calibration; None otherwise."""
+    if cfg_inference.engine != "onnx_int8":
+        return None
+    records = datamodule.train_dataset.records
+    dataset = RealIADDataset(records[:: max(1, len(records) // count)][:count], datamodule.test_dataset.transform,
+                             num_types=datamodule.num_types, mode=datamodule.mode)
+    return [dataset[i]["image"] for i in range(len(dataset))]
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """Test the checkpoint at ``cfg.ckpt_path``; returns the results dict."""
     net, trained = load_network(cfg.ckpt_path)
@@ -41,6 +53,8 @@ def evaluate(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(run_cfg)
     model = build_module(run_cfg, net)
+    model.inference_engine = build_engine(net, cfg.inference, calibration=calibration_images(datamodule, cfg.inference))
+    print(f"inference engine: {model.inference_engine.describe()}")
     loggers = build_loggers(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
     trainer.test(model=model, datamodule=datamodule)

@@ -22,8 +22,6 @@ import importlib.metadata
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from mtfcdd.atomic_io import write_bytes_atomic
 from mtfcdd.config import ConfigError, config_dir
 from mtfcdd.errors import UserError, exit_on_user_error
 from mtfcdd.inference.calibration import load_images
@@ -211,21 +210,6 @@ def build_onnx(
     return _add_metadata(model, metadata), wrapper
 
 
-def write_atomically(data: bytes, path: Path) -> None:
-    """Write ``data`` to a temporary file next to ``path``, fsync, then rename: ``path`` is complete or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def default_output(ckpt_path: Path, fmt: str) -> Path:
     return ckpt_path.with_suffix(".int8.onnx" if fmt == "onnx_int8" else ".onnx")
 
@@ -262,7 +246,7 @@ def export(cfg: DictConfig) -> Path:
             raise ExportError(f"the ONNX model differs from PyTorch (max relative error {worst:.3g} > {rtol}); "
                               "nothing was written")
     output = Path(cfg.output) if cfg.output else default_output(ckpt_path, fmt)
-    write_atomically(model, output)
+    write_bytes_atomic(output, model)
     print(f"wrote {output} ({len(model) / 1e6:.2f} MB, {fmt}, input {input_format} [B, 3, {size[0]}, {size[1]}])")
     return output
 

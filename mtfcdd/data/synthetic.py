@@ -61,14 +61,14 @@ from mtfcdd.errors import UserError, exit_on_user_error
 
 log = logging.getLogger("mtfcdd.data")
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever the output for given parameters changes; a cached build of another version is rebuilt."""
 MARKER_NAME = "synthetic_realiad.json"
 IMAGE_FOLDER = "realiad_256"
 VIEWS = ("C1", "C2", "C3", "C4", "C5")
 LAYOUTS = ("flat", "nested")
-MASK_AREA = (0.0015, 0.04)
-"""Bounds on the share of the image a defect mask covers, enforced per defective view (typically 0.3-3 %)."""
+MASK_AREA = (0.005, 0.045)
+"""Bounds on the share of the image a defect mask covers, enforced per defective view (typically 1-3 %)."""
 DEFECTIVE_VIEW_WEIGHTS = (0.05, 0.15, 0.3, 0.3, 0.2)
 """Probability that an NG sample shows its defect in 1, 2, 3, 4 or 5 of its views (mean 3.45 of 5)."""
 JPEG_QUALITY = 95
@@ -249,12 +249,18 @@ SKIMAGE_FILES: dict[str, str] = {
 _MATERIAL_TEXTURE = "gravel"
 _FOREIGN_IMAGES = ("coffee", "chelsea", "astronaut", "rocket", "immunohistochemistry")
 _SMEAR_COLOURS = np.array(
-    [(0.36, 0.22, 0.08), (0.86, 0.76, 0.18), (0.20, 0.50, 0.20), (0.15, 0.25, 0.72), (0.70, 0.12, 0.12)]
+    [(0.42, 0.20, 0.02), (0.10, 0.62, 0.08), (0.52, 0.08, 0.62), (0.05, 0.28, 0.85), (0.90, 0.72, 0.02)]
 )
+"""Saturated smear colours: brown (oil), green, purple, blue, yellow."""
 _FOREIGN_COLOURS = np.array(
     [(0.05, 0.85, 0.95), (0.95, 0.10, 0.75), (0.10, 0.90, 0.15), (0.98, 0.55, 0.05), (0.45, 0.10, 0.95),
      (0.05, 0.05, 0.05)]
 )
+_WIRE_COLOURS = np.array([(0.85, 0.45, 0.15), (0.05, 0.05, 0.05), (0.10, 0.75, 0.95), (0.95, 0.95, 0.92),
+                          (0.90, 0.10, 0.10)])
+"""Hair or wire colours: copper, black, cyan insulation, white, red insulation."""
+_GLUE_COLOUR = np.array((0.96, 0.93, 0.78))
+"""Pale adhesive residue left where a component was torn off."""
 
 
 @lru_cache(maxsize=None)
@@ -382,8 +388,8 @@ class _Part:
     colour: np.ndarray
     markings: tuple[Polygon, ...]
     marking_gain: float
-    socket: Polygon | None
-    """What shows where the part is missing: a dark mounting hole for round parts."""
+    pad: Polygon
+    """The part's footprint grown by a rim of adhesive: what shows (pale residue) where the part is missing."""
 
 
 @dataclass(frozen=True)
@@ -436,8 +442,9 @@ def _make_object(style: CategoryStyle, rng: np.random.Generator) -> _Object:
             rows = np.linspace(-0.5, 0.5, 3) * extent
             markings = tuple(_rect(centre + (0.0, dy), (width * rng.uniform(0.6, 1.0), extent * 0.08)) for dy in rows)
             gain = 2.6 if np.mean(spec.colour) < 0.4 else 0.35
-        socket = _circle(centre, extent * 0.45) if round_part else None
-        parts.append(_Part(poly, jitter_colour(spec.colour), markings, gain, socket))
+        pad = (_circle(centre, spec.size[0] * scale + 0.05) if round_part
+               else _rounded_rect(np.asarray(spec.size) * scale + 0.05, 0.05) + centre)
+        parts.append(_Part(poly, jitter_colour(spec.colour), markings, gain, pad))
     return _Object(
         outer=_resample(outer * stretch if style.family in ("disc", "ring", "hexnut") else outer, 256),
         holes=holes, colour=jitter_colour(style.colour), dome=style.dome, parts=tuple(parts),
@@ -554,15 +561,13 @@ def _coverage(obj: _Object, view: _View, size: int, outer: Polygon | None = None
 def _albedo(obj: _Object, view: _View, size: int, missing: int | None = None) -> np.ndarray:
     """(3, S, S) object colours: the body colour everywhere, components and their markings on top.
 
-    Component ``missing`` is left out; its socket (if any) shows as a dark hole.
+    Component ``missing`` is left out: the bare body colour shows where it was.
     """
     canvas = np.empty((3, size, size), np.uint8)
     layers: list[tuple[Sequence[Polygon], np.ndarray]] = []
     for index, part in enumerate(obj.parts):
         if index != missing:
             layers += [((part.poly,), part.colour), (part.markings, part.colour * part.marking_gain)]
-        elif part.socket is not None:
-            layers.append(((part.socket,), obj.colour * 0.25))
     points = [[_fixed_point(poly, view.matrix) for poly in polys] for polys, _ in layers]
     values = [_to_uint8(colour).tolist() for _, colour in layers]
     for channel, base in enumerate(_to_uint8(obj.colour).tolist()):

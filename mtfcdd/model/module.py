@@ -16,7 +16,8 @@ import torch
 
 from mtfcdd.metrics.evaluator import MultiTypeEvaluator, UndefinedMetricWarning
 from mtfcdd.model.loss import MultiTypeFCDDLoss
-from mtfcdd.model.network import MultiTypeFCDD
+from mtfcdd.inference.engines import Engine
+from mtfcdd.model.network import FCDDOutput, MultiTypeFCDD
 
 CONFIG_KEY = "mtfcdd_config"
 """Checkpoint entry holding the resolved run config (plain containers, loadable with ``weights_only=True``)."""
@@ -25,6 +26,8 @@ CONFIG_KEY = "mtfcdd_config"
 class MultiTypeFCDDModule(L.LightningModule):
     """Trains the head of ``net`` with the Eq. 3 loss; validates and tests with per-type metrics.
 
+    ``inference_engine`` (set by ``mtfcdd.evaluate``) computes the test maps with a faster engine of
+    :mod:`mtfcdd.inference` (same values within its precision); validation always uses the network itself.
     ``channels_last`` runs the network in NHWC memory format (about 2.7x faster for the depthwise convolutions of
     EfficientNet on CPU; same values).
     """
@@ -58,6 +61,7 @@ class MultiTypeFCDDModule(L.LightningModule):
         self.val_evaluator = MultiTypeEvaluator(**self.evaluator_options)
         self.test_evaluator = MultiTypeEvaluator(**self.evaluator_options, per_category=per_category)
         self.run_config: dict | None = None
+        self.inference_engine: Engine | None = None
         self.test_results: dict | None = None
         self._heat_low = torch.full((net.num_types,), math.inf)
         self._heat_high = torch.full((net.num_types,), -math.inf)
@@ -76,8 +80,15 @@ class MultiTypeFCDDModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
         return loss
 
+    def _eval_forward(self, images: torch.Tensor) -> FCDDOutput:
+        """The network's forward, or the same maps from ``inference_engine`` (tests) when one is set."""
+        if self.inference_engine is None or not self.trainer.testing:
+            return self.net(images)
+        maps = self.inference_engine.maps(images).to(images.device)
+        return FCDDOutput(maps, self.net.upsample_maps(maps, images.shape[-2:]), maps.mean(dim=(2, 3)))
+
     def _eval_step(self, batch: dict, evaluator: MultiTypeEvaluator, stage: str):
-        out = self.net(batch["image"])
+        out = self._eval_forward(batch["image"])
         loss = self.loss(out.scores, batch["label"])
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch["image"]), sync_dist=True)
         evaluator.update(out.heatmaps, batch["mask"], batch["type_index"], list(batch["category"]))
