@@ -14,7 +14,6 @@ help: ## list the targets
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
 
 install: $(PY) ## create .venv and install mtfcdd (editable) with its test extras; torch pinned to the on-disk release
 	$(PY) -m pip install $(TORCH_PIN)
