@@ -19,13 +19,14 @@ def test_reduced_demo_beats_chance_clearly(tmp_path):
     cfg = compose_config(
         tmp_path,
         [
-            "experiment=demo", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=60",
+            "experiment=demo", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=100",
             "data.val_max_images=60", "data.test_max_images=400", "data.image_size=192",
         ],
     )
     run_task(cfg)
     results = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
     mean = results["mean"]
+    print("reduced demo means:", mean)
     assert mean["i_auroc"] >= 0.65, mean
     assert mean["p_auroc"] >= 0.80, mean
     assert mean["aupro"] >= 0.45, mean
