@@ -6,7 +6,6 @@ Returns the value of ``optimized_metric`` to a Hydra sweeper.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from mtfcdd.model.backbones import backbone_normalisation
 from mtfcdd.model.build import build_module, build_network
 from mtfcdd.reporting import finish_wandb, log_run_setup, write_results
 
-log = logging.getLogger("mtfcdd.train")
 # the frozen backbone is in eval mode on purpose (BatchNorm statistics must not move)
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
 
