@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"training step, {args.backbone} cut + head {args.head_width}, M = {args.types}, "
           f"{args.size}x{args.size}, batch {args.batch}, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} interleaved rounds; native bf16: {cpu_supports_bf16()}")
-    print(f"| step | s/step | images/s | x naive |\n|---|---|---|---|")
+    print("| step | s/step | images/s | x naive |\n|---|---|---|---|")
     for name, values in times.items():
         median = statistics.median(values)
         row = {"s_per_step": median, "images_per_s": args.batch / median, "speedup_vs_naive": naive_median / median,

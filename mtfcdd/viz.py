@@ -84,7 +84,7 @@ def figure_grid(rows: list[FigureRow], type_names: list[str], gap: int = 4) -> n
     num_types = len(type_names)
     lines = []
     for row in rows:
-        truth_colour = type_colour(max(row.type_index, 0), num_types) if row.type_index >= 0 else (255, 255, 255)
+        truth_colour = type_colour(row.type_index, num_types) if row.type_index >= 0 else (255, 255, 255)
         tiles = [_label(row.image, row.title), _label(mask_overlay(row.image, row.mask, truth_colour), "ground truth")]
         for k, name in enumerate(type_names):
             overlay = heat_overlay(row.image, row.heatmaps[k], type_colour(k, num_types))

@@ -79,7 +79,7 @@ def test_simulation_reproduces_the_exact_distribution_of_T():
     assert draws.min() >= sum(quotas)
     observed = np.bincount(np.minimum(draws, 80), minlength=81).astype(float)
     # pool the support into bins expecting >= 20 draws each
-    edges, expected_bins, observed_bins, acc_e, acc_o = [], [], [], 0.0, 0.0
+    expected_bins, observed_bins, acc_e, acc_o = [], [], 0.0, 0.0
     for t in range(81):
         acc_e += trials * pmf[t]
         acc_o += observed[t]

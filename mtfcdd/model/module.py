@@ -63,8 +63,7 @@ class MultiTypeFCDDModule(L.LightningModule):
         self.run_config: dict | None = None
         self.inference_engine: Engine | None = None
         self.test_results: dict | None = None
-        self._heat_low = torch.full((net.num_types,), math.inf)
-        self._heat_high = torch.full((net.num_types,), -math.inf)
+        self._reset_heat_range()
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if self.channels_last:
@@ -97,13 +96,17 @@ class MultiTypeFCDDModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self._eval_step(batch, self.val_evaluator, "val")
         flat = out.heatmaps.detach().transpose(0, 1).flatten(1)
-        self._heat_low = torch.minimum(self._heat_low.to(flat.device), flat.amin(dim=1))
-        self._heat_high = torch.maximum(self._heat_high.to(flat.device), flat.amax(dim=1))
+        self._heat_low = torch.minimum(self._heat_low, flat.amin(dim=1))
+        self._heat_high = torch.maximum(self._heat_high, flat.amax(dim=1))
+
+    def _reset_heat_range(self) -> None:
+        """Per-type running min/max of validation heatmaps [M], calibrating ``heat_min``/``heat_max``."""
+        self._heat_low = torch.full((self.net.num_types,), math.inf, device=self.device)
+        self._heat_high = torch.full((self.net.num_types,), -math.inf, device=self.device)
 
     def on_validation_epoch_start(self) -> None:
         self.val_evaluator.reset()
-        self._heat_low = torch.full((self.net.num_types,), math.inf, device=self.device)
-        self._heat_high = torch.full((self.net.num_types,), -math.inf, device=self.device)
+        self._reset_heat_range()
 
     def on_validation_epoch_end(self) -> None:
         with warnings.catch_warnings():
