@@ -14,8 +14,8 @@ Pixel level (streamed into fixed-grid histograms, see :mod:`mtfcdd.metrics.pixel
 
 In mode ``single`` both protocols are the same: the one channel against every defect pixel.
 
-Type classification (mode multi): for each anomalous test image, the argmax over the M image scores; accuracy,
-macro-F1 and the M x M confusion matrix (rows = true type).
+Type classification (mode multi): for each anomalous test image, the type the inference pipeline predicted (by
+default the argmax over the M image scores); accuracy, macro-F1 and the M x M confusion matrix (rows = true type).
 
 All states are sums (histograms, region counts) or concatenations (image scores), so evaluators merge exactly
 (:meth:`MultiTypeEvaluator.merge`) and :meth:`MultiTypeEvaluator.compute` sums them across ``torch.distributed``
@@ -33,13 +33,18 @@ import torch
 import torch.distributed as dist
 
 from mtfcdd.metrics.aupro import AUPRO_FPR_LIMIT, aupro_from_counts, region_weights
-from mtfcdd.metrics.image_metrics import AP_DEFINITION, binary_image_metrics, type_classification
+from mtfcdd.metrics.image_metrics import (
+    AP_DEFINITION,
+    IMAGE_SCORES,
+    binary_image_metrics,
+    image_scores,
+    type_classification,
+)
 from mtfcdd.metrics.pixel_curves import MANTISSA_BITS, PixelHistograms, roc_auc_from_counts
 
 METRICS = ("i_auroc", "ap", "f1max", "p_auroc", "aupro")
 """Metric keys of every type entry (fractions in [0, 1])."""
 PROTOCOLS = ("paper", "typed")
-IMAGE_SCORES = ("max", "mean")
 MODES = ("multi", "single")
 
 
@@ -106,6 +111,7 @@ class MultiTypeEvaluator:
         """Forget every image."""
         self._scores: list[np.ndarray] = []  # float64 [b, M] per batch
         self._types: list[np.ndarray] = []  # int64 [b] per batch
+        self._predicted: list[np.ndarray] = []  # int64 [b] per batch: predicted types
         self._categories: list[str] = []  # one per image (per_category only)
         self._hists: dict[str | None, PixelHistograms] = {}  # key: category, or None for the one scope
 
@@ -115,6 +121,8 @@ class MultiTypeEvaluator:
         masks: torch.Tensor,
         type_index: torch.Tensor,
         category: Sequence[str] | None = None,
+        scores: torch.Tensor | None = None,
+        predicted_type: torch.Tensor | None = None,
     ) -> None:
         """Add one batch.
 
@@ -124,6 +132,9 @@ class MultiTypeEvaluator:
             type_index: int [B]: -1 for normal images, else the index of the image's type in ``type_names``
                 (mode single: any index >= 0 means defective).
             category: B object category names (required with ``per_category``).
+            scores: float [B, M] image scores as the inference pipeline computed them; None: ``image_scores`` of
+                ``maps`` with this evaluator's ``image_score``.
+            predicted_type: int [B] the pipeline's predicted type per image; None: the argmax of ``scores``.
         """
         maps = maps.detach()
         self._check_batch(maps, masks, type_index, category)
@@ -137,13 +148,17 @@ class MultiTypeEvaluator:
                 f"masks: batch image {int(normal_with_mask[0])} is normal (type_index -1) but its mask has "
                 f"{int(masks_cpu[normal_with_mask[0]].sum())} defect pixels; expected an empty mask"
             )
-        if self.image_score == "max":
-            scores = maps.amax(dim=(-2, -1)).double().cpu()
-        else:
-            scores = maps.mean(dim=(-2, -1), dtype=torch.float32).double().cpu()
+        scores = image_scores(maps, self.image_score) if scores is None else scores.detach()
+        if tuple(scores.shape) != tuple(maps.shape[:2]):
+            raise ValueError(f"scores: expected [B, M] = {tuple(maps.shape[:2])}, got {tuple(scores.shape)}")
+        scores = scores.double().cpu()
         if bool(scores.isnan().any()):  # max and mean propagate NaN: no separate pass over the pixels
             raise ValueError("maps: contain NaN; expected finite heatmaps (did training diverge?)")
+        predicted = scores.argmax(dim=1) if predicted_type is None else predicted_type.detach().cpu().long()
+        if tuple(predicted.shape) != (len(types),):
+            raise ValueError(f"predicted_type: expected [{len(types)}], got {tuple(predicted.shape)}")
         self._scores.append(scores.numpy())
+        self._predicted.append(predicted.numpy())
         self._types.append(types)
         if self.per_category:
             self._categories.extend(category)
@@ -212,6 +227,7 @@ class MultiTypeEvaluator:
             raise ValueError(f"cannot merge evaluators whose settings differ: {', '.join(different)}")
         self._scores.extend(other._scores)
         self._types.extend(other._types)
+        self._predicted.extend(other._predicted)
         self._categories.extend(other._categories)
         for key, hist in other._hists.items():
             self._hists.setdefault(key, PixelHistograms(self.num_types)).merge(hist)
@@ -228,6 +244,7 @@ class MultiTypeEvaluator:
         local = {
             "scores": self._scores,
             "types": self._types,
+            "predicted": self._predicted,
             "categories": self._categories,
             "blocks": {key: hist.blocks.cpu().tolist() for key, hist in self._hists.items()},
         }
@@ -237,6 +254,7 @@ class MultiTypeEvaluator:
         for part in parts:
             merged._scores.extend(part["scores"])
             merged._types.extend(part["types"])
+            merged._predicted.extend(part["predicted"])
             merged._categories.extend(part["categories"])
         nccl = dist.get_backend() == "nccl"
         device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
@@ -264,6 +282,7 @@ class MultiTypeEvaluator:
         state = self._synced()
         scores = np.concatenate(state._scores) if state._scores else np.zeros((0, self.num_types))
         types = np.concatenate(state._types) if state._types else np.zeros(0, dtype=np.int64)
+        predicted = np.concatenate(state._predicted) if state._predicted else np.zeros(0, dtype=np.int64)
         overall = PixelHistograms(self.num_types)
         for hist in state._hists.values():
             overall.merge(hist)
@@ -279,19 +298,22 @@ class MultiTypeEvaluator:
                 "regions = 8-connected mask components",
                 "pixel_bins": f"float32 grid, relative bin width 2^-{MANTISSA_BITS}",
             },
-            **self._scope_results("all images", scores, types, overall),
+            **self._scope_results("all images", scores, types, predicted, overall),
         }
         if self.per_category:
             categories = np.asarray(state._categories)
             results["per_category"] = {
                 name: self._scope_results(
-                    f"category {name}", scores[categories == name], types[categories == name], hist
+                    f"category {name}", scores[categories == name], types[categories == name],
+                    predicted[categories == name], hist,
                 )
                 for name, hist in sorted(state._hists.items())
             }
         return results
 
-    def _scope_results(self, scope: str, scores: np.ndarray, types: np.ndarray, hist: PixelHistograms) -> dict:
+    def _scope_results(
+        self, scope: str, scores: np.ndarray, types: np.ndarray, predicted: np.ndarray, hist: PixelHistograms
+    ) -> dict:
         entries: dict[str, dict] = {}
         for k, name in enumerate(self.type_names):
             positive = types >= 0 if self.mode == "single" else types == k
@@ -312,7 +334,7 @@ class MultiTypeEvaluator:
         anomalous = types >= 0
         classification = None
         if self.mode == "multi":
-            classification = type_classification(scores[anomalous], types[anomalous], self.num_types)
+            classification = type_classification(predicted[anomalous], types[anomalous], self.num_types)
         return {
             "counts": {"images": len(types), "anomalous_images": int(anomalous.sum())},
             "types": entries,
