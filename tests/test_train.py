@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra_compose import compose_config
 
-from mtfcdd.model.checkpoint import load_network
+from mtfcdd.model.checkpoint import load_pipeline
 from mtfcdd.train import run_task
 
 FAST = ["debug=limit", "logger=csv", "data.num_workers=0"]
@@ -29,10 +29,10 @@ def test_fast_training_run_writes_checkpoints_and_results(tmp_path, tiny_realiad
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert value is not None and 0.0 <= value <= 1.0
     assert (run / "results.json").is_file() and (run / "results.md").is_file()
-    net, saved_cfg = load_network(run / "checkpoints" / "last.ckpt")
-    assert net.num_types == (8 if mode == "multi" else 1) and saved_cfg.mode == mode
+    pipeline, saved_cfg = load_pipeline(run / "checkpoints" / "last.ckpt")
+    assert pipeline.num_types == (8 if mode == "multi" else 1) and saved_cfg.mode == mode
     # validation calibrated the per-type heatmap range stored in the checkpoint
-    assert (net.heat_max > net.heat_min).all()
+    assert (pipeline.heat_max > pipeline.heat_min).all()
 
 
 def test_backbone_weights_and_batchnorm_buffers_do_not_move(tmp_path, tiny_realiad):
