@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra_compose import compose_config
 
 from mtfcdd.model.checkpoint import CheckpointError, load_pipeline
-from mtfcdd.train import run_task
 
 
 @pytest.fixture(scope="module")
