@@ -19,11 +19,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtfcdd.config import ConfigError, config_dir
 from mtfcdd.data.dataset import RealIADDataset
-from mtfcdd.errors import exit_on_user_error
 from mtfcdd.inference.engines import build_engine
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
-from mtfcdd.reporting import finish_wandb, write_results
+from mtfcdd.reporting import task_scope, write_results
 from mtfcdd.train import build_callbacks, build_datamodule, build_loggers
 
 
@@ -81,11 +80,8 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        try:
-            evaluate(cfg)
-        finally:
-            finish_wandb()
+    with task_scope():
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,11 @@ from torch.utils.data import DataLoader
 from mtfcdd.callbacks.predictions import PredictionWriter
 from mtfcdd.config import config_dir
 from mtfcdd.data.images import ImageFileDataset, find_images
-from mtfcdd.errors import UserError, exit_on_user_error
+from mtfcdd.errors import UserError
 from mtfcdd.inference.engines import build_engine
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
-from mtfcdd.reporting import finish_wandb
+from mtfcdd.reporting import task_scope
 from mtfcdd.train import build_callbacks, build_loggers
 
 
@@ -68,11 +68,8 @@ def format_summary(summary: dict, output_dir: Path) -> str:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        try:
-            predict(cfg)
-        finally:
-            finish_wandb()
+    with task_scope():
+        predict(cfg)
 
 
 if __name__ == "__main__":

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from mtfcdd.errors import exit_on_user_error
 from mtfcdd.metrics.tables import results_table, write_result_files
 
 log = logging.getLogger("mtfcdd")
@@ -46,6 +49,17 @@ def write_results(results: dict | None, output_dir: Path, loggers: list, cfg: Di
         if isinstance(logger, WandbLogger):
             for key, (columns, rows) in results_table(results).items():
                 logger.log_table(key=f"test/{key}", columns=columns, data=rows)
+
+
+@contextlib.contextmanager
+def task_scope() -> Iterator[None]:
+    """An entry point's task: a user error becomes one clear line and exit status 2, and the W&B run is always
+    finished (so that the jobs of a multirun never write into each other's run)."""
+    with exit_on_user_error():
+        try:
+            yield
+        finally:
+            finish_wandb()
 
 
 def finish_wandb() -> None:

@@ -127,30 +127,21 @@ class PredictionWriter(L.Callback):
             handle.abort()
         self._files = {}
 
-    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if "predict" in self.stages:
-            self._start(trainer, pl_module, "predict")
+    def _on_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.stage.value in self.stages:
+            self._start(trainer, pl_module, trainer.state.stage.value)
 
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if "predict" in self.stages:
-            self._write(pl_module, outputs, batch, "predict")
+    def _on_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.state.stage.value in self.stages:
+            self._write(pl_module, outputs, batch, trainer.state.stage.value)
 
-    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if "predict" in self.stages:
+    def _on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.stage.value in self.stages:
             self._finish()
 
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if "test" in self.stages:
-            self._start(trainer, pl_module, "test")
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if "test" in self.stages:
-            self._write(pl_module, outputs, batch, "test")
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if "test" in self.stages:
-            self._finish()
+    on_predict_epoch_start = on_test_epoch_start = _on_epoch_start
+    on_predict_batch_end = on_test_batch_end = _on_batch_end
+    on_predict_epoch_end = on_test_epoch_end = _on_epoch_end
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._abort()
-
