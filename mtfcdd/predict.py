@@ -45,7 +45,8 @@ def predict(cfg: DictConfig) -> dict:
     if not writers:
         raise UserError("callbacks: predict needs the predictions callback (callbacks=predict)")
     trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg) or False, callbacks=callbacks)
-    model.engine = build_engine(model.pipeline, cfg.inference, device=trainer.strategy.root_device)
+    model.engine = build_engine(model.pipeline, cfg.inference, calibration_images(dataset, cfg.inference),
+                                device=trainer.strategy.root_device)
     print(f"{len(paths)} images from {cfg.input}; inference engine: {model.engine.describe()}")
     trainer.predict(model=model, dataloaders=loader, return_predictions=False)
     summary = writers[0].summary
@@ -53,6 +54,21 @@ def predict(cfg: DictConfig) -> dict:
     if summary["images"] == 0:
         raise PredictionError(f"input={cfg.input!r}: none of its {len(paths)} files could be read (see errors.csv)")
     return summary
+
+
+def calibration_images(dataset: ImageFileDataset, cfg_inference: DictConfig) -> list | None:
+    """For ``onnx_int8``: the first readable input images (the checkpoint's training data need not be at hand where
+    a model is deployed); None for the other engines."""
+    if cfg_inference.engine != "onnx_int8":
+        return None
+    images = []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        if not sample["error"]:
+            images.append(sample["image"])
+        if len(images) == int(cfg_inference.calibration_images):
+            break
+    return images or None
 
 
 def format_summary(summary: dict, output_dir: Path) -> str:

@@ -179,3 +179,9 @@ def test_onnx_export_and_engine_equal_predict(tmp_path, trained_run, image_score
     exported = run_session(make_session(model), torch.stack([dataset[i]["image"] for i in range(len(dataset))]))
     np.testing.assert_allclose(exported.scores.double().numpy(), expected, rtol=1e-4)
     assert exported.anomalous.int().tolist() == [int(r["anomalous"]) for r in eager]
+
+
+def test_predict_with_the_int8_engine_calibrates_on_the_input(tmp_path, trained_run, mixed_images):
+    summary, run = _predict(tmp_path, _best(trained_run("max")), str(mixed_images), "save_overlays=false",
+                            "inference=onnx_int8", "inference.calibration_images=4")
+    assert summary["images"] == 7 and len(_rows(run / "predictions.csv")) == 7
