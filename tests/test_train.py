@@ -116,3 +116,28 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_realiad):
     runs = list((tmp_path / "logs").glob("debug/*/runs/*"))
     assert len(runs) == 1, runs  # both ranks wrote into one run directory
     assert (runs[0] / "checkpoints" / "last.ckpt").is_file() and (runs[0] / "results.json").is_file()
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_each_job_as_its_own_process(tmp_path, tiny_realiad):
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "mtfcdd.train", "-m", "hydra/launcher=submitit_local", "alpha=0.1,0.2",
+            "data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=default",
+            "logger=wandb", f"paths.log_dir={tmp_path}/logs",
+        ],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "WANDB_SILENT": "true"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "logs").glob("debug/default/multiruns/*")
+    job_dirs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert [p.name for p in job_dirs] == ["0_alpha=0.1_mode=multi", "1_alpha=0.2_mode=multi"]
+    for job in job_dirs:
+        assert (job / "checkpoints" / "last.ckpt").is_file() and (job / "results.json").is_file()
+        assert len(list(job.glob("wandb/offline-run-*/run-*.wandb"))) == 1, job
+    # each job ran in a process of its own, its stdout in the sweep's .submitit/<job id>/ folder
+    stdouts = sorted(sweep_dir.glob(".submitit/*/*_0_log.out"))
+    assert len(stdouts) == 2
+    assert {line for out in stdouts for line in out.read_text().splitlines() if line.startswith("run directory:")} == {
+        f"run directory: {job}" for job in job_dirs
+    }
