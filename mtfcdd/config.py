@@ -10,9 +10,13 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mtfcdd.errors import UserError
+from mtfcdd.sweep import register_resolvers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
+
+# the logger configs' sweep resolvers, in every process that composes or resolves a config (SLURM jobs included)
+register_resolvers()
 
 VALID_CHOICES: dict[str, tuple] = {
     "alpha": (0.1, 0.2, 0.4),

@@ -12,6 +12,41 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+from wandb_records import run_summary
+
+from mtfcdd.config import config_dir
+from mtfcdd.train import build_loggers
+
+
+def wandb_init_of(overrides: list[str], multirun: bool) -> dict:
+    """The wandb.init arguments a job with these command-line overrides gets (as a single run or a sweep job)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["logger=wandb", *overrides], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.mode = "MULTIRUN" if multirun else "RUN"
+        cfg.hydra.sweep.dir = "/sweeps/paper/multiruns/2026-01-02_03-04-05"
+        cfg.paths.output_dir = "/tmp/unused"
+    HydraConfig.instance().set_config(cfg)
+    (logger,) = build_loggers(cfg)
+    return logger._wandb_init
+
+
+def test_every_job_of_a_sweep_shares_one_wandb_group_tagged_with_its_overrides():
+    long_root = "/data/" + "x" * 80
+    overrides = ["experiment=paper", "alpha=0.4", "mode=single", f"data.root={long_root}", "model.head_width=" + "1" * 70]
+    init = wandb_init_of(overrides, multirun=True)
+    assert init["group"] == "paper_2026-01-02_03-04-05"
+    tags = list(init["tags"])
+    assert tags[:2] == ["alpha=0.4", "mode=single"]  # the configured tags first, not repeated
+    assert set(tags[2:]) == {"logger=wandb", "experiment=paper", "model.head_width=" + "1" * 46 + "…"}  # no data.root
+    assert all(len(tag) <= 64 for tag in tags)
+    single = wandb_init_of(overrides, multirun=False)
+    assert single["group"] == "paper" and list(single["tags"]) == ["alpha=0.4", "mode=single"]
 
 
 def last_logged(metrics_csv: Path, key: str) -> float:
@@ -27,9 +62,9 @@ def search(tmp_path: Path, tiny_realiad: Path, overrides: list[str]) -> subproce
         [
             sys.executable, "-m", "mtfcdd.train", "-m", "hparams_search=optuna", *overrides,
             "data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=default",
-            "logger=csv", f"paths.log_dir={tmp_path}/logs",
+            "logger=[csv,wandb]", f"paths.log_dir={tmp_path}/logs",
         ],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, env={**os.environ, "WANDB_SILENT": "true"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -55,6 +90,13 @@ def test_optuna_search_reports_the_best_trial_and_keeps_the_study(tmp_path, tiny
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert sorted(t.value for t in trials) == pytest.approx(sorted(returned), rel=1e-6)
     assert "setup plugin alembic" not in proc.stdout + proc.stderr
+    # one W&B group for the search, each trial tagged and configured with its sampled values
+    runs = [run_summary(next(job.glob("wandb/offline-run-*/run-*.wandb"))) for job in job_dirs]
+    assert {run["group"] for run in runs} == {f"default_{sweep_dir.name}"}
+    for run, job in zip(runs, job_dirs):
+        sampled = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())[:4]
+        assert set(sampled) <= set(run["tags"]) and "hparams_search=optuna" in run["tags"]
+        assert {f"{k}={v}" for k, v in run["config"]["overrides"].items()} >= set(sampled)
 
     # a second command continues the same study from its database, with a sweep folder of its own
     search(tmp_path, tiny_realiad, ["hydra.sweeper.n_trials=1", f"hydra.sweeper.storage.path={sweep_dir / 'optuna.db'}"])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra_compose import compose_config
+from wandb_records import run_summary
 
 from mtfcdd.model.checkpoint import load_network
 from mtfcdd.train import run_task
@@ -132,9 +133,13 @@ def test_submitit_local_launcher_runs_each_job_as_its_own_process(tmp_path, tiny
     (sweep_dir,) = (tmp_path / "logs").glob("debug/default/multiruns/*")
     job_dirs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [p.name for p in job_dirs] == ["0_alpha=0.1_mode=multi", "1_alpha=0.2_mode=multi"]
-    for job in job_dirs:
+    for job, alpha in zip(job_dirs, ("0.1", "0.2")):
         assert (job / "checkpoints" / "last.ckpt").is_file() and (job / "results.json").is_file()
-        assert len(list(job.glob("wandb/offline-run-*/run-*.wandb"))) == 1, job
+        (run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
+        run = run_summary(run_file)  # one W&B group for the sweep; the swept value as a tag and as config
+        assert run["group"] == f"default_{sweep_dir.name}"
+        assert f"alpha={alpha}" in run["tags"] and "debug=default" in run["tags"]
+        assert run["config"]["overrides"]["alpha"] == alpha and "data.root" not in run["config"]["overrides"]
     # each job ran in a process of its own, its stdout in the sweep's .submitit/<job id>/ folder
     stdouts = sorted(sweep_dir.glob(".submitit/*/*_0_log.out"))
     assert len(stdouts) == 2
