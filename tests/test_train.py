@@ -96,10 +96,16 @@ def test_multirun_gives_six_jobs_six_dirs_six_wandb_runs(tmp_path, tiny_realiad)
     assert len(job_dirs) == 6, job_dirs
     names = {p.name.split("_", 1)[1] for p in job_dirs}
     assert names == {f"alpha={a}_mode={m}" for a in (0.1, 0.2, 0.4) for m in ("single", "multi")}
+    groups = set()
     for job in job_dirs:
-        runs = list(job.glob("wandb/offline-run-*"))
+        runs = list(job.glob("wandb/offline-run-*/run-*.wandb"))
         assert len(runs) == 1, job
         assert (job / "checkpoints" / "last.ckpt").is_file()
+        run = run_summary(runs[0])
+        groups.add(run["group"])
+        alpha, mode = job.name.split("_", 1)[1].split("_")
+        assert {alpha, mode} <= set(run["tags"])  # the swept values, as tags
+    assert groups == {f"default_{job_dirs[0].parent.name}"}  # the whole grid in one W&B group
 
 
 @pytest.mark.slow
