@@ -15,7 +15,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from wandb_records import run_summary
 
 from mtfcdd.config import config_dir
@@ -107,3 +107,16 @@ def test_optuna_search_reports_the_best_trial_and_keeps_the_study(tmp_path, tiny
     best = yaml.safe_load((second / "optimization_results.yaml").read_text())["best_value"]
     assert math.isclose(best, max([*returned, added]), rel_tol=1e-6)
     assert not (second / "optuna.db").exists()
+
+
+def test_optuna_search_space_names_existing_keys_and_stores_under_the_sweep():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["hparams_search=optuna", "experiment=paper"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert set(sweeper.params) == {"model.head_width", "model.optimizer.lr", "data.batch_size", "data.augment.p"}
+    for key in sweeper.params:  # a misspelt key would make every trial ignore it
+        assert OmegaConf.select(cfg, key) is not None, key
+    assert sweeper.study_name == "paper" and sweeper.sampler.seed == cfg.seed
+    assert sweeper.storage.path == f"{cfg.hydra.sweep.dir}/optuna.db"
