@@ -12,7 +12,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero_only
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 
 from mtfcdd.cluster import slurm_plugins
 from mtfcdd.config import ConfigError, check_slurm_layout, config_dir
@@ -126,6 +128,8 @@ def test_ddp_trainer_under_slurm_uses_lightnings_slurm_environment_with_requeue(
     assert slurm_plugins(True, "USR1") == []  # not under SLURM
     for key, value in SLURM_ENV.items():
         monkeypatch.setenv(key, value)
+    for rank_zero_only in (fabric_rank_zero_only, utils_rank_zero_only):  # the trainer sets them to rank 3
+        monkeypatch.setattr(rank_zero_only, "rank", rank_zero_only.rank)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     (tmp_path / "srun").write_text("#!/bin/sh\n")
     trainer = instantiate(cfg.trainer, default_root_dir=str(tmp_path), logger=False)
