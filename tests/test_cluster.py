@@ -8,16 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero_only
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from hydra_compose import compose_config
 from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 
 from mtfcdd.cluster import slurm_plugins
 from mtfcdd.config import ConfigError, check_slurm_layout, config_dir
+from mtfcdd.model.build import build_module
+from mtfcdd.train import build_datamodule
 
 FAKE_SBATCH = """#!/bin/sh
 # keeps the submission script, then refuses it (no cluster here)
@@ -142,3 +146,46 @@ def test_ddp_trainer_under_slurm_uses_lightnings_slurm_environment_with_requeue(
 def test_requeue_signal_must_be_a_signal_name():
     with pytest.raises(ConfigError, match="trainer.plugins.requeue_signal='SIGUSR1'"):
         slurm_plugins(True, "SIGUSR1")
+
+
+class SignalAtStep(L.Callback):
+    """Sends this process ``signum`` once training reaches ``step``: what SLURM does before the time limit."""
+
+    def __init__(self, step: int, signum: signal.Signals) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+def test_requeue_signal_saves_an_hpc_checkpoint_requeues_and_the_rerun_resumes(monkeypatch, tmp_path, tiny_realiad):
+    one_task = {**SLURM_ENV, "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NODELIST": "gpu01",
+                "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}
+    for key, value in one_task.items():
+        monkeypatch.setenv(key, value)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol_calls"
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\n")
+    for tool in ("scontrol", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    cfg = compose_config(tmp_path, ["data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny",
+                                    "debug=limit", "logger=none", "callbacks=none", "data.num_workers=0"])
+    run_dir = Path(cfg.paths.output_dir)
+
+    def fit(callbacks: list) -> L.Trainer:
+        datamodule = build_datamodule(cfg)
+        module = build_module(cfg)
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False, limit_val_batches=0)
+        trainer.fit(module, datamodule=datamodule, weights_only=True)
+        return trainer
+
+    first = fit([SignalAtStep(2, signal.SIGUSR1)])
+    assert isinstance(first._accelerator_connector.cluster_environment, SLURMEnvironment)
+    assert (run_dir / "hpc_ckpt_1.ckpt").is_file()
+    assert calls.read_text().split() == ["requeue", "77"]  # Lightning asked SLURM to requeue this job
+    second = fit([])  # the requeued job: same run folder, no ckpt_path given
+    assert second.ckpt_path == str(run_dir / "hpc_ckpt_1.ckpt")
