@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.errors import exit_on_user_error
 from mtfcdd.metrics.tables import results_table, write_result_files
+from mtfcdd.sweep import task_overrides
 
 log = logging.getLogger("mtfcdd")
 
@@ -24,13 +25,16 @@ def format_parameter_counts(counts: dict[str, int]) -> str:
 
 
 def log_run_setup(objects: dict[str, Any]) -> None:
-    """Print parameter counts; send the resolved config, parameter counts and data summary to every logger."""
+    """Print parameter counts; send the resolved config, parameter counts, command-line overrides and data summary
+    to every logger."""
     cfg: DictConfig = objects["cfg"]
     model = objects["model"]
     counts = model.net.parameter_counts()
     print(f"MultiTypeFCDD ({cfg.model.backbone.name}, M={model.net.num_types}) parameters:\n{format_parameter_counts(counts)}")
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams["parameters"] = counts
+    # the values this run was given on the command line: what sets a sweep's jobs apart
+    hparams["overrides"] = task_overrides()
     rows = getattr(objects["datamodule"], "summary_rows", None)
     for logger in objects["loggers"]:
         logger.log_hyperparams(hparams)

@@ -95,7 +95,10 @@ def run_task(cfg: DictConfig) -> float | None:
     for run_dir in sorted(output_dir.glob("wandb/offline-run-*")) + sorted(output_dir.glob("wandb/run-*")):
         print(f"W&B run files: {run_dir}  (upload with: wandb sync {run_dir})")
     value = metrics.get(cfg.get("optimized_metric"))
-    return float(value) if value is not None else None
+    if value is None:
+        return None
+    print(f"{cfg.optimized_metric} = {float(value)!r} (the value a sweeper optimises)")
+    return float(value)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
