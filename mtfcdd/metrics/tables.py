@@ -21,6 +21,12 @@ PIXEL_METRICS = ("p_auroc", "aupro")
 SINGLE_METRICS = ("i_auroc", "aupro")
 
 
+TYPE_RULE_TEXT = {
+    "calibrated": "Predicted type: argmax over the type scores divided by their calibrated thresholds.",
+    "raw": "Predicted type: argmax over the raw type scores.",
+}
+
+
 def display_name(type_name: str) -> str:
     """``"missing_parts"`` -> ``"Missing Parts"`` (the paper's row labels)."""
     return type_name.replace("_", " ").title()
@@ -106,7 +112,8 @@ def markdown_report(results: dict) -> str:
         classification = results["type_classification"]
         accuracy, macro_f1 = percent(classification["accuracy"]), percent(classification["macro_f1"])
         parts += [
-            "## Type classification (argmax over the type scores, anomalous images)",
+            "## Type classification (anomalous images)",
+            TYPE_RULE_TEXT.get(results.get("type_rule"), "Predicted type: argmax over the type scores."),
             f"Accuracy {_cell(accuracy)}, macro-F1 {_cell(macro_f1)} over {classification['num_images']} images. "
             "Confusion matrix (rows = true type):",
             markdown_table(*tables["type_confusion"]),

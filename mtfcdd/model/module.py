@@ -134,7 +134,7 @@ class MultiTypeFCDDModule(L.LightningModule):
         self.test_evaluator.reset()
 
     def on_test_epoch_end(self) -> None:
-        self.test_results = self.test_evaluator.compute()
+        self.test_results = {**self.test_evaluator.compute(), "type_rule": self.pipeline.type_rule}
         self.log_dict(self.test_evaluator.flat_metrics(self.test_results, prefix="test"), sync_dist=False)
 
     def predict_step(self, batch: dict, batch_idx: int) -> PipelineOutput:
