@@ -51,3 +51,19 @@ def test_evaluate_rejects_a_missing_checkpoint(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 2 and "nope.ckpt" in proc.stderr
+
+
+def test_evaluate_keeps_the_checkpoints_image_score_and_may_change_the_type_rule(tmp_path, trained_checkpoint):
+    from hydra_compose import compose_config
+
+    from mtfcdd.config import ConfigError
+    from mtfcdd.evaluate import evaluation_config
+
+    pipeline, trained = load_pipeline(trained_checkpoint, type_rule="calibrated")
+    assert pipeline.type_rule == "calibrated" and trained.model.evaluation.image_score == "max"
+    cfg = compose_config(tmp_path, [f"ckpt_path={trained_checkpoint}"], config_name="evaluate")
+    assert evaluation_config(cfg, trained).model.evaluation.image_score == "max"  # null: the checkpoint's
+    cfg = compose_config(tmp_path, [f"ckpt_path={trained_checkpoint}", "model.evaluation.image_score=mean"],
+                         config_name="evaluate")
+    with pytest.raises(ConfigError, match="calibrated on image_score='max'"):
+        evaluation_config(cfg, trained)

@@ -21,8 +21,9 @@ from torch import nn
 from mtfcdd.metrics.image_metrics import IMAGE_SCORES, image_scores
 from mtfcdd.model.network import MultiTypeFCDD
 
-TYPE_RULES = ("calibrated", "raw")
-"""Predicted type = argmax over per-type scores divided by their thresholds (``calibrated``) or over raw scores."""
+TYPE_RULES = ("raw", "calibrated")
+"""Predicted type = argmax over the raw per-type scores (``raw``) or over the scores divided by their thresholds
+(``calibrated``)."""
 
 
 class PipelineOutput(NamedTuple):
@@ -51,7 +52,7 @@ class InferencePipeline(nn.Module):
         net: the network (frozen backbone + head + pseudo-Huber), fed normalised images.
         mean, std: RGB normalisation of [0, 1] pixels that the backbone expects (3 numbers each).
         image_score: ``max`` or ``mean`` of each upsampled heatmap channel.
-        type_rule: ``calibrated`` or ``raw`` (see :data:`TYPE_RULES`).
+        type_rule: ``raw`` or ``calibrated`` (see :data:`TYPE_RULES`).
     """
 
     def __init__(
@@ -60,7 +61,7 @@ class InferencePipeline(nn.Module):
         mean: tuple[float, float, float] | list[float],
         std: tuple[float, float, float] | list[float],
         image_score: str = "max",
-        type_rule: str = "calibrated",
+        type_rule: str = "raw",
     ) -> None:
         super().__init__()
         if image_score not in IMAGE_SCORES:
