@@ -1,6 +1,7 @@
 """Train MultiTypeFCDD: ``python -m mtfcdd.train alpha=0.2`` (Hydra; ``-m`` sweeps, e.g. ``-m alpha=0.1,0.2,0.4 mode=single,multi``).
 
 Everything a run writes goes under its Hydra run directory: checkpoints, W&B/CSV logs, results and heatmaps.
+An interrupted run continues in the same directory and W&B run with ``resume=true hydra.run.dir=<its directory>``.
 Returns the value of ``optimized_metric`` to a Hydra sweeper.
 """
 
@@ -21,6 +22,7 @@ from mtfcdd.errors import exit_on_user_error
 from mtfcdd.model.backbones import backbone_normalisation
 from mtfcdd.model.build import build_module, build_network
 from mtfcdd.reporting import finish_wandb, log_run_setup, write_results
+from mtfcdd.resume import resume_checkpoint, set_wandb_run_id
 
 # the frozen backbone is in eval mode on purpose (BatchNorm statistics must not move)
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
@@ -46,8 +48,10 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit (and test) one run; returns (metrics, objects)."""
     validate(cfg)
+    ckpt_path = resume_checkpoint(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
+    set_wandb_run_id(cfg)
     datamodule = build_datamodule(cfg)
     net = build_network(cfg)
     model = build_module(cfg, net)
@@ -60,7 +64,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     checkpoints = {"best": "", "last": ""}
     if cfg.train:
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if trainer.checkpoint_callback is not None:
             callback = trainer.checkpoint_callback
             checkpoints = {"best": callback.best_model_path, "last": callback.last_model_path}
