@@ -263,8 +263,9 @@ class RealIADDataModule(L.LightningDataModule):
             class_of=[r.class_index for r in dataset.records], num_samples=draws, seed=self.sampler_seed,
             draw_keys=True,
         )
-        if self.trainer is not None:  # workers start drawing before Lightning sets the epoch on a resumed run
-            sampler.set_epoch(self.trainer.current_epoch)
+        if self.trainer is not None:
+            # loader workers start drawing before Lightning sets the epoch (the same count) on a resumed run
+            sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
         return self._loader(
             SeededDraws(dataset, self.sampler_seed), ResumableLoader, batch_size=self.batch_size, sampler=sampler
         )
