@@ -15,9 +15,19 @@ import torch
 from skimage.measure import label as skimage_label
 
 from mtfcdd.metrics.aupro import aupro_from_counts, region_weights
+from mtfcdd.metrics.evaluator import _STATES as STATES
 from mtfcdd.metrics.evaluator import METRICS, MultiTypeEvaluator, UndefinedMetricWarning
 from mtfcdd.metrics.image_metrics import binary_image_metrics, type_classification
-from mtfcdd.metrics.pixel_curves import NUM_BINS, PixelHistograms, float_bins, roc_auc_from_counts
+from mtfcdd.metrics.pixel_curves import (
+    NUM_BINS,
+    HistogramRows,
+    add_rows,
+    float_bins,
+    fold_rows,
+    histogram_rows,
+    roc_auc_from_counts,
+    type_histograms,
+)
 
 TYPES = ["pit", "scratch", "damage", "stain"]
 EMPTY_TYPE = 3  # no test image has this type
@@ -218,14 +228,27 @@ def test_image_metrics_match_brute_force_with_ties():
 def test_curves_from_histograms_equal_exact_when_every_value_has_its_own_bin():
     values = torch.tensor([[0.1, 0.2, 0.4], [0.8, 1.6, 3.2]])  # distinct bins
     positive = torch.tensor([[False, True, False], [True, False, True]])
-    hist = PixelHistograms(1)
     weights, regions = region_weights(positive.numpy()[None].reshape(1, 2, 3))
-    hist.add(0, values, positive, torch.from_numpy(weights[0]), int(regions.sum()))
-    negatives, positives, mass, num_regions = hist.type_histograms(0)
+    rows = histogram_rows(values[None, None], positive[None, None], torch.from_numpy(weights))
+    negatives, positives, mass = type_histograms(HistogramRows(*fold_rows(*rows)), 0)
     expected_auroc = exact_auroc_ranks(values.numpy().ravel(), positive.numpy().ravel())
     assert roc_auc_from_counts(negatives, positives) == pytest.approx(expected_auroc, abs=1e-12)
     expected = exact_aupro(values.numpy()[None], positive.numpy()[None])
-    assert aupro_from_counts(negatives, mass, num_regions) == pytest.approx(expected, abs=1e-12)
+    assert aupro_from_counts(negatives, mass, int(regions.sum())) == pytest.approx(expected, abs=1e-12)
+
+
+def test_adding_rows_in_place_or_by_refolding_gives_the_same_histogram():
+    rng = np.random.default_rng(14)
+    batches = [torch.from_numpy(rng.lognormal(size=(2, 3, 5, 5)).astype(np.float32)) * s for s in (1, 1, 1e4, 1)]
+    positive = torch.from_numpy(rng.random((2, 3, 5, 5)) < 0.3)
+    weight = torch.full((2, 5, 5), 0.5, dtype=torch.float64)
+    state = fold_rows(*histogram_rows(batches[0][:0], positive[:0], weight[:0]))
+    for values in batches:
+        state = add_rows(state, histogram_rows(values, positive, weight))
+    joined = histogram_rows(torch.cat(batches), positive.repeat(4, 1, 1, 1), weight.repeat(4, 1, 1))
+    for ours, theirs in zip(state, fold_rows(*joined)):
+        assert torch.equal(ours, theirs)
+    assert torch.equal(state[1].sum(dim=(0, 3)), torch.stack([(~positive).sum(dim=(0, 2, 3)), positive.sum(dim=(0, 2, 3))], 1) * 4)
 
 
 def test_constant_maps_give_the_diagonal():
@@ -425,7 +448,7 @@ def test_bad_batches_are_rejected_with_the_argument_named(change, message):
     evaluator = MultiTypeEvaluator(TYPES)
     with pytest.raises(ValueError, match=message):
         evaluator.update(*change(maps, masks, types))
-    assert not evaluator._scores and not evaluator._hists  # nothing was half-added
+    assert all(getattr(evaluator, name)[0].numel() == 0 for name in STATES)  # nothing was half-added
 
 
 def test_bad_settings_are_rejected():

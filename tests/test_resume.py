@@ -87,7 +87,7 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(
         assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
         assert "SIGTERM received" in proc.stderr
     else:
-        assert proc.returncode == -signal.SIGKILL
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     step = global_step(checkpoint)
     if where == "mid-epoch":
         assert 0 < step % STEPS_PER_EPOCH, step
