@@ -33,6 +33,7 @@ TYPES = ["pit", "scratch", "damage", "stain"]
 EMPTY_TYPE = 3  # no test image has this type
 SIZE = 24
 TOL = 1e-3
+PER_IMAGE = ("scores", "types", "image_scopes")
 
 
 # ---------------------------------------------------------------- exact references (independent of mtfcdd code)
@@ -401,16 +402,19 @@ def test_per_category_breakdown_equals_evaluating_each_category_alone():
         assert scope["mean"] == pytest.approx(alone["mean"], nan_ok=True)
 
 
-def _distributed_worker(rank: int, init_file: str, out_file: str) -> None:
+def _distributed_worker(rank: int, init_file: str, out_file: str, split: int) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     maps, masks, types, categories = make_data(seed=13)
-    half = slice(0, 9) if rank == 0 else slice(9, None)  # uneven shares
+    share = slice(0, split) if rank == 0 else slice(split, None)
     evaluator = MultiTypeEvaluator(TYPES, per_category=True)
-    evaluator.update(maps[half] * (1 + 1e5 * rank), masks[half], types[half], categories[half])
+    for start in range(share.start or 0, share.stop or len(maps), 4):  # a few batches; none on an empty share
+        batch = slice(start, min(start + 4, share.stop or len(maps)))
+        evaluator.update(maps[batch] * (1 + 1e5 * rank), masks[batch], types[batch], categories[batch])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.filterwarnings("ignore", message=".*was called before the ``update`` method")
         results = evaluator.compute()
     if rank == 0:
         torch.save(results, out_file)
@@ -418,15 +422,31 @@ def _distributed_worker(rank: int, init_file: str, out_file: str) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_compute_sums_the_states_of_all_distributed_ranks(tmp_path):
-    torch.multiprocessing.spawn(_distributed_worker, args=(str(tmp_path / "init"), str(tmp_path / "out.pt")), nprocs=2)
+@pytest.mark.parametrize("split", [9, 24], ids=["uneven shares", "rank 1 without images"])
+def test_metrics_of_two_ranks_equal_those_of_one_process_on_the_same_images(tmp_path, split):
+    """torchmetrics gathers the ranks' states (other octaves and categories on each rank, or none at all)."""
+    torch.multiprocessing.spawn(
+        _distributed_worker, args=(str(tmp_path / "init"), str(tmp_path / "out.pt"), split), nprocs=2
+    )
     gathered = torch.load(tmp_path / "out.pt", weights_only=False)
     maps, masks, types, categories = make_data(seed=13)
-    scaled = torch.cat([maps[:9], maps[9:] * (1 + 1e5)])
+    scaled = torch.cat([maps[:split], maps[split:] * (1 + 1e5)])
     single = evaluate(scaled, masks, types, categories, per_category=True)
     _assert_same_results(gathered, single)
+    assert gathered["per_category"].keys() == single["per_category"].keys()
     for category in single["per_category"]:
         _assert_same_results(gathered["per_category"][category], single["per_category"][category])
+
+
+def test_state_size_does_not_grow_with_the_number_of_images():
+    maps, masks, types, _ = make_data(seed=17, num_images=8)
+    evaluator = MultiTypeEvaluator(TYPES, protocol="typed")
+    sizes = []
+    for _ in range(5):
+        evaluator.update(maps, masks, types)
+        sizes.append(sum(getattr(evaluator, name)[0].numel() for name in STATES if name not in PER_IMAGE))
+    assert len(set(sizes)) == 1, sizes
+    assert all(len(getattr(evaluator, name)) == 1 for name in STATES)  # folded: one tensor per state
 
 
 # ---------------------------------------------------------------- bad input
