@@ -7,6 +7,7 @@ Returns the value of ``optimized_metric`` to a Hydra sweeper.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from mtfcdd.model.backbones import backbone_normalisation
 from mtfcdd.model.build import build_module, build_network
 from mtfcdd.reporting import finish_wandb, log_run_setup, write_results
 from mtfcdd.resume import resume_checkpoint, set_wandb_run_id
+
+log = logging.getLogger("mtfcdd")
 
 # the frozen backbone is in eval mode on purpose (BatchNorm statistics must not move)
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
@@ -49,6 +52,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit (and test) one run; returns (metrics, objects)."""
     validate(cfg)
     ckpt_path = resume_checkpoint(cfg)
+    if ckpt_path:
+        log.info("continuing from checkpoint %s", ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     set_wandb_run_id(cfg)
