@@ -191,3 +191,38 @@ class _Indices(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return torch.tensor([float(index), torch.rand(1, generator=self.generator).item()], dtype=torch.float64)
+
+
+def test_a_run_directory_keeps_one_wandb_run_id(tmp_path):
+    from hydra_compose import compose_config
+
+    from mtfcdd.resume import WANDB_ID_FILE, set_wandb_run_id
+
+    ids = []
+    for run in ("a", "a", "b"):
+        cfg = compose_config(tmp_path / run, ["logger=wandb"])
+        set_wandb_run_id(cfg)
+        ids.append(cfg.logger.wandb.id)
+        assert cfg.logger.wandb.resume == "allow"
+        assert (tmp_path / run / "run" / WANDB_ID_FILE).read_text().strip() == cfg.logger.wandb.id
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_resume_refuses_a_second_checkpoint_and_a_finished_run(tmp_path):
+    from hydra_compose import compose_config
+
+    from mtfcdd.config import ConfigError
+    from mtfcdd.resume import LAST_CHECKPOINT, resume_checkpoint
+
+    cfg = compose_config(tmp_path, ["resume=true", "logger=none"])
+    run_dir = Path(cfg.paths.output_dir)
+    (run_dir / LAST_CHECKPOINT).parent.mkdir(parents=True)
+    (run_dir / LAST_CHECKPOINT).write_bytes(b"")
+    assert resume_checkpoint(cfg) == str(run_dir / LAST_CHECKPOINT)
+    cfg.ckpt_path = "other.ckpt"
+    with pytest.raises(ConfigError, match="drop ckpt_path='other.ckpt'"):
+        resume_checkpoint(cfg)
+    cfg.ckpt_path = None
+    (run_dir / "results.json").write_text("{}")
+    with pytest.raises(ConfigError, match="already finished"):
+        resume_checkpoint(cfg)
