@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
@@ -44,6 +45,8 @@ class RandomStates(L.Callback):
         states["numpy"] = (kind, np.asarray(key, dtype=np.uint32), position, has_gauss, gauss)
         python = states["python"]
         states["python"] = (python[0], tuple(python[1]), python[2])
+        if not torch.cuda.is_available():  # a GPU run continued on a machine without one
+            states.pop("torch.cuda", None)
         _set_rng_states(states)
 
 

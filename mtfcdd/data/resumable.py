@@ -49,6 +49,7 @@ class ResumableLoader(DataLoader):
     def state_dict(self) -> dict[str, int]:
         epoch, start = self.sampler.started
         iterator = getattr(self, "_current", None)
+        # batches the iterator returned so far (torch's own count, which its length check uses too)
         handed_out = 0 if iterator is None else iterator._num_yielded * self.batch_size
         return {"epoch": epoch, "position": min(start + handed_out, len(self.sampler))}
 

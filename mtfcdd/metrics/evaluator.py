@@ -107,7 +107,7 @@ class MultiTypeEvaluator(Metric):
     names of the scopes' categories (``scope_names`` uint8 [S, NAME_BYTES]). Locally each list state holds one
     folded tensor, updated in place.
 
-    Memory: 24 + 8 x M bytes per image; pixel histograms take at most a few MB per type and scope (one scope, or one
+    Memory: 16 + 8 x M bytes per image; pixel histograms take at most a few MB per type and scope (one scope, or one
     per category with ``per_category``), independent of the number of images.
 
     Args:
