@@ -123,7 +123,7 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_realiad):
     proc = subprocess.run(
         [
             sys.executable, "-m", "mtfcdd.evaluate", f"ckpt_path={best}", "trainer=cpu", "inference=eager",
-            "data.num_workers=0", f"hydra.run.dir={single_dir}", f"paths.log_dir={tmp_path}/logs",
+            f"hydra.run.dir={single_dir}", f"paths.log_dir={tmp_path}/logs",
         ],
         capture_output=True, text=True, timeout=900,
     )
