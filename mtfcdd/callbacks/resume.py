@@ -54,9 +54,10 @@ class StopOnSignal(L.Callback):
     """On SIGTERM or SIGUSR1 (``signals``), finish the current training step, write ``checkpoint`` (the run's
     ``last.ckpt``) and stop with exit status 128 + signal number; ``resume=true`` continues from there.
 
-    The handlers replace Lightning's for these signals while training runs (Lightning's SIGTERM handling would stop
-    in the middle of a validation without a checkpoint, its SIGUSR1 handling is SLURM's requeue), so validation and
-    epoch ends in progress complete first. Under DDP every rank stops at the same step once any rank is signalled.
+    The SIGTERM handler replaces Lightning's while training runs (Lightning's would stop in the middle of a
+    validation without a checkpoint), so validation and epoch ends in progress complete first. A SIGUSR1 handler
+    installed before (Lightning's SLURM requeue, when auto-requeue is on) is still called. Under DDP every rank stops
+    at the same step once any rank is signalled.
     """
 
     def __init__(self, checkpoint: str, signals: list[str] | None = None) -> None:
@@ -71,6 +72,9 @@ class StopOnSignal(L.Callback):
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.received = signum
+        previous = self._previous.get(signum)
+        if signum == signal.SIGUSR1 and callable(previous):
+            previous(signum, frame)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for signum in self.signals:
