@@ -34,10 +34,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from mtfcdd.config import ConfigError, config_dir
 from mtfcdd.errors import exit_on_user_error
 from mtfcdd.inference.calibration import load_images, recalibrate_batchnorm
-from mtfcdd.inference.deviation import decision_thresholds, heatmap_deviation, image_scores
+from mtfcdd.inference.deviation import median_thresholds, output_deviation
 from mtfcdd.inference.engines import Engine, build_engine, cpu_supports_bf16
 from mtfcdd.inference.onnx_runtime import cpu_has_int8_dot_product, physical_cores
-from mtfcdd.model.network import MultiTypeFCDD
+from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,9 @@ def time_interleaved(
     return times
 
 
-def _batched(engine: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch: int = 8) -> torch.Tensor:
-    return torch.cat([engine(images[i : i + batch]).float().cpu() for i in range(0, len(images), batch)])
+def _batched(engine: Callable[[torch.Tensor], PipelineOutput], images: torch.Tensor, batch: int = 8) -> PipelineOutput:
+    parts = [engine(images[i : i + batch]) for i in range(0, len(images), batch)]
+    return PipelineOutput(*(torch.cat([part[k].cpu() for part in parts]) for k in range(len(PipelineOutput._fields))))
 
 
 def _batch_of(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -91,21 +92,21 @@ def _batch_of(images: torch.Tensor, size: int) -> torch.Tensor:
     return images.repeat(repeats, 1, 1, 1)[:size].contiguous()
 
 
-def build_benchmark_network(cfg: DictConfig) -> tuple[MultiTypeFCDD, DictConfig, dict[str, Any]]:
-    """(network in eval mode, its config, notes): from ``ckpt_path`` or from ``cfg.model``."""
+def build_benchmark_pipeline(cfg: DictConfig) -> tuple[InferencePipeline, DictConfig, dict[str, Any]]:
+    """(pipeline in eval mode, its config, notes): from ``ckpt_path`` or from ``cfg.model``."""
     from mtfcdd.model.backbones import BackboneWeightsError
-    from mtfcdd.model.build import build_network
+    from mtfcdd.model.build import build_pipeline
 
     if cfg.ckpt_path:
-        from mtfcdd.model.checkpoint import load_network
+        from mtfcdd.model.checkpoint import load_pipeline
 
-        net, trained = load_network(cfg.ckpt_path)
-        return net, trained, {"weights": f"checkpoint {Path(cfg.ckpt_path).name}", "trained": True,
-                              "pretrained_backbone": True}
+        pipeline, trained = load_pipeline(cfg.ckpt_path)
+        return pipeline, trained, {"weights": f"checkpoint {Path(cfg.ckpt_path).name}", "trained": True,
+                                   "pretrained_backbone": True}
     pretrained = bool(cfg.model.backbone.pretrained)
     note = "untrained head"
     try:
-        net = build_network(cfg)
+        pipeline = build_pipeline(cfg)
     except Exception as err:  # hydra wraps the backbone's error in an InstantiationException
         cause = _cause_of_type(err, BackboneWeightsError)
         if cause is None:
@@ -113,10 +114,10 @@ def build_benchmark_network(cfg: DictConfig) -> tuple[MultiTypeFCDD, DictConfig,
         log.warning("benchmark: %s -- timing with random backbone weights instead", cause)
         with open_dict(cfg):
             cfg.model.backbone.pretrained = False
-        net = build_network(cfg)
+        pipeline = build_pipeline(cfg)
         pretrained = False
     note += ", pretrained backbone" if pretrained else ", random backbone (no offline weights)"
-    return net.eval(), cfg, {"weights": note, "trained": False, "pretrained_backbone": pretrained}
+    return pipeline.eval(), cfg, {"weights": note, "trained": False, "pretrained_backbone": pretrained}
 
 
 def _cause_of_type(err: BaseException | None, kind: type) -> BaseException | None:
@@ -162,16 +163,15 @@ def _engine_config(cfg: DictConfig, name: str) -> dict[str, Any]:
 def _measure_device(
     device: str,
     engines: dict[str, Engine],
-    reference: torch.Tensor,
-    thresholds: torch.Tensor,
+    reference: PipelineOutput,
     images: torch.Tensor,
     cfg: DictConfig,
 ) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for name, engine in engines.items():
-        heatmaps = _batched(engine, images.to(engine.device))
+        outputs = _batched(engine, images.to(engine.device))
         rows[name] = {**engine.describe(), "device": device, "name": name,
-                      "deviation": heatmap_deviation(heatmaps, reference, thresholds)}
+                      "deviation": output_deviation(outputs, reference)}
     sync = torch.cuda.synchronize if device == "cuda" else None
     for batch in cfg.batch_sizes:
         inputs = _batch_of(images, int(batch)).to(next(iter(engines.values())).device)
@@ -206,18 +206,24 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"run: engines {unknown} have no settings under engines (known: {list(cfg.engines)})")
     torch.manual_seed(cfg.seed)
-    net, net_cfg, notes = build_benchmark_network(cfg)
+    pipeline, net_cfg, notes = build_benchmark_pipeline(cfg)
+    net = pipeline.net
     size = int(net_cfg.data.image_size)
-    mean, std = net.pixel_mean.flatten().tolist(), net.pixel_std.flatten().tolist()
     source = dict(source=cfg.calibration.source, root=cfg.calibration.root, seed=cfg.seed)
-    calibration = load_images(cfg.calibration.images, size, mean, std, offset=0, **source)
-    images = load_images(cfg.deviation_images, size, mean, std, offset=10_000, **source)
+    calibration = load_images(cfg.calibration.images, size, offset=0, **source)
+    images = load_images(cfg.deviation_images, size, offset=10_000, **source)
     if not notes["trained"] and cfg.untrained == "recalibrate_bn":
-        count = recalibrate_batchnorm(net, calibration, backbone=not notes["pretrained_backbone"], head=True)
+        count = recalibrate_batchnorm(
+            net, pipeline.normalise(calibration), backbone=not notes["pretrained_backbone"], head=True
+        )
         notes["weights"] += (
             f"; BatchNorm statistics of the untrained parts measured on {len(calibration)} images ({count} layers)"
         )
-    net.eval()
+    pipeline.eval()
+    threshold_source = _threshold_source(pipeline.image_threshold)
+    with torch.no_grad():
+        thresholds = median_thresholds(pipeline.image_threshold, _batched(pipeline, images).scores)
+    pipeline.set_calibration(pipeline.heat_min, pipeline.heat_max, thresholds)  # before engines copy the pipeline
     counts = net.parameter_counts()
     results: dict[str, Any] = {
         "network": {
@@ -243,7 +249,7 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         start = time.perf_counter()
         try:
             settings = {"engine": name} | _engine_config(cfg, name)  # a variant names its engine type
-            engines[name] = build_engine(net, settings, calibration=[calibration])
+            engines[name] = build_engine(pipeline, settings, calibration=[calibration])
         except Exception as err:  # report the engine as failed, time the others
             if name == "eager":
                 raise
@@ -253,12 +259,8 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         engines[name].build_seconds = time.perf_counter() - start  # type: ignore[attr-defined]
         log.info("built %s in %.1f s", name, engines[name].build_seconds)  # type: ignore[attr-defined]
     reference = _batched(engines["eager"], images)
-    thresholds = decision_thresholds(net.image_threshold, image_scores(reference))
-    results["thresholds"] = {
-        "source": _threshold_source(net.image_threshold),
-        "values": thresholds.tolist(),
-    }
-    rows = _measure_device("cpu", engines, reference, thresholds, images, cfg)
+    results["thresholds"] = {"source": threshold_source, "values": thresholds.tolist()}
+    rows = _measure_device("cpu", engines, reference, images, cfg)
     for row in rows:
         row["build_s"] = getattr(engines[row["name"]], "build_seconds", None)
     results["rows"].extend(rows)
@@ -266,8 +268,8 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         gpu_engines = {}
         for name in ("eager", "fast"):
             settings = (_engine_config(cfg, name) if name in cfg.engines else {}) | {"engine": name, "device": "cuda"}
-            gpu_engines[name] = build_engine(net, settings)
-        results["rows"].extend(_measure_device("cuda", gpu_engines, reference, thresholds, images, cfg))
+            gpu_engines[name] = build_engine(pipeline, settings)
+        results["rows"].extend(_measure_device("cuda", gpu_engines, reference, images, cfg))
     del engines
     return results
 

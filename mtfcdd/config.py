@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
 from mtfcdd.errors import UserError
+from mtfcdd.sweep import register_resolvers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
+
+# the logger configs' sweep resolvers, in every process that composes or resolves a config (SLURM jobs included)
+register_resolvers()
 
 VALID_CHOICES: dict[str, tuple] = {
     "alpha": (0.1, 0.2, 0.4),
@@ -39,3 +45,27 @@ def validate(cfg: DictConfig) -> None:
         value = cfg.get(key)
         if value not in choices:
             raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
+
+
+def check_slurm_layout(launcher: Mapping[str, Any], trainer: Mapping[str, Any]) -> None:
+    """Under SLURM one task runs per device: the launcher's tasks_per_node and nodes must equal trainer.devices
+    and trainer.num_nodes (``launcher``: the submitted hydra.launcher values; ``trainer``: the job's trainer config)."""
+    devices = trainer.get("devices")
+    if isinstance(devices, Sequence) and not isinstance(devices, str):
+        devices = len(devices)
+    if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
+        raise ConfigError(
+            f"trainer.devices={trainer.get('devices')!r} is not valid under hydra/launcher=slurm; "
+            "expected the number of devices per node (hydra.launcher.tasks_per_node starts one task per device)"
+        )
+    pairs = (
+        ("hydra.launcher.tasks_per_node", launcher.get("tasks_per_node"), "trainer.devices", devices),
+        ("hydra.launcher.nodes", launcher.get("nodes"), "trainer.num_nodes", trainer.get("num_nodes", 1)),
+    )
+    for launcher_key, launcher_value, trainer_key, trainer_value in pairs:
+        if launcher_value != trainer_value:
+            raise ConfigError(
+                f"{launcher_key}={launcher_value!r} does not match {trainer_key}={trainer_value!r}: SLURM starts one "
+                f"task per device, so set both to the same value ({launcher_key} follows the trainer unless overridden; "
+                f"it is shared by all jobs of a sweep, so sweep {trainer_key} in separate commands)"
+            )

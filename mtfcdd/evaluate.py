@@ -1,7 +1,11 @@
 """Evaluate a checkpoint: ``python -m mtfcdd.evaluate ckpt_path=PATH [alpha=0.2] [model.evaluation.protocol=paper]``.
 
-The network comes from the checkpoint (loaded with ``weights_only=True``); data and evaluation settings from
-``conf/evaluate.yaml``. Writes ``results.json``, ``results.md`` and ``heatmaps/test.png`` into the run directory.
+The inference pipeline comes from the checkpoint (loaded with ``weights_only=True``: network, normalisation,
+calibration, image score); data and the evaluation protocol from ``conf/evaluate.yaml``. The test images run
+through the configured inference engine (``inference=eager`` by default: the same float32 computation as the test
+at the end of training, hence the same metrics) on the device the trainer config picks. Writes ``results.json``,
+``results.md``, ``predictions.csv``/``.jsonl`` (one row per test image) and ``heatmaps/test.png`` into the run
+directory.
 """
 
 from __future__ import annotations
@@ -15,31 +19,40 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtfcdd.config import ConfigError, config_dir
 from mtfcdd.data.dataset import RealIADDataset
-from mtfcdd.errors import exit_on_user_error
 from mtfcdd.inference.engines import build_engine
 from mtfcdd.model.build import build_module
-from mtfcdd.model.checkpoint import load_network
-from mtfcdd.reporting import finish_wandb, write_results
+from mtfcdd.model.checkpoint import load_pipeline
+from mtfcdd.reporting import task_scope, write_results
 from mtfcdd.train import build_callbacks, build_datamodule, build_loggers
 
 
 def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
-    """The trained run's model config with this command's evaluation settings and data on top."""
+    """The trained run's config with this command's data, protocol and type rule on top (``null``: the trained one)."""
     if cfg.mode is not None and cfg.mode != trained.mode:
         raise ConfigError(f"mode={cfg.mode!r} but the checkpoint was trained with mode={trained.mode!r}")
+    trained_score = trained.model.evaluation.image_score
+    wanted_score = cfg.model.evaluation.image_score
+    if wanted_score is not None and wanted_score != trained_score:
+        raise ConfigError(
+            f"model.evaluation.image_score={wanted_score!r} but the checkpoint's thresholds were calibrated on "
+            f"image_score={trained_score!r}; leave it unset (null) or train with image_score={wanted_score}"
+        )
     data = trained.data if cfg.data.get("from_checkpoint") else cfg.data
     merged = OmegaConf.merge(trained, {"alpha": cfg.alpha, "seed": cfg.seed})
+    overrides = {key: value for key, value in cfg.model.evaluation.items() if value is not None}
     with open_dict(merged):
         merged.data = OmegaConf.merge(data, {"alpha": cfg.alpha, "mode": trained.mode})
-        merged.model.evaluation = cfg.model.evaluation
         merged.data.image_size = trained.data.image_size
+        merged.data.mean, merged.data.std = trained.data.mean, trained.data.std
+        merged.model.evaluation = OmegaConf.merge(trained.model.evaluation, overrides)
     return merged
 
 
-def calibration_images(datamodule: L.LightningDataModule, cfg_inference: DictConfig, count: int = 32) -> list | None:
-    """Real training images (eval transform, evenly spaced over the set) for int8 calibration; None otherwise."""
+def calibration_images(datamodule: L.LightningDataModule, cfg_inference: DictConfig) -> list | None:
+    """Raw training images (evaluation transform, evenly spaced over the set) for int8 calibration; None otherwise."""
     if cfg_inference.engine != "onnx_int8":
         return None
+    count = int(cfg_inference.calibration_images)
     records = datamodule.train_dataset.records
     dataset = RealIADDataset(records[:: max(1, len(records) // count)][:count], datamodule.test_dataset.transform,
                              num_types=datamodule.num_types, mode=datamodule.mode)
@@ -48,15 +61,16 @@ def calibration_images(datamodule: L.LightningDataModule, cfg_inference: DictCon
 
 def evaluate(cfg: DictConfig) -> dict:
     """Test the checkpoint at ``cfg.ckpt_path``; returns the results dict."""
-    net, trained = load_network(cfg.ckpt_path)
+    pipeline, trained = load_pipeline(cfg.ckpt_path, type_rule=cfg.model.evaluation.type_rule)
     run_cfg = evaluation_config(cfg, trained)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(run_cfg)
-    model = build_module(run_cfg, net)
-    model.inference_engine = build_engine(net, cfg.inference, calibration=calibration_images(datamodule, cfg.inference))
-    print(f"inference engine: {model.inference_engine.describe()}")
+    model = build_module(run_cfg, pipeline)
     loggers = build_loggers(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
+    model.engine = build_engine(model.pipeline, cfg.inference, calibration_images(datamodule, cfg.inference),
+                                device=trainer.strategy.root_device)
+    print(f"inference engine: {model.engine.describe()}")
     trainer.test(model=model, datamodule=datamodule)
     output_dir = Path(cfg.paths.output_dir)
     write_results(model.test_results, output_dir, loggers, cfg)
@@ -66,11 +80,8 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        try:
-            evaluate(cfg)
-        finally:
-            finish_wandb()
+    with task_scope():
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

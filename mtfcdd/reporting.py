@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from mtfcdd.errors import exit_on_user_error
 from mtfcdd.metrics.tables import results_table, write_result_files
+from mtfcdd.sweep import task_overrides
 
 log = logging.getLogger("mtfcdd")
 
@@ -21,13 +25,16 @@ def format_parameter_counts(counts: dict[str, int]) -> str:
 
 
 def log_run_setup(objects: dict[str, Any]) -> None:
-    """Print parameter counts; send the resolved config, parameter counts and data summary to every logger."""
+    """Print parameter counts; send the resolved config, parameter counts, command-line overrides and data summary
+    to every logger."""
     cfg: DictConfig = objects["cfg"]
     model = objects["model"]
     counts = model.net.parameter_counts()
     print(f"MultiTypeFCDD ({cfg.model.backbone.name}, M={model.net.num_types}) parameters:\n{format_parameter_counts(counts)}")
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams["parameters"] = counts
+    # the values this run was given on the command line: what sets a sweep's jobs apart
+    hparams["overrides"] = task_overrides()
     rows = getattr(objects["datamodule"], "summary_rows", None)
     for logger in objects["loggers"]:
         logger.log_hyperparams(hparams)
@@ -46,6 +53,17 @@ def write_results(results: dict | None, output_dir: Path, loggers: list, cfg: Di
         if isinstance(logger, WandbLogger):
             for key, (columns, rows) in results_table(results).items():
                 logger.log_table(key=f"test/{key}", columns=columns, data=rows)
+
+
+@contextlib.contextmanager
+def task_scope() -> Iterator[None]:
+    """An entry point's task: a user error becomes one clear line and exit status 2, and the W&B run is always
+    finished (so that the jobs of a multirun never write into each other's run)."""
+    with exit_on_user_error():
+        try:
+            yield
+        finally:
+            finish_wandb()
 
 
 def finish_wandb() -> None:

@@ -20,8 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.config import config_dir, validate
 from mtfcdd.errors import exit_on_user_error
-from mtfcdd.model.backbones import backbone_normalisation
-from mtfcdd.model.build import build_module, build_network
+from mtfcdd.model.build import build_module
 from mtfcdd.reporting import finish_wandb, log_run_setup, write_results
 from mtfcdd.resume import resume_checkpoint, set_wandb_run_id
 
@@ -31,10 +30,21 @@ log = logging.getLogger("mtfcdd")
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
 
 
+NETWORK_INPUT_KEYS = ("mean", "std")
+"""``data.*`` keys that belong to the inference pipeline (it normalises the [0, 1] images the data module serves)."""
+
+
+def instantiate_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    """The data module of ``cfg.data`` (its keys but the pipeline's ``mean``/``std``), not set up yet."""
+    options = OmegaConf.to_container(cfg.data, resolve=True)
+    for key in NETWORK_INPUT_KEYS:
+        options.pop(key, None)
+    return instantiate(options, _convert_="all")
+
+
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    """The data module of ``cfg.data``, normalising inputs as the configured backbone expects unless overridden."""
-    mean, std = backbone_normalisation(cfg.model.backbone.name)
-    datamodule = instantiate(cfg.data, mean=cfg.data.mean or list(mean), std=cfg.data.std or list(std), _convert_="all")
+    """The data module of ``cfg.data``, set up for fitting."""
+    datamodule = instantiate_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
@@ -58,8 +68,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     output_dir = Path(cfg.paths.output_dir)
     set_wandb_run_id(cfg)
     datamodule = build_datamodule(cfg)
-    net = build_network(cfg)
-    model = build_module(cfg, net)
+    model = build_module(cfg)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = build_loggers(cfg)
     callbacks = build_callbacks(cfg)
@@ -95,7 +104,10 @@ def run_task(cfg: DictConfig) -> float | None:
     for run_dir in sorted(output_dir.glob("wandb/offline-run-*")) + sorted(output_dir.glob("wandb/run-*")):
         print(f"W&B run files: {run_dir}  (upload with: wandb sync {run_dir})")
     value = metrics.get(cfg.get("optimized_metric"))
-    return float(value) if value is not None else None
+    if value is None:
+        return None
+    print(f"{cfg.optimized_metric} = {float(value)!r} (the value a sweeper optimises)")
+    return float(value)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")

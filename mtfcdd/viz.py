@@ -1,11 +1,13 @@
 """Per-type heatmap figures in the style of the paper's Fig. 2.
 
-Each row: the input image, its ground-truth mask coloured by the defect type, then one overlay per heatmap channel
-(a black-to-type-colour colormap of the calibrated heatmap in [0, 1], blended over the image).
+Each row: the input image, its ground-truth mask coloured by the defect type (when known), then one overlay per
+heatmap channel (a black-to-type-colour colormap of the calibrated heatmap in [0, 1], blended over the image),
+captioned with the type and its image score; types the pipeline decided are framed in their colour.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 
 from mtfcdd.atomic_io import write_bytes_atomic
+from mtfcdd.model.pipeline import PipelineOutput
 
 TYPE_COLOURS: tuple[tuple[int, int, int], ...] = (
     (255, 60, 60),  # pit: red
@@ -31,14 +34,18 @@ ANY_DEFECT_COLOUR = (255, 60, 60)
 
 @dataclass
 class FigureRow:
-    """One figure row. ``image``: RGB uint8 [H, W, 3]; ``mask``: bool [H, W]; ``type_index``: -1 normal, else 0..7;
-    ``heatmaps``: calibrated heatmaps in [0, 1], float [M, H, W]; ``title``: shown over the image."""
+    """One figure row. ``image``: RGB uint8 [H, W, 3]; ``heatmaps``: calibrated heatmaps in [0, 1], float
+    [M, H, W]; ``scores``: the M image scores; ``decided``: M bools (framed); ``title``: shown over the image;
+    ``mask``: bool [H, W] ground truth, or None where unknown (no ground-truth tile); ``type_index``: the true type,
+    -1 normal."""
 
     image: np.ndarray
-    mask: np.ndarray
-    type_index: int
     heatmaps: np.ndarray
+    scores: Sequence[float]
+    decided: Sequence[bool]
     title: str
+    mask: np.ndarray | None = None
+    type_index: int = -1
 
 
 def type_colour(type_index: int, num_types: int) -> tuple[int, int, int]:
@@ -46,10 +53,9 @@ def type_colour(type_index: int, num_types: int) -> tuple[int, int, int]:
     return ANY_DEFECT_COLOUR if num_types == 1 else TYPE_COLOURS[type_index % len(TYPE_COLOURS)]
 
 
-def denormalise(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
-    """Network input [3, H, W] -> RGB uint8 [H, W, 3]."""
-    rgb = image.detach().cpu().float() * std.view(3, 1, 1).cpu() + mean.view(3, 1, 1).cpu()
-    return (rgb.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """Raw RGB [3, H, W] in [0, 1] -> RGB uint8 [H, W, 3]."""
+    return (image.detach().cpu().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
 def heat_overlay(image: np.ndarray, heat01: np.ndarray, colour: tuple[int, int, int], strength: float = 0.75) -> np.ndarray:
@@ -77,18 +83,55 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
     return np.concatenate([strip, tile], axis=0)
 
 
+def figure_rows(
+    images: torch.Tensor,
+    outputs: PipelineOutput,
+    titles: Sequence[str],
+    masks: torch.Tensor | None = None,
+    type_indices: Sequence[int] | None = None,
+) -> list[FigureRow]:
+    """Figure rows of a batch: raw images [B, 3, H, W] in [0, 1] and the pipeline's outputs for them (calibrated
+    heatmaps, scores, decisions); ``masks`` bool [B, H, W] and true ``type_indices`` where known."""
+    calibrated = outputs.calibrated.detach().float().cpu().numpy()
+    scores = outputs.scores.detach().float().cpu().tolist()
+    decided = outputs.decisions.detach().cpu().tolist()
+    return [
+        FigureRow(
+            image=to_uint8(images[i]),
+            heatmaps=calibrated[i],
+            scores=scores[i],
+            decided=decided[i],
+            title=titles[i],
+            mask=None if masks is None else masks[i].detach().cpu().numpy().astype(bool),
+            type_index=-1 if type_indices is None else int(type_indices[i]),
+        )
+        for i in range(len(images))
+    ]
+
+
+def _frame(tile: np.ndarray, colour: tuple[int, int, int], width: int = 3) -> np.ndarray:
+    framed = tile.copy()
+    framed[:width], framed[-width:], framed[:, :width], framed[:, -width:] = colour, colour, colour, colour
+    return framed
+
+
 def figure_grid(rows: list[FigureRow], type_names: list[str], gap: int = 4) -> np.ndarray:
-    """Fig. 2-style grid: per row image | ground truth | one overlay per type. RGB uint8."""
+    """Fig. 2-style grid: per row image | ground truth (when known) | one overlay per type. RGB uint8."""
     if not rows:
         raise ValueError("figure_grid needs at least one row")
     num_types = len(type_names)
     lines = []
     for row in rows:
-        truth_colour = type_colour(row.type_index, num_types) if row.type_index >= 0 else (255, 255, 255)
-        tiles = [_label(row.image, row.title), _label(mask_overlay(row.image, row.mask, truth_colour), "ground truth")]
+        tiles = [_label(row.image, row.title)]
+        if row.mask is not None:
+            truth_colour = type_colour(row.type_index, num_types) if row.type_index >= 0 else (255, 255, 255)
+            tiles.append(_label(mask_overlay(row.image, row.mask, truth_colour), "ground truth"))
         for k, name in enumerate(type_names):
-            overlay = heat_overlay(row.image, row.heatmaps[k], type_colour(k, num_types))
-            tiles.append(_label(overlay, f"{name} {row.heatmaps[k].max():.2f}"))
+            colour = type_colour(k, num_types)
+            overlay = heat_overlay(row.image, row.heatmaps[k], colour)
+            if row.decided[k]:
+                overlay = _frame(overlay, colour)
+            tiles.append(_label(overlay, f"{'! ' if row.decided[k] else ''}{name} {row.scores[k]:.3g}"))
         spacer = np.zeros((tiles[0].shape[0], gap, 3), dtype=np.uint8)
         lines.append(np.concatenate([t for tile in tiles for t in (tile, spacer)][:-1], axis=1))
     spacer = np.zeros((gap, lines[0].shape[1], 3), dtype=np.uint8)

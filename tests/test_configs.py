@@ -11,7 +11,7 @@ from hydra_compose import compose_config
 
 from mtfcdd.config import CONFIG_DIR, ConfigError, validate
 from mtfcdd.model.build import build_module
-from mtfcdd.train import build_callbacks, build_loggers
+from mtfcdd.train import build_callbacks, build_loggers, instantiate_datamodule
 
 OFFLINE = ["model/backbone=efficientnet_lite0", "model.head_width=8"]
 
@@ -70,7 +70,7 @@ def test_callbacks_instantiate(tmp_path, callbacks):
 @pytest.mark.parametrize("mode", ["multi", "single"])
 def test_data_and_model_instantiate(tmp_path, data, mode):
     cfg = compose_config(tmp_path, [f"data={data}", f"mode={mode}", *OFFLINE])
-    datamodule = instantiate(cfg.data, mean=[0.5] * 3, std=[0.5] * 3, _convert_="all")
+    datamodule = instantiate_datamodule(cfg)
     assert datamodule.num_types == (8 if mode == "multi" else 1)
     module = build_module(cfg)
     assert module.net.num_types == datamodule.num_types

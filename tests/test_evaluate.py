@@ -9,30 +9,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra_compose import compose_config
 
-from mtfcdd.model.checkpoint import CheckpointError, load_network
-from mtfcdd.train import run_task
+from mtfcdd.model.checkpoint import CheckpointError, load_pipeline
 
 
 @pytest.fixture(scope="module")
-def trained_checkpoint(tmp_path_factory, tiny_realiad) -> Path:
-    tmp = tmp_path_factory.mktemp("trained")
-    cfg = compose_config(
-        tmp,
-        ["data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=limit",
-         "logger=none", "data.num_workers=0", "test=false"],
-    )
-    run_task(cfg)
-    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+def trained_checkpoint(trained_run) -> Path:
+    return trained_run("max") / "checkpoints" / "last.ckpt"
 
 
 def test_checkpoint_loads_with_weights_only(trained_checkpoint):
     raw = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)
     assert "state_dict" in raw and "mtfcdd_config" in raw
-    net, cfg = load_network(trained_checkpoint)
+    pipeline, cfg = load_pipeline(trained_checkpoint)
     # thresholds are calibrated for the types that the (tiny) validation split holds
-    assert net.num_types == 8 and torch.isfinite(net.image_threshold).any()
+    assert pipeline.num_types == 8 and torch.isfinite(pipeline.image_threshold).any()
 
 
 @pytest.mark.parametrize("protocol", ["paper", "typed"])
@@ -49,11 +40,12 @@ def test_evaluate_writes_results_and_heatmaps(tmp_path, trained_checkpoint, prot
     assert results["protocol"] == protocol
     assert (run / "results.md").read_text().count("| Mean |") >= 2
     assert (run / "heatmaps" / "test.png").is_file()
+    assert sum(1 for _ in (run / "predictions.jsonl").open()) == results["counts"]["images"]
 
 
 def test_evaluate_rejects_a_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no such file"):
-        load_network(tmp_path / "nope.ckpt")
+        load_pipeline(tmp_path / "nope.ckpt")
     proc = subprocess.run(
         [sys.executable, "-m", "mtfcdd.evaluate", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"paths.log_dir={tmp_path}/l"],
         capture_output=True, text=True, timeout=300,

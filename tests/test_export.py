@@ -16,9 +16,10 @@ import torch
 from hydra_compose import compose_config
 from omegaconf import OmegaConf
 
-from mtfcdd.export import ExportError, ExportedMultiTypeFCDD, export
-from mtfcdd.model.build import build_network, type_names
-from mtfcdd.model.checkpoint import CheckpointError, load_network
+from mtfcdd.export import ExportError, build_onnx, export
+from mtfcdd.inference.onnx_pipeline import OUTPUT_NAMES
+from mtfcdd.model.build import build_pipeline, type_names
+from mtfcdd.model.checkpoint import CheckpointError, load_pipeline
 from mtfcdd.model.module import CONFIG_KEY
 
 SIZE = 64
@@ -26,25 +27,23 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def make_checkpoint(tmp_path: Path, overrides: list[str]) -> Path:
-    """A checkpoint in mtfcdd.train's format, built by hand: 'net.'-prefixed state dict + the resolved config."""
+    """A checkpoint in mtfcdd.train's format, built by hand: 'pipeline.'-prefixed state dict + the resolved config."""
     cfg = compose_config(tmp_path, ["data=synthetic", f"data.image_size={SIZE}", *overrides])
     torch.manual_seed(0)
-    net = build_network(cfg)
+    pipeline = build_pipeline(cfg)
     with torch.no_grad():
-        for module in net.modules():  # non-trivial BatchNorm statistics
+        for module in pipeline.modules():  # non-trivial BatchNorm statistics
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
-        m = net.num_types
-        net.heat_min.copy_(torch.linspace(0.0, 0.01, m))
-        net.heat_max.copy_(torch.linspace(0.5, 2.0, m))
+        m = pipeline.num_types
         thresholds = torch.linspace(0.01, 0.5, m)
         thresholds[-1] = float("inf")  # one type without a calibrated threshold
-        net.image_threshold.copy_(thresholds)
+        pipeline.set_calibration(torch.linspace(0.0, 0.01, m), torch.linspace(0.5, 2.0, m), thresholds)
     path = tmp_path / "model.ckpt"
     torch.save(
         {
-            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+            "state_dict": {f"pipeline.{k}": v for k, v in pipeline.state_dict().items()},
             CONFIG_KEY: OmegaConf.to_container(cfg, resolve=True),
         },
         path,
@@ -69,23 +68,28 @@ def test_exported_model_matches_pytorch_and_needs_nothing_else(tmp_path, checkpo
     assert written == output and output.is_file()
     assert [p.name for p in output.parent.iterdir()] == ["model.onnx"]  # no temp file left behind
 
-    net, cfg = load_network(checkpoint)
+    pipeline, cfg = load_pipeline(checkpoint)
     session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(1)
     raw = torch.randint(0, 256, (3, 3, SIZE, SIZE), generator=generator, dtype=torch.uint8)  # batch 3: dynamic
     feed = raw if input_format == "uint8" else raw.float() / 255
-    heatmaps, calibrated, scores, anomalous = session.run(None, {"images": feed.numpy()})
+    outputs = dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {"images": feed.numpy()})))
 
-    # the plain network on the same images, normalised by hand
+    # the plain network on the same images, normalised and post-processed by hand
+    mean, std = pipeline.pixel_mean, pipeline.pixel_std
     with torch.no_grad():
-        out = net(net.normalise_input(raw.float() / 255))
+        out = pipeline.net((raw.float() / 255 - mean) / std)
     expected = out.heatmaps.numpy()
-    np.testing.assert_allclose(heatmaps, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
-    np.testing.assert_allclose(calibrated, net.normalise_heatmaps(out.heatmaps).numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(outputs["heatmaps"], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    low, high = pipeline.heat_min.view(1, -1, 1, 1), pipeline.heat_max.view(1, -1, 1, 1)
+    calibrated = ((out.heatmaps - low) / (high - low)).clamp(0, 1).numpy()
+    np.testing.assert_allclose(outputs["calibrated"], calibrated, rtol=1e-4, atol=1e-4)
     expected_scores = out.heatmaps.flatten(2).amax(2)
-    np.testing.assert_allclose(scores, expected_scores.numpy(), rtol=1e-4)
-    np.testing.assert_array_equal(anomalous, (expected_scores >= net.image_threshold).numpy())
-    assert not anomalous[:, -1].any()  # inf threshold: never anomalous
+    np.testing.assert_allclose(outputs["scores"], expected_scores.numpy(), rtol=1e-4)
+    decisions = (expected_scores >= pipeline.image_threshold).numpy()
+    np.testing.assert_array_equal(outputs["decisions"], decisions)
+    np.testing.assert_array_equal(outputs["anomalous"], decisions.any(axis=1))
+    assert not outputs["decisions"][:, -1].any()  # inf threshold: never decided
 
     model = onnx.load(str(output))
     assert model.graph.input[0].type.tensor_type.elem_type == (
@@ -94,9 +98,9 @@ def test_exported_model_matches_pytorch_and_needs_nothing_else(tmp_path, checkpo
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["type_names"]) == type_names(cfg)
     assert json.loads(meta["input_size"]) == [SIZE, SIZE] and meta["input_format"] == input_format
-    np.testing.assert_allclose(json.loads(meta["mean"]), net.pixel_mean.flatten().numpy(), rtol=1e-6)
-    np.testing.assert_allclose(json.loads(meta["std"]), net.pixel_std.flatten().numpy(), rtol=1e-6)
-    np.testing.assert_allclose(json.loads(meta["heat_max"]), net.heat_max.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(json.loads(meta["mean"]), mean.flatten().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(json.loads(meta["std"]), std.flatten().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(json.loads(meta["heat_max"]), pipeline.heat_max.numpy(), rtol=1e-6)
     thresholds = json.loads(meta["image_threshold"])
     assert thresholds[-1] is None and thresholds[0] == pytest.approx(0.01)
     assert meta["checkpoint"] == checkpoint.name and len(meta["checkpoint_sha256"]) == 64
@@ -115,9 +119,9 @@ def test_int8_export_of_the_paper_backbone(tmp_path):
         tmp_path, ["model/backbone=inception_resnet_v2", "model.backbone.pretrained=false", "model.head_width=8"]
     )
     output = tmp_path / "model.int8.onnx"
-    export(export_config(tmp_path, ckpt, "format=onnx_int8", f"output={output}", "calibration.images=4"))
-    net, _ = load_network(ckpt)
-    assert output.stat().st_size < 0.5 * sum(p.numel() * 4 for p in net.parameters())
+    export(export_config(tmp_path, ckpt, "format=onnx_int8", f"output={output}", "int8.calibration_images=4"))
+    pipeline, _ = load_pipeline(ckpt)
+    assert output.stat().st_size < 0.5 * sum(p.numel() * 4 for p in pipeline.parameters())
     model = onnx.load(str(output))
     assert {p.key: p.value for p in model.metadata_props}["precision"] == "int8"
     ops = {node.op_type for node in model.graph.node}
@@ -141,7 +145,7 @@ def test_missing_checkpoint_is_named(tmp_path):
         export(export_config(tmp_path, tmp_path / "nope.ckpt"))
 
 
-def test_wrapper_rejects_unknown_input_format(checkpoint):
-    net, _ = load_network(checkpoint)
+def test_export_rejects_unknown_input_format(checkpoint):
+    pipeline, cfg = load_pipeline(checkpoint)
     with pytest.raises(ValueError, match="input_format"):
-        ExportedMultiTypeFCDD(net, "bgr")
+        build_onnx(pipeline, cfg, "onnx", "bgr")

@@ -33,7 +33,7 @@ TYPES = ["pit", "scratch", "damage", "stain"]
 EMPTY_TYPE = 3  # no test image has this type
 SIZE = 24
 TOL = 1e-3
-PER_IMAGE = ("scores", "types", "image_scopes")
+PER_IMAGE = ("scores", "types", "predicted", "image_scopes")
 
 
 # ---------------------------------------------------------------- exact references (independent of mtfcdd code)
@@ -266,8 +266,8 @@ def test_type_classification_matches_a_direct_count():
     rng = np.random.default_rng(3)
     scores, truth = rng.random((50, 4)), rng.integers(0, 3, 50)
     scores[truth == 0, 0] += 0.5
-    ours = type_classification(scores, truth, 4)
     predicted = scores.argmax(axis=1)
+    ours = type_classification(predicted, truth, 4)
     confusion = [[int(np.sum((truth == t) & (predicted == p))) for p in range(4)] for t in range(4)]
     assert ours["confusion"] == confusion
     assert ours["accuracy"] == pytest.approx(np.mean(predicted == truth))
@@ -354,9 +354,31 @@ def test_type_classification_of_the_evaluator():
     maps, masks, types, _ = make_data(seed=9)
     results = evaluate(maps, masks, types)
     anomalous = types.numpy() >= 0
-    scores = maps.amax(dim=(2, 3)).numpy()[anomalous]
-    assert results["type_classification"] == type_classification(scores, types.numpy()[anomalous], len(TYPES))
+    predicted = maps.amax(dim=(2, 3)).numpy()[anomalous].argmax(axis=1)
+    assert results["type_classification"] == type_classification(predicted, types.numpy()[anomalous], len(TYPES))
     assert results["type_classification"]["num_images"] == int(anomalous.sum())
+
+
+def test_the_evaluator_scores_and_classifies_what_the_pipeline_gives():
+    maps, masks, types, _ = make_data(seed=10)
+    rng = np.random.default_rng(10)
+    scores = torch.from_numpy(rng.random((len(types), len(TYPES))))
+    predicted = torch.from_numpy(rng.integers(0, len(TYPES), len(types)))
+    evaluator = MultiTypeEvaluator(TYPES, protocol="typed")
+    evaluator.update(maps, masks, types, scores=scores, predicted_type=predicted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        results = evaluator.compute()
+    anomalous = types.numpy() >= 0
+    expected = type_classification(predicted.numpy()[anomalous], types.numpy()[anomalous], len(TYPES))
+    assert results["type_classification"] == expected
+    checked = 0
+    for k, name in enumerate(TYPES):  # image metrics follow the given scores, not the maps
+        exact = binary_image_metrics(scores[:, k].numpy(), types.numpy() == k)
+        if not math.isnan(exact.auroc):
+            assert results["types"][name]["i_auroc"] == pytest.approx(exact.auroc, abs=1e-12)
+            checked += 1
+    assert checked >= 2
 
 
 # ---------------------------------------------------------------- streaming, merging, categories

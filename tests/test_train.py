@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 from hydra_compose import compose_config
+from wandb_records import run_summary
 
-from mtfcdd.model.checkpoint import load_network
+from mtfcdd.model.checkpoint import load_pipeline
 from mtfcdd.train import run_task
 
 FAST = ["debug=limit", "logger=csv", "data.num_workers=0"]
@@ -30,10 +31,10 @@ def test_fast_training_run_writes_checkpoints_and_results(tmp_path, tiny_realiad
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert value is not None and 0.0 <= value <= 1.0
     assert (run / "results.json").is_file() and (run / "results.md").is_file()
-    net, saved_cfg = load_network(run / "checkpoints" / "last.ckpt")
-    assert net.num_types == (8 if mode == "multi" else 1) and saved_cfg.mode == mode
+    pipeline, saved_cfg = load_pipeline(run / "checkpoints" / "last.ckpt")
+    assert pipeline.num_types == (8 if mode == "multi" else 1) and saved_cfg.mode == mode
     # validation calibrated the per-type heatmap range stored in the checkpoint
-    assert (net.heat_max > net.heat_min).all()
+    assert (pipeline.heat_max > pipeline.heat_min).all()
 
 
 def test_backbone_weights_and_batchnorm_buffers_do_not_move(tmp_path, tiny_realiad):
@@ -96,10 +97,16 @@ def test_multirun_gives_six_jobs_six_dirs_six_wandb_runs(tmp_path, tiny_realiad)
     assert len(job_dirs) == 6, job_dirs
     names = {p.name.split("_", 1)[1] for p in job_dirs}
     assert names == {f"alpha={a}_mode={m}" for a in (0.1, 0.2, 0.4) for m in ("single", "multi")}
+    groups = set()
     for job in job_dirs:
-        runs = list(job.glob("wandb/offline-run-*"))
+        runs = list(job.glob("wandb/offline-run-*/run-*.wandb"))
         assert len(runs) == 1, job
         assert (job / "checkpoints" / "last.ckpt").is_file()
+        run = run_summary(runs[0])
+        groups.add(run["group"])
+        alpha, mode = job.name.split("_", 1)[1].split("_")
+        assert {alpha, mode} <= set(run["tags"])  # the swept values, as tags
+    assert groups == {f"default_{job_dirs[0].parent.name}"}  # the whole grid in one W&B group
 
 
 @pytest.mark.slow
@@ -153,3 +160,32 @@ def test_deterministic_runs_give_bitwise_equal_metrics(tmp_path, tiny_realiad):
     assert first_results == second_results  # every metric, written with full float precision
     assert all(torch.equal(value, second_head[key]) for key, value in first_head.items())
     assert '"i_auroc"' in first_results
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_each_job_as_its_own_process(tmp_path, tiny_realiad):
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "mtfcdd.train", "-m", "hydra/launcher=submitit_local", "alpha=0.1,0.2",
+            "data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=default",
+            "logger=wandb", f"paths.log_dir={tmp_path}/logs",
+        ],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "WANDB_SILENT": "true"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "logs").glob("debug/default/multiruns/*")
+    job_dirs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert [p.name for p in job_dirs] == ["0_alpha=0.1_mode=multi", "1_alpha=0.2_mode=multi"]
+    for job, alpha in zip(job_dirs, ("0.1", "0.2")):
+        assert (job / "checkpoints" / "last.ckpt").is_file() and (job / "results.json").is_file()
+        (run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
+        run = run_summary(run_file)  # one W&B group for the sweep; the swept value as a tag and as config
+        assert run["group"] == f"default_{sweep_dir.name}"
+        assert f"alpha={alpha}" in run["tags"] and "debug=default" in run["tags"]
+        assert run["config"]["overrides"]["alpha"] == alpha and "data.root" not in run["config"]["overrides"]
+    # each job ran in a process of its own, its stdout in the sweep's .submitit/<job id>/ folder
+    stdouts = sorted(sweep_dir.glob(".submitit/*/*_0_log.out"))
+    assert len(stdouts) == 2
+    assert {line for out in stdouts for line in out.read_text().splitlines() if line.startswith("run directory:")} == {
+        f"run directory: {job}" for job in job_dirs
+    }

@@ -8,16 +8,18 @@ from mtfcdd.callbacks.heatmaps import select_examples
 from mtfcdd.viz import TYPE_COLOURS, FigureRow, figure_grid, heat_overlay, save_png
 
 
-def _row(type_index: int, num_types: int, size: int = 32) -> FigureRow:
+def _row(type_index: int, num_types: int, size: int = 32, with_mask: bool = True, decided=None) -> FigureRow:
     rng = np.random.default_rng(type_index + 5)
     mask = np.zeros((size, size), bool)
     mask[4:10, 4:12] = type_index >= 0
     return FigureRow(
         image=rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
-        mask=mask,
-        type_index=type_index,
         heatmaps=rng.random((num_types, size, size)).astype(np.float32),
+        scores=rng.random(num_types).tolist(),
+        decided=decided or [False] * num_types,
         title="x",
+        mask=mask if with_mask else None,
+        type_index=type_index,
     )
 
 
@@ -25,6 +27,17 @@ def test_grid_has_image_truth_and_one_overlay_per_type():
     grid = figure_grid([_row(3, 8), _row(-1, 8)], [f"t{k}" for k in range(8)], gap=4)
     tile_w, tile_h = 32, 32 + 18
     assert grid.shape == (2 * tile_h + 4, 10 * tile_w + 9 * 4, 3) and grid.dtype == np.uint8
+
+
+def test_grid_without_truth_frames_the_decided_types():
+    decided = [False, True, False]
+    grid = figure_grid([_row(-1, 3, with_mask=False, decided=decided)], ["a", "b", "c"], gap=4)
+    tile_w, tile_h = 32, 32 + 18
+    assert grid.shape == (tile_h, 4 * tile_w + 3 * 4, 3)  # image + 3 overlays, no ground-truth tile
+    left = lambda k: (1 + k) * (tile_w + 4)  # noqa: E731  x of overlay k
+    framed = grid[18 + 1, left(1) + 10]  # top frame row of overlay 1, in type colour 1
+    assert framed.tolist() == list(TYPE_COLOURS[1])
+    assert grid[18 + 1, left(0) + 10].tolist() != list(TYPE_COLOURS[0])
 
 
 def test_overlay_maps_heat_to_the_type_colour():
@@ -39,8 +52,9 @@ def test_overlay_maps_heat_to_the_type_colour():
 
 def test_select_examples_one_per_type_then_normal():
     types = [-1, 2, 2, 0, -1, 7, 0]
-    assert select_examples(types, per_type=1, normal=1) == [3, 1, 5, 0]
-    assert select_examples(types, per_type=2, normal=0) == [3, 6, 1, 2, 5]
+    assert select_examples(types, 8, per_type=1, normal=1) == [3, 1, 5, 0]
+    assert select_examples(types, 8, per_type=2, normal=0) == [3, 6, 1, 2, 5]
+    assert select_examples(types, 3, per_type=1, normal=1) == [3, 1, 0]  # a subset of 3 codes
 
 
 def test_save_png_round_trips_and_leaves_nothing_on_failure(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -10,15 +11,14 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch.utils.data import Dataset
 
-from mtfcdd.data.realiad import DEFECT_CODES
-from mtfcdd.viz import FigureRow, denormalise, figure_grid, save_png
+from mtfcdd.viz import figure_grid, figure_rows, save_png
 
 
-def select_examples(type_indices: list[int], per_type: int, normal: int) -> list[int]:
-    """Dataset positions of the first ``per_type`` images of each defect type (in type order), then ``normal`` normal
-    ones; deterministic, so every epoch shows the same images."""
+def select_examples(type_indices: list[int], num_codes: int, per_type: int, normal: int) -> list[int]:
+    """Dataset positions of the first ``per_type`` images of each of the ``num_codes`` defect types (in type order),
+    then ``normal`` normal ones; deterministic, so every epoch shows the same images."""
     chosen: list[int] = []
-    for wanted, quota in [*((k, per_type) for k in range(len(DEFECT_CODES))), (-1, normal)]:
+    for wanted, quota in [*((k, per_type) for k in range(num_codes)), (-1, normal)]:
         chosen += [i for i, t in enumerate(type_indices) if t == wanted][:quota]
     return chosen
 
@@ -27,7 +27,7 @@ class HeatmapFigures(L.Callback):
     """Writes ``heatmaps/val_epoch<NNN>.png`` every ``every_n_epochs`` validation epochs and ``heatmaps/test.png``
     after testing, under the trainer's ``default_root_dir`` (the Hydra run directory); logs each grid to W&B.
 
-    Heatmaps are normalised per type with the calibrated ``heat_min``/``heat_max`` buffers of the network.
+    The heatmaps are the inference pipeline's calibrated ones (per-type ``heat_min``/``heat_max``).
     """
 
     def __init__(self, per_type: int = 1, normal: int = 1, every_n_epochs: int = 1) -> None:
@@ -47,10 +47,11 @@ class HeatmapFigures(L.Callback):
     def _figure(self, trainer: L.Trainer, pl_module: L.LightningModule, dataset: Dataset, name: str, key: str) -> None:
         if not trainer.is_global_zero:
             return
-        indices = select_examples([r.type_index for r in dataset.records], self.per_type, self.normal)
+        codes = trainer.datamodule.defect_codes
+        indices = select_examples([r.type_index for r in dataset.records], len(codes), self.per_type, self.normal)
         if not indices:
             return
-        grid = render_grid(pl_module, dataset, indices)
+        grid = render_grid(pl_module, dataset, indices, codes)
         path = save_png(grid, Path(trainer.default_root_dir) / "heatmaps" / f"{name}.png")
         self.written.append(path)
         for logger in trainer.loggers:
@@ -59,26 +60,17 @@ class HeatmapFigures(L.Callback):
 
 
 @torch.no_grad()
-def render_grid(pl_module: L.LightningModule, dataset: Dataset, indices: list[int]) -> np.ndarray:
-    """The Fig. 2 grid of ``dataset[indices]`` through ``pl_module.net``; RGB uint8."""
-    net = pl_module.net
-    was_training = net.training
-    net.eval()
+def render_grid(pl_module: L.LightningModule, dataset: Dataset, indices: list[int], codes: Sequence[str]) -> np.ndarray:
+    """The Fig. 2 grid of ``dataset[indices]`` through ``pl_module.pipeline``; RGB uint8. ``codes``: the defect
+    codes that the samples' ``type_index`` indexes (the data module's configured codes)."""
+    pipeline = pl_module.pipeline
+    was_training = pipeline.training
+    pipeline.eval()
     samples = [dataset[i] for i in indices]
-    images = torch.stack([s["image"] for s in samples]).to(pl_module.device)
-    heatmaps = net.normalise_heatmaps(net(images).heatmaps).cpu().numpy()
-    net.train(was_training)
-    rows = []
-    for sample, heat in zip(samples, heatmaps):
-        type_index = int(sample["type_index"])
-        title = f"{DEFECT_CODES[type_index] if type_index >= 0 else 'OK'} {sample['category']}"
-        rows.append(
-            FigureRow(
-                image=denormalise(sample["image"], net.pixel_mean, net.pixel_std),
-                mask=sample["mask"].cpu().numpy().astype(bool),
-                type_index=type_index,
-                heatmaps=heat,
-                title=title,
-            )
-        )
-    return figure_grid(rows, pl_module.type_names)
+    images = torch.stack([s["image"] for s in samples])
+    outputs = pipeline(images.to(pl_module.device))
+    pipeline.train(was_training)
+    types = [int(s["type_index"]) for s in samples]
+    titles = [f"{codes[t] if t >= 0 else 'OK'} {s['category']}" for t, s in zip(types, samples)]
+    masks = torch.stack([s["mask"] for s in samples])
+    return figure_grid(figure_rows(images, outputs, titles, masks, types), pl_module.type_names)

@@ -32,7 +32,7 @@ from mtfcdd.data.realiad import (
 from mtfcdd.data.resumable import ResumableLoader, SeededDraws
 from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
 from mtfcdd.data.summary import format_table, summary_rows
-from mtfcdd.data.transforms import Augment, check_normalisation, eval_transform, train_transform
+from mtfcdd.data.transforms import Augment, check_image_size, eval_transform, train_transform
 
 log = logging.getLogger("mtfcdd.data")
 
@@ -105,7 +105,8 @@ class RealIADDataModule(L.LightningDataModule):
         root, alpha, json_set, resolution, categories, defect_codes, on_missing: the index, see
             :func:`mtfcdd.data.realiad.load_split`.
         mode: ``"multi"`` (one label per defect code) or ``"single"`` (one any-defect label).
-        image_size: network input side in pixels; mean, std: RGB normalisation on [0, 1] pixel values.
+        image_size: network input side in pixels (images are served as RGB in [0, 1]; the inference pipeline
+            normalises them).
         augment: training augmentation knobs, see :class:`mtfcdd.data.transforms.Augment` (None: defaults).
         batch_size: training batch; eval_batch_size: val/test/predict batch (None: batch_size).
         num_workers, persistent_workers, pin_memory (True, False or "auto" = when CUDA is available),
@@ -126,8 +127,6 @@ class RealIADDataModule(L.LightningDataModule):
         categories: Sequence[str] | None = None,
         defect_codes: Sequence[str] = DEFECT_CODES,
         image_size: int = 299,
-        mean: Sequence[float] = (0.5, 0.5, 0.5),
-        std: Sequence[float] = (0.5, 0.5, 0.5),
         augment: Mapping[str, object] | None = None,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
@@ -148,7 +147,7 @@ class RealIADDataModule(L.LightningDataModule):
         self.defect_codes = check_index_args(
             json_set=json_set, alpha=alpha, resolution=resolution, defect_codes=defect_codes, on_missing=on_missing
         )
-        check_normalisation(image_size, mean, std)
+        check_image_size(image_size)
         self.augment = Augment.from_mapping(augment)
         _check_int("batch_size", batch_size, 1)
         _check_int("eval_batch_size", eval_batch_size, 1, allow_none=True)
@@ -168,8 +167,6 @@ class RealIADDataModule(L.LightningDataModule):
         self.resolution = resolution
         self.categories = categories
         self.image_size = image_size
-        self.mean = tuple(mean)
-        self.std = tuple(std)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -211,8 +208,8 @@ class RealIADDataModule(L.LightningDataModule):
             raise RealIADFormatError(f"the training split under {self.root} holds no images")
         val = stratified_subset(val, self.val_max_images, self.sampler_seed)
         test = stratified_subset(splits["test"], self.test_max_images, self.sampler_seed)
-        evaluation = eval_transform(self.image_size, self.mean, self.std)
-        training = train_transform(self.image_size, self.mean, self.std, self.augment, seed=self.sampler_seed)
+        evaluation = eval_transform(self.image_size)
+        training = train_transform(self.image_size, self.augment, seed=self.sampler_seed)
         options = dict(num_types=len(self.defect_codes), mode=self.mode)
         self.train_dataset = RealIADDataset(train, training, **options)
         self.val_dataset = RealIADDataset(val, evaluation, with_masks=True, **options)

@@ -1,7 +1,7 @@
 """Albumentations pipelines: training augmentation (Section 4.3 of the paper) and evaluation preprocessing.
 
-Both end with a resize to ``image_size`` x ``image_size`` (bilinear for images, nearest for masks) and a
-normalisation with the backbone's mean and std (on [0, 1] pixel values). Training adds, on a share ``p`` of the
+Both end with a resize to ``image_size`` x ``image_size`` (bilinear for images, nearest for masks) and a conversion
+to float RGB in [0, 1]; the inference pipeline normalises with the backbone's mean and std. Training adds, on a share ``p`` of the
 images, one block of rotation, translation (in pixels of the image as read, before the resize) and brightness /
 contrast changes.
 """
@@ -57,10 +57,14 @@ class Augment:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def check_normalisation(image_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
-    """Raise :class:`~mtfcdd.config.ConfigError` unless the size is a positive integer and mean/std are 3 numbers (std > 0)."""
+def check_image_size(image_size: int) -> None:
+    """Raise :class:`~mtfcdd.config.ConfigError` unless the size is a positive integer."""
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ConfigError(f"data.image_size={image_size!r} is not valid; expected a positive integer (pixels)")
+
+
+def check_normalisation(mean: Sequence[float], std: Sequence[float]) -> None:
+    """Raise :class:`~mtfcdd.config.ConfigError` unless mean/std are 3 numbers each (std > 0)."""
     for name, values in (("mean", mean), ("std", std)):
         if len(values) != 3 or not all(isinstance(v, Real) and not isinstance(v, bool) for v in values):
             raise ConfigError(f"data.{name}={list(values)!r} is not valid; expected 3 numbers (R, G, B)")
@@ -68,23 +72,21 @@ def check_normalisation(image_size: int, mean: Sequence[float], std: Sequence[fl
         raise ConfigError(f"data.std={list(std)!r} is not valid; every value must be positive")
 
 
-def _resize_normalise(image_size: int, mean: Sequence[float], std: Sequence[float]) -> list[A.BasicTransform]:
-    check_normalisation(image_size, mean, std)
+def _resize_to_unit_range(image_size: int) -> list[A.BasicTransform]:
+    check_image_size(image_size)
     return [
         A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST),
-        A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0),
+        A.ToFloat(max_value=255.0),
     ]
 
 
-def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> A.Compose:
-    """Resize + normalise: RGB uint8 [H, W, 3] (+ mask) -> float32 [S, S, 3] (+ mask [S, S])."""
-    return A.Compose(_resize_normalise(image_size, mean, std))
+def eval_transform(image_size: int) -> A.Compose:
+    """Resize + scale: RGB uint8 [H, W, 3] (+ mask) -> float32 [S, S, 3] in [0, 1] (+ mask [S, S])."""
+    return A.Compose(_resize_to_unit_range(image_size))
 
 
-def train_transform(
-    image_size: int, mean: Sequence[float], std: Sequence[float], augment: Augment, seed: int | None = None
-) -> A.Compose:
-    """With probability ``augment.p``: rotate + translate, then brightness/contrast; then resize + normalise.
+def train_transform(image_size: int, augment: Augment, seed: int | None = None) -> A.Compose:
+    """With probability ``augment.p``: rotate + translate, then brightness/contrast; then resize + scale to [0, 1].
 
     ``seed`` seeds the pipeline's random generators (see :func:`reseed`); the training loader reseeds it for every
     draw (:class:`mtfcdd.data.resumable.SeededDraws`).
@@ -105,7 +107,7 @@ def train_transform(
         ],
         p=augment.p,
     )
-    transform = A.Compose([block, *_resize_normalise(image_size, mean, std)])
+    transform = A.Compose([block, *_resize_to_unit_range(image_size)])
     reseed(transform, seed)
     return transform
 

@@ -1,11 +1,12 @@
-"""Inference engines (eager, fast PyTorch, ONNX Runtime fp32/int8), calibration images and deviation checks.
+"""Inference engines that run the :class:`~mtfcdd.model.pipeline.InferencePipeline` (eager, fast PyTorch, ONNX
+Runtime fp32/int8), calibration images and deviation checks.
 
-``build_engine(net, cfg.inference, calibration)`` returns a callable ``images -> heatmaps`` (see
+``build_engine(pipeline, cfg.inference, calibration)`` returns a callable ``raw images -> PipelineOutput`` (see
 :mod:`mtfcdd.inference.engines`); ``conf/inference/<engine>.yaml`` holds each engine's settings.
 """
 
 from mtfcdd.inference.calibration import load_images
-from mtfcdd.inference.deviation import decision_thresholds, heatmap_deviation, image_scores
+from mtfcdd.inference.deviation import median_thresholds, output_deviation
 from mtfcdd.inference.engines import (
     ENGINES,
     EagerEngine,
@@ -25,9 +26,8 @@ __all__ = [
     "OnnxRuntimeEngine",
     "build_engine",
     "cpu_supports_bf16",
-    "decision_thresholds",
     "fold_batchnorm",
-    "heatmap_deviation",
-    "image_scores",
     "load_images",
+    "median_thresholds",
+    "output_deviation",
 ]

@@ -3,8 +3,7 @@
 Sources: ``synthetic`` (views rendered in memory by the synthetic Real-IAD generator: objects on real scikit-image
 textures, mostly OK samples with some defects, like a training set), ``skimage`` (scikit-image's photographs,
 cropped at random), or ``dir`` (every ``.jpg``/``.jpeg``, else non-mask ``.png``, below a folder, e.g. Real-IAD's
-``realiad_256``). Images are resized bilinearly to ``size`` and normalised with ``mean``/``std`` like the
-evaluation transform: the result is what the network sees.
+``realiad_256``). Images are resized bilinearly to ``size``: raw RGB in [0, 1], what the inference pipeline takes.
 """
 
 from __future__ import annotations
@@ -81,14 +80,12 @@ def _dir_images(root: str | Path, count: int, offset: int) -> list[torch.Tensor]
 def load_images(
     count: int,
     size: int | Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
     source: str = "synthetic",
     offset: int = 0,
     seed: int = 0,
     root: str | Path | None = None,
 ) -> torch.Tensor:
-    """``count`` normalised images [count, 3, H, W] float32. ``offset`` selects a disjoint set (calibration at 0,
+    """``count`` raw images [count, 3, H, W] float32 in [0, 1]. ``offset`` selects a disjoint set (calibration at 0,
     evaluation of deviations at another offset)."""
     if source not in SOURCES:
         raise ValueError(f"image source {source!r}: expected one of {SOURCES}")
@@ -105,10 +102,7 @@ def load_images(
         F.interpolate(image[None], size=(height, width), mode="bilinear", align_corners=False, antialias=True)
         for image in images
     ]
-    batch = torch.cat(resized).clamp_(0.0, 1.0)
-    mean_t = torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1)
-    return (batch - mean_t) / std_t
+    return torch.cat(resized).clamp_(0.0, 1.0)
 
 
 @torch.no_grad()

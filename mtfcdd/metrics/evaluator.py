@@ -14,8 +14,8 @@ Pixel level (streamed into fixed-grid histograms, see :mod:`mtfcdd.metrics.pixel
 
 In mode ``single`` both protocols are the same: the one channel against every defect pixel.
 
-Type classification (mode multi): for each anomalous test image, the argmax over the M image scores; accuracy,
-macro-F1 and the M x M confusion matrix (rows = true type).
+Type classification (mode multi): for each anomalous test image, the type the inference pipeline predicted (by
+default the argmax over the M image scores); accuracy, macro-F1 and the M x M confusion matrix (rows = true type).
 
 The evaluator is a ``torchmetrics.Metric`` whose states are concatenations (image scores) and sparse histogram rows
 that add up (pixel counts, region mass, region counts), so evaluators merge exactly
@@ -36,7 +36,13 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from mtfcdd.metrics.aupro import AUPRO_FPR_LIMIT, aupro_from_counts, region_weights
-from mtfcdd.metrics.image_metrics import AP_DEFINITION, binary_image_metrics, type_classification
+from mtfcdd.metrics.image_metrics import (
+    AP_DEFINITION,
+    IMAGE_SCORES,
+    binary_image_metrics,
+    image_scores,
+    type_classification,
+)
 from mtfcdd.metrics.pixel_curves import (
     BLOCK_SIZE,
     MANTISSA_BITS,
@@ -52,12 +58,11 @@ from mtfcdd.metrics.pixel_curves import (
 METRICS = ("i_auroc", "ap", "f1max", "p_auroc", "aupro")
 """Metric keys of every type entry (fractions in [0, 1])."""
 PROTOCOLS = ("paper", "typed")
-IMAGE_SCORES = ("max", "mean")
 MODES = ("multi", "single")
 NAME_BYTES = 64
 """Longest category name (UTF-8 bytes) the per-category states hold."""
 _HIST = ("hist_keys", "hist_counts", "hist_mass")
-_STATES = ("scores", "types", "image_scopes", "scope_names", *_HIST, "region_scopes", "region_counts")
+_STATES = ("scores", "types", "predicted", "image_scopes", "scope_names", *_HIST, "region_scopes", "region_counts")
 
 
 class UndefinedMetricWarning(UserWarning):
@@ -101,13 +106,14 @@ class MultiTypeEvaluator(Metric):
 
     A ``torchmetrics.Metric``: every state is a ``cat`` state (below), so under ``torch.distributed`` ``compute``
     gathers the states of all ranks by itself (torchmetrics' sync) and sums the histogram rows of equal keys.
-    States: per image ``scores`` float64 [N, M], ``types`` int64 [N] and ``image_scopes`` int64 [N] (category codes);
+    States: per image ``scores`` float64 [N, M], ``types`` and ``predicted`` (types) int64 [N] and ``image_scopes``
+    int64 [N] (category codes);
     the pixel histograms as :class:`mtfcdd.metrics.pixel_curves.HistogramRows` (``hist_keys``, ``hist_counts``,
     ``hist_mass``); regions per scope and type (``region_scopes`` int64 [S], ``region_counts`` int64 [S, M]); the
     names of the scopes' categories (``scope_names`` uint8 [S, NAME_BYTES]). Locally each list state holds one
     folded tensor, updated in place.
 
-    Memory: 16 + 8 x M bytes per image; pixel histograms take at most a few MB per type and scope (one scope, or one
+    Memory: 24 + 8 x M bytes per image; pixel histograms take at most a few MB per type and scope (one scope, or one
     per category with ``per_category``), independent of the number of images.
 
     Args:
@@ -161,6 +167,7 @@ class MultiTypeEvaluator(Metric):
         empty = {
             "scores": torch.zeros(0, m, dtype=torch.float64),
             "types": torch.zeros(0, dtype=torch.int64),
+            "predicted": torch.zeros(0, dtype=torch.int64),
             "image_scopes": torch.zeros(0, dtype=torch.int64),
             "scope_names": torch.zeros(0, NAME_BYTES, dtype=torch.uint8),
             "hist_keys": torch.zeros(0, dtype=torch.int64),
@@ -192,6 +199,8 @@ class MultiTypeEvaluator(Metric):
         masks: torch.Tensor,
         type_index: torch.Tensor,
         category: Sequence[str] | None = None,
+        scores: torch.Tensor | None = None,
+        predicted_type: torch.Tensor | None = None,
     ) -> None:
         """Add one batch.
 
@@ -201,6 +210,9 @@ class MultiTypeEvaluator(Metric):
             type_index: int [B]: -1 for normal images, else the index of the image's type in ``type_names``
                 (mode single: any index >= 0 means defective).
             category: B object category names (required with ``per_category``).
+            scores: float [B, M] image scores as the inference pipeline computed them; None: ``image_scores`` of
+                ``maps`` with this evaluator's ``image_score``.
+            predicted_type: int [B] the pipeline's predicted type per image; None: the argmax of ``scores``.
         """
         maps = maps.detach()
         self._check_batch(maps, masks, type_index, category)
@@ -214,16 +226,20 @@ class MultiTypeEvaluator(Metric):
                 f"masks: batch image {int(normal_with_mask[0])} is normal (type_index -1) but its mask has "
                 f"{int(masks_cpu[normal_with_mask[0]].sum())} defect pixels; expected an empty mask"
             )
-        if self.image_score == "max":
-            scores = maps.amax(dim=(-2, -1)).double()
-        else:
-            scores = maps.mean(dim=(-2, -1), dtype=torch.float32).double()
+        scores = image_scores(maps, self.image_score) if scores is None else scores.detach()
+        if tuple(scores.shape) != tuple(maps.shape[:2]):
+            raise ValueError(f"scores: expected [B, M] = {tuple(maps.shape[:2])}, got {tuple(scores.shape)}")
+        scores = scores.double()
         if bool(scores.isnan().any()):  # max and mean propagate NaN: no separate pass over the pixels
             raise ValueError("maps: contain NaN; expected finite heatmaps (did training diverge?)")
+        predicted = scores.argmax(dim=1) if predicted_type is None else predicted_type.detach().long()
+        if tuple(predicted.shape) != (len(types),):
+            raise ValueError(f"predicted_type: expected [{len(types)}], got {tuple(predicted.shape)}")
         codes = [_category_code(name) for name in category] if self.per_category else [0] * len(types)
         names = {code: _encode_name(name) for code, name in zip(codes, category)} if self.per_category else {}
         self._append("scores", scores)
         self._append("types", torch.from_numpy(types))
+        self._append("predicted", predicted)
         self._append("image_scopes", torch.tensor(codes, dtype=torch.int64))
         weights, regions = region_weights(masks_cpu)
         of_type = self._positive_types(types)  # bool [B, M]
@@ -284,7 +300,7 @@ class MultiTypeEvaluator(Metric):
         different = [name for name in settings if getattr(self, name) != getattr(other, name)]
         if different:
             raise ValueError(f"cannot merge evaluators whose settings differ: {', '.join(different)}")
-        for name in ("scores", "types", "image_scopes"):
+        for name in ("scores", "types", "predicted", "image_scopes"):
             self._append(name, _rows(getattr(other, name)))
         self._add_to(("hist_keys", "hist_counts", "hist_mass"), tuple(_rows(getattr(other, n)) for n in _HIST))
         self._add_to(("region_scopes", "region_counts"), (_rows(other.region_scopes), _rows(other.region_counts)))
@@ -304,6 +320,7 @@ class MultiTypeEvaluator(Metric):
         """
         scores = _rows(self.scores).cpu().numpy()
         types = _rows(self.types).cpu().numpy()
+        predicted = _rows(self.predicted).cpu().numpy()
         image_scopes = _rows(self.image_scopes).cpu().numpy()
         keys, counts, mass = fold_rows(*(_rows(getattr(self, name)) for name in _HIST))
         region_scopes, region_counts = fold_rows(_rows(self.region_scopes), _rows(self.region_counts))
@@ -322,7 +339,8 @@ class MultiTypeEvaluator(Metric):
                 "pixel_bins": f"float32 grid, relative bin width 2^-{MANTISSA_BITS}",
             },
             **self._scope_results(
-                "all images", scores, types, overall, sum(regions.values(), np.zeros(self.num_types, np.int64))
+                "all images", scores, types, predicted, overall,
+                sum(regions.values(), np.zeros(self.num_types, np.int64)),
             ),
         }
         if self.per_category:
@@ -334,12 +352,18 @@ class MultiTypeEvaluator(Metric):
                 hist = HistogramRows(keys[rows], counts[rows], mass[rows])
                 chosen = image_scopes == code
                 results["per_category"][name] = self._scope_results(
-                    f"category {name}", scores[chosen], types[chosen], hist, regions[code]
+                    f"category {name}", scores[chosen], types[chosen], predicted[chosen], hist, regions[code]
                 )
         return results
 
     def _scope_results(
-        self, scope: str, scores: np.ndarray, types: np.ndarray, hist: HistogramRows, num_regions: np.ndarray
+        self,
+        scope: str,
+        scores: np.ndarray,
+        types: np.ndarray,
+        predicted: np.ndarray,
+        hist: HistogramRows,
+        num_regions: np.ndarray,
     ) -> dict:
         entries: dict[str, dict] = {}
         for k, name in enumerate(self.type_names):
@@ -361,7 +385,7 @@ class MultiTypeEvaluator(Metric):
         anomalous = types >= 0
         classification = None
         if self.mode == "multi":
-            classification = type_classification(scores[anomalous], types[anomalous], self.num_types)
+            classification = type_classification(predicted[anomalous], types[anomalous], self.num_types)
         return {
             "counts": {"images": len(types), "anomalous_images": int(anomalous.sum())},
             "types": entries,

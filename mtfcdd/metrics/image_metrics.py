@@ -5,11 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+IMAGE_SCORES = ("max", "mean")
+"""How a heatmap channel becomes an image score: its maximum (the authors' evaluation) or its mean (Eq. 2)."""
 
 AP_DEFINITION = (
     "average precision as scikit-learn defines it: sum over thresholds of (R_n - R_(n-1)) * P_n "
     "(a step sum, not the trapezoid area under PR)"
 )
+
+
+def image_scores(heatmaps: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-type image scores [B, M] of heatmaps [B, M, H, W]: the ``max`` or the ``mean`` of each channel."""
+    if kind not in IMAGE_SCORES:
+        raise ValueError(f"image_score={kind!r}: expected one of {IMAGE_SCORES}")
+    flat = heatmaps.flatten(2)
+    return flat.amax(dim=2) if kind == "max" else flat.mean(dim=2, dtype=torch.float32)
 
 
 @dataclass(frozen=True)
@@ -53,11 +65,11 @@ def binary_image_metrics(scores: np.ndarray, positive: np.ndarray) -> BinaryImag
     return BinaryImageMetrics(auroc, ap, float(f1[best]), float(sorted_scores[ends[best]]))
 
 
-def type_classification(scores: np.ndarray, true_types: np.ndarray, num_types: int) -> dict:
-    """Which type does the argmax over the M type scores pick, for anomalous images?
+def type_classification(predicted: np.ndarray, true_types: np.ndarray, num_types: int) -> dict:
+    """How well are the types of anomalous images predicted?
 
     Args:
-        scores: float [N, M] per-type image scores of anomalous images.
+        predicted: int [N] predicted types in [0, M) of anomalous images.
         true_types: int [N] in [0, M).
         num_types: M.
 
@@ -66,7 +78,7 @@ def type_classification(scores: np.ndarray, true_types: np.ndarray, num_types: i
         2 TP / (2 TP + FP + FN), as scikit-learn's macro F1), ``confusion`` (M x M list, rows = true type,
         columns = predicted) and ``num_images``. NaN metrics when N = 0.
     """
-    predicted = np.argmax(scores, axis=1) if len(scores) else np.zeros(0, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
     confusion = np.zeros((num_types, num_types), dtype=np.int64)
     np.add.at(confusion, (true_types, predicted), 1)
     tp = np.diag(confusion).astype(np.float64)

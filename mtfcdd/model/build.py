@@ -1,4 +1,4 @@
-"""Build the network and the LightningModule from a composed config (shared by train, evaluate, export, benchmark)."""
+"""Build the network, the inference pipeline and the LightningModule from a composed run config."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mtfcdd.data.realiad import DEFECT_NAMES
+from mtfcdd.data.transforms import check_normalisation
+from mtfcdd.model.backbones import backbone_normalisation
 from mtfcdd.model.loss import MultiTypeFCDDLoss
 from mtfcdd.model.module import MultiTypeFCDDModule
 from mtfcdd.model.network import MultiTypeFCDD
+from mtfcdd.model.pipeline import InferencePipeline
 
 
 def type_names(cfg: DictConfig) -> list[str]:
@@ -16,6 +19,14 @@ def type_names(cfg: DictConfig) -> list[str]:
     if cfg.mode == "single":
         return ["anomaly"]
     return [DEFECT_NAMES[code] for code in cfg.data.defect_codes]
+
+
+def normalisation(cfg: DictConfig) -> tuple[list[float], list[float]]:
+    """(mean, std) of the network input: ``data.mean``/``data.std`` where set, else the backbone's own."""
+    default_mean, default_std = backbone_normalisation(cfg.model.backbone.name)
+    mean, std = list(cfg.data.mean or default_mean), list(cfg.data.std or default_std)
+    check_normalisation(mean, std)
+    return mean, std
 
 
 def build_network(cfg: DictConfig) -> MultiTypeFCDD:
@@ -26,18 +37,28 @@ def build_network(cfg: DictConfig) -> MultiTypeFCDD:
     )
 
 
-def build_module(cfg: DictConfig, net: MultiTypeFCDD | None = None) -> MultiTypeFCDDModule:
-    """The LightningModule of ``cfg.model`` around ``net`` (built from the config when not given)."""
-    net = net if net is not None else build_network(cfg)
+def build_pipeline(cfg: DictConfig, net: MultiTypeFCDD | None = None) -> InferencePipeline:
+    """The :class:`InferencePipeline` of the run config around ``net`` (built from the config when not given)."""
+    mean, std = normalisation(cfg)
+    return InferencePipeline(
+        net if net is not None else build_network(cfg),
+        mean,
+        std,
+        image_score=cfg.model.evaluation.image_score,
+        type_rule=cfg.model.evaluation.type_rule,
+    )
+
+
+def build_module(cfg: DictConfig, pipeline: InferencePipeline | None = None) -> MultiTypeFCDDModule:
+    """The LightningModule of ``cfg.model`` around ``pipeline`` (built from the config when not given)."""
     return MultiTypeFCDDModule(
-        net=net,
+        pipeline=pipeline if pipeline is not None else build_pipeline(cfg),
         loss=MultiTypeFCDDLoss(z_floor=cfg.model.loss.z_floor),
         optimizer=instantiate(cfg.model.optimizer),
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
         type_names=type_names(cfg),
         mode=cfg.mode,
         protocol=cfg.model.evaluation.protocol,
-        image_score=cfg.model.evaluation.image_score,
         per_category=cfg.model.evaluation.per_category,
         channels_last=cfg.model.channels_last,
     )

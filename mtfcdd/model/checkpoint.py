@@ -1,4 +1,4 @@
-"""Load a trained network from a Lightning checkpoint, safely (``weights_only=True``) and without Lightning."""
+"""Load a trained pipeline from a Lightning checkpoint, safely (``weights_only=True``) and without Lightning."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.errors import UserError
-from mtfcdd.model.build import build_network
+from mtfcdd.model.build import build_pipeline
 from mtfcdd.model.module import CONFIG_KEY
-from mtfcdd.model.network import MultiTypeFCDD
+from mtfcdd.model.pipeline import InferencePipeline
 
-NET_PREFIX = "net."
+PIPELINE_PREFIX = "pipeline."
 
 
 class CheckpointError(UserError, ValueError):
@@ -30,11 +30,18 @@ def read_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
     return checkpoint, OmegaConf.create(checkpoint[CONFIG_KEY])
 
 
-def load_network(path: str | Path) -> tuple[MultiTypeFCDD, DictConfig]:
-    """The trained :class:`MultiTypeFCDD` (eval mode, calibration buffers included) and its run config."""
+def load_pipeline(path: str | Path, type_rule: str | None = None) -> tuple[InferencePipeline, DictConfig]:
+    """The trained :class:`InferencePipeline` (eval mode; calibration buffers included) and its run config.
+
+    ``type_rule``: choose the predicted type another way than the run did (``calibrated`` or ``raw``)."""
     checkpoint, cfg = read_checkpoint(path)
     cfg.model.backbone.pretrained = False  # every weight comes from the checkpoint
-    net = build_network(cfg)
-    state = {k[len(NET_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(NET_PREFIX)}
-    net.load_state_dict(state)
-    return net.eval(), cfg
+    if type_rule is not None:
+        cfg.model.evaluation.type_rule = type_rule
+    pipeline = build_pipeline(cfg)
+    state = {k[len(PIPELINE_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(PIPELINE_PREFIX)}
+    try:
+        pipeline.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: its weights do not fit the network of its own config ({err})") from err
+    return pipeline.eval(), cfg

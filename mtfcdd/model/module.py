@@ -1,8 +1,9 @@
-"""LightningModule: training logic around the plain :class:`MultiTypeFCDD` network.
+"""LightningModule: training logic around the :class:`InferencePipeline` (and its plain network).
 
-Batches are dicts with the named fields of :mod:`mtfcdd.data.dataset` (``image``, ``label``, ``mask``, ``type_index``,
-``category``, ``path``). Validation and test run the same streaming evaluator; validation also calibrates the
-network's per-type heatmap range and image thresholds (buffers that travel with checkpoints).
+Batches are dicts with the named fields of :mod:`mtfcdd.data.dataset` (``image`` raw RGB in [0, 1], ``label``,
+``mask``, ``type_index``, ``category``, ``path``). Validation, test and prediction run the pipeline (or, for test
+and prediction, an ``engine`` built from it); validation also calibrates the pipeline's per-type heat range and
+image thresholds (buffers that travel with checkpoints).
 """
 
 from __future__ import annotations
@@ -16,81 +17,84 @@ import torch
 
 from mtfcdd.metrics.evaluator import MultiTypeEvaluator, UndefinedMetricWarning
 from mtfcdd.model.loss import MultiTypeFCDDLoss
-from mtfcdd.inference.engines import Engine
-from mtfcdd.model.network import FCDDOutput, MultiTypeFCDD
+from mtfcdd.model.network import map_scores
+from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 
 CONFIG_KEY = "mtfcdd_config"
 """Checkpoint entry holding the resolved run config (plain containers, loadable with ``weights_only=True``)."""
 
+Engine = Callable[[torch.Tensor], PipelineOutput]
+"""Raw images [B, 3, H, W] -> the pipeline's outputs, e.g. an engine of :mod:`mtfcdd.inference`."""
+
 
 class MultiTypeFCDDModule(L.LightningModule):
-    """Trains the head of ``net`` with the Eq. 3 loss; validates and tests with per-type metrics.
+    """Trains the head of ``pipeline.net`` with the Eq. 3 loss; validates and tests with per-type metrics.
 
-    ``inference_engine`` (set by ``mtfcdd.evaluate``) computes the test maps with a faster engine of
-    :mod:`mtfcdd.inference` (same values within its precision); validation always uses the network itself.
+    ``engine`` (set by ``evaluate`` and ``predict``) runs the test and prediction batches instead of the pipeline
+    itself (an engine compiles, folds or quantises the same pipeline); validation always runs the pipeline.
     ``channels_last`` runs the network in NHWC memory format (about 2.7x faster for the depthwise convolutions of
     EfficientNet on CPU; same values).
     """
 
     def __init__(
         self,
-        net: MultiTypeFCDD,
+        pipeline: InferencePipeline,
         loss: MultiTypeFCDDLoss,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None,
         type_names: list[str],
         mode: str = "multi",
         protocol: str = "typed",
-        image_score: str = "max",
         per_category: bool = False,
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        if len(type_names) != net.num_types:
-            raise ValueError(f"{len(type_names)} type names for a network with {net.num_types} channels")
-        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        if len(type_names) != pipeline.num_types:
+            raise ValueError(f"{len(type_names)} type names for a network with {pipeline.num_types} channels")
+        self.pipeline = pipeline.to(memory_format=torch.channels_last) if channels_last else pipeline
         self.channels_last = channels_last
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.type_names = list(type_names)
-        self.evaluator_options = dict(
-            type_names=self.type_names, protocol=protocol, image_score=image_score, mode=mode
-        )
-        self.per_category = per_category
-        self.val_evaluator = MultiTypeEvaluator(**self.evaluator_options)
-        self.test_evaluator = MultiTypeEvaluator(**self.evaluator_options, per_category=per_category)
+        options = dict(type_names=self.type_names, protocol=protocol, image_score=pipeline.image_score, mode=mode)
+        self.val_evaluator = MultiTypeEvaluator(**options)
+        self.test_evaluator = MultiTypeEvaluator(**options, per_category=per_category)
         self.run_config: dict | None = None
-        self.inference_engine: Engine | None = None
+        self.engine: Engine | None = None
         self.test_results: dict | None = None
         self._reset_heat_range()
+
+    @property
+    def net(self):
+        """The plain network (backbone + head + pseudo-Huber)."""
+        return self.pipeline.net
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if self.channels_last:
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         return batch
 
-    def forward(self, images: torch.Tensor):
-        return self.net(images)
+    def forward(self, images: torch.Tensor) -> PipelineOutput:
+        return self.pipeline(images)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        out = self.net(batch["image"], upsample=False)
-        loss = self.loss(out.scores, batch["label"])
+        loss = self.loss(map_scores(self.pipeline.maps(batch["image"])), batch["label"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
         return loss
 
-    def _eval_forward(self, images: torch.Tensor) -> FCDDOutput:
-        """The network's forward, or the same maps from ``inference_engine`` (tests) when one is set."""
-        if self.inference_engine is None or not self.trainer.testing:
-            return self.net(images)
-        maps = self.inference_engine.maps(images).to(images.device)
-        return FCDDOutput(maps, self.net.upsample_maps(maps, images.shape[-2:]), maps.mean(dim=(2, 3)))
+    def infer(self, images: torch.Tensor) -> PipelineOutput:
+        """The pipeline's outputs for raw images, from ``engine`` when one is set (test and prediction only)."""
+        if self.engine is None or not (self.trainer.testing or self.trainer.predicting):
+            return self.pipeline(images)
+        return PipelineOutput(*(part.to(images.device) for part in self.engine(images)))
 
-    def _eval_step(self, batch: dict, evaluator: MultiTypeEvaluator, stage: str):
-        out = self._eval_forward(batch["image"])
-        loss = self.loss(out.scores, batch["label"])
+    def _eval_step(self, batch: dict, evaluator: MultiTypeEvaluator, stage: str) -> PipelineOutput:
+        out = self.infer(batch["image"])
+        loss = self.loss(map_scores(out.maps), batch["label"])
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch["image"]), sync_dist=True)
-        evaluator.update(out.heatmaps, batch["mask"], batch["type_index"], list(batch["category"]))
+        evaluator.update(out.heatmaps, batch["mask"], batch["type_index"], list(batch["category"]),
+                         scores=out.scores, predicted_type=out.predicted_type)
         return out
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -101,8 +105,8 @@ class MultiTypeFCDDModule(L.LightningModule):
 
     def _reset_heat_range(self) -> None:
         """Per-type running min/max of validation heatmaps [M], calibrating ``heat_min``/``heat_max``."""
-        self._heat_low = torch.full((self.net.num_types,), math.inf, device=self.device)
-        self._heat_high = torch.full((self.net.num_types,), -math.inf, device=self.device)
+        self._heat_low = torch.full((self.pipeline.num_types,), math.inf, device=self.device)
+        self._heat_high = torch.full((self.pipeline.num_types,), -math.inf, device=self.device)
 
     def on_validation_epoch_start(self) -> None:
         self.val_evaluator.reset()
@@ -116,16 +120,15 @@ class MultiTypeFCDDModule(L.LightningModule):
         self.log_dict(self.val_evaluator.flat_metrics(results, prefix="val"), sync_dist=False)
         if self.trainer.sanity_checking:
             return
-        low = self.all_gather(self._heat_low).reshape(-1, self.net.num_types).amin(dim=0)
-        high = self.all_gather(self._heat_high).reshape(-1, self.net.num_types).amax(dim=0)
-        if torch.isfinite(low).all() and torch.isfinite(high).all():
-            self.net.heat_min.copy_(low)
-            self.net.heat_max.copy_(high)
-        thresholds = self.val_evaluator.f1_thresholds(results)
-        self.net.image_threshold.copy_(torch.as_tensor(thresholds, dtype=self.net.image_threshold.dtype))
+        num_types = self.pipeline.num_types
+        low = self.all_gather(self._heat_low).reshape(-1, num_types).amin(dim=0)
+        high = self.all_gather(self._heat_high).reshape(-1, num_types).amax(dim=0)
+        if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+            low, high = self.pipeline.heat_min, self.pipeline.heat_max
+        self.pipeline.set_calibration(low, high, torch.tensor(self.val_evaluator.f1_thresholds(results)))
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_evaluator, "test")
+    def test_step(self, batch: dict, batch_idx: int) -> PipelineOutput:
+        return self._eval_step(batch, self.test_evaluator, "test")
 
     def on_test_epoch_start(self) -> None:
         self.test_evaluator.reset()
@@ -134,17 +137,9 @@ class MultiTypeFCDDModule(L.LightningModule):
         self.test_results = self.test_evaluator.compute()
         self.log_dict(self.test_evaluator.flat_metrics(self.test_results, prefix="test"), sync_dist=False)
 
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """Per image: calibrated heatmaps [B, M, H, W] in [0, 1], image scores [B, M] and per-type decisions."""
-        out = self.net(batch["image"])
-        reduce = torch.amax if self.evaluator_options["image_score"] == "max" else torch.mean
-        scores = reduce(out.heatmaps, dim=(2, 3))  # the score the thresholds were calibrated on
-        return {
-            "path": batch["path"],
-            "heatmaps": self.net.normalise_heatmaps(out.heatmaps),
-            "scores": scores,
-            "decisions": scores >= self.net.image_threshold,
-        }
+    def predict_step(self, batch: dict, batch_idx: int) -> PipelineOutput:
+        """The pipeline's outputs for a batch of new images (see :class:`PipelineOutput`)."""
+        return self.infer(batch["image"])
 
     def configure_optimizers(self) -> dict:
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])

@@ -1,9 +1,8 @@
 """MultiTypeFCDD as a plain ``torch.nn.Module``: frozen backbone, FCDD head, pseudo-Huber maps, heatmaps.
 
-One forward path serves training, validation, test, prediction and export:
-``images -> backbone -> head -> pseudo-Huber maps A -> bilinear upsampling to the input size``.
-Calibration that must travel with the weights (input normalisation, per-type heatmap min/max, per-type image
-thresholds) lives in buffers, so it is saved in checkpoints and exported graphs.
+``normalised images -> backbone -> head -> pseudo-Huber maps A -> bilinear upsampling to the input size``.
+Input normalisation, calibration and decisions wrap it in :class:`mtfcdd.model.pipeline.InferencePipeline`, the one
+module every path (training, validation, test, prediction, export) runs.
 """
 
 from __future__ import annotations
@@ -21,6 +20,11 @@ def pseudo_huber(phi: torch.Tensor) -> torch.Tensor:
     """Eq. 1, ``sqrt(phi^2 + 1) - 1``, written as ``phi^2 / (sqrt(phi^2 + 1) + 1)`` to avoid cancellation."""
     square = phi.square()
     return square / (torch.sqrt(square + 1.0) + 1.0)
+
+
+def map_scores(maps: torch.Tensor) -> torch.Tensor:
+    """Eq. 2: image scores z_k = mean of A_k over the map, [B, M, h, w] -> [B, M] (what the loss is computed on)."""
+    return maps.mean(dim=(2, 3))
 
 
 class FCDDHead(nn.Module):
@@ -56,9 +60,7 @@ class FCDDOutput(NamedTuple):
 class MultiTypeFCDD(nn.Module):
     """Frozen backbone + trainable FCDD head with one pseudo-Huber heatmap channel per defect type.
 
-    Input: images [B, 3, H, W], already normalised with ``pixel_mean``/``pixel_std`` (use :meth:`normalise_input`
-    on raw [0, 1] images). Buffers ``heat_min``/``heat_max`` [M] calibrate heatmaps to [0, 1] per type;
-    ``image_threshold`` [M] holds the per-type decision threshold on image scores (max of A'_k).
+    Input: images [B, 3, H, W] normalised as the backbone expects (the pipeline's ``normalise``).
     """
 
     def __init__(
@@ -75,11 +77,6 @@ class MultiTypeFCDD(nn.Module):
         self.head = FCDDHead(backbone.out_channels, num_types, head_width)
         self.num_types = num_types
         self.upsample = upsample
-        self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(1, 3, 1, 1))
-        self.register_buffer("pixel_std", torch.tensor(backbone.std).view(1, 3, 1, 1))
-        self.register_buffer("heat_min", torch.zeros(num_types))
-        self.register_buffer("heat_max", torch.ones(num_types))
-        self.register_buffer("image_threshold", torch.full((num_types,), float("inf")))
 
     backbone_autocast: torch.dtype | None = None
     """Run the frozen backbone under ``torch.autocast`` with this dtype (``torch.bfloat16`` on CPUs with native bf16,
@@ -95,7 +92,7 @@ class MultiTypeFCDD(nn.Module):
 
     def forward(self, images: torch.Tensor, upsample: bool = True) -> FCDDOutput:
         maps = pseudo_huber(self.head(self.features(images)))
-        scores = maps.mean(dim=(2, 3))
+        scores = map_scores(maps)
         heatmaps = self.upsample_maps(maps, images.shape[-2:]) if upsample else None
         return FCDDOutput(maps, heatmaps, scores)
 
@@ -103,16 +100,6 @@ class MultiTypeFCDD(nn.Module):
         """A_k [B, M, h, w] -> A'_k [B, M, H, W] by the configured interpolation."""
         align = False if self.upsample in ("bilinear", "bicubic") else None
         return F.interpolate(maps, size=tuple(size), mode=self.upsample, align_corners=align)
-
-    def normalise_input(self, images01: torch.Tensor) -> torch.Tensor:
-        """Raw RGB in [0, 1], [B, 3, H, W] -> the backbone's normalised input."""
-        return (images01 - self.pixel_mean) / self.pixel_std
-
-    def normalise_heatmaps(self, heatmaps: torch.Tensor) -> torch.Tensor:
-        """A'_k -> [0, 1] per type with the calibrated ``heat_min``/``heat_max`` buffers."""
-        low = self.heat_min.view(1, -1, 1, 1)
-        span = (self.heat_max - self.heat_min).clamp_min(1e-12).view(1, -1, 1, 1)
-        return ((heatmaps - low) / span).clamp(0.0, 1.0)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters: total, trainable (head), frozen (backbone)."""

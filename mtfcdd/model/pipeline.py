@@ -1,0 +1,128 @@
+"""The inference pipeline: raw images in, everything a user needs out. One ``nn.Module`` for every path.
+
+``raw RGB (uint8 0..255 or float [0, 1]) -> normalise (pixel_mean/pixel_std) -> backbone -> head -> pseudo-Huber
+maps A_k -> upsample to the input size (A'_k) -> calibrated heatmaps in [0, 1] (heat_min/heat_max) -> per-type image
+scores (max or mean of A'_k) -> per-type decisions (score >= image_threshold) -> any-defect decision and predicted
+type``.
+
+Validation, test, ``evaluate``, ``predict``, the inference engines, the ONNX export and the benchmark all run this
+module; an engine may fold, compile or quantise it, never re-write a step. The normalisation, heat range and
+thresholds are buffers (they travel in checkpoints and exported graphs); the score kind and the type rule are
+constants set from the run config.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from mtfcdd.metrics.image_metrics import IMAGE_SCORES, image_scores
+from mtfcdd.model.network import MultiTypeFCDD
+
+TYPE_RULES = ("calibrated", "raw")
+"""Predicted type = argmax over per-type scores divided by their thresholds (``calibrated``) or over raw scores."""
+
+
+class PipelineOutput(NamedTuple):
+    """Per batch of B images at input size H x W with M heatmap channels (defect types).
+
+    maps: pseudo-Huber maps A_k float32 [B, M, h, w] at feature resolution (their means are Eq. 2's scores);
+    heatmaps: A'_k float32 [B, M, H, W]; calibrated: A'_k mapped to [0, 1] per type with heat_min/heat_max
+    [B, M, H, W]; scores: per-type image scores [B, M]; decisions: bool [B, M], score >= the type's threshold
+    (all False where none was calibrated); anomalous: bool [B], any type decided; predicted_type: int64 [B], index of
+    the most likely defect type (read it where ``anomalous``).
+    """
+
+    maps: torch.Tensor
+    heatmaps: torch.Tensor
+    calibrated: torch.Tensor
+    scores: torch.Tensor
+    decisions: torch.Tensor
+    anomalous: torch.Tensor
+    predicted_type: torch.Tensor
+
+
+class InferencePipeline(nn.Module):
+    """MultiTypeFCDD from raw images to decisions.
+
+    Args:
+        net: the network (frozen backbone + head + pseudo-Huber), fed normalised images.
+        mean, std: RGB normalisation of [0, 1] pixels that the backbone expects (3 numbers each).
+        image_score: ``max`` or ``mean`` of each upsampled heatmap channel.
+        type_rule: ``calibrated`` or ``raw`` (see :data:`TYPE_RULES`).
+    """
+
+    def __init__(
+        self,
+        net: MultiTypeFCDD,
+        mean: tuple[float, float, float] | list[float],
+        std: tuple[float, float, float] | list[float],
+        image_score: str = "max",
+        type_rule: str = "calibrated",
+    ) -> None:
+        super().__init__()
+        if image_score not in IMAGE_SCORES:
+            raise ValueError(f"image_score={image_score!r}: expected one of {IMAGE_SCORES}")
+        if type_rule not in TYPE_RULES:
+            raise ValueError(f"type_rule={type_rule!r}: expected one of {TYPE_RULES}")
+        self.net = net
+        self.image_score = image_score
+        self.type_rule = type_rule
+        m = net.num_types
+        self.register_buffer("pixel_mean", torch.tensor([float(v) for v in mean]).view(1, 3, 1, 1))
+        self.register_buffer("pixel_std", torch.tensor([float(v) for v in std]).view(1, 3, 1, 1))
+        self.register_buffer("heat_min", torch.zeros(m))
+        self.register_buffer("heat_max", torch.ones(m))
+        self.register_buffer("image_threshold", torch.full((m,), float("inf")))
+
+    @property
+    def num_types(self) -> int:
+        """M, the number of heatmap channels."""
+        return self.net.num_types
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw RGB [B, 3, H, W], uint8 0..255 or float in [0, 1] -> the backbone's normalised float32 input."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images: expected RGB [B, 3, H, W], got {tuple(images.shape)}")
+        pixels = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        return (pixels - self.pixel_mean) / self.pixel_std
+
+    def maps(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw images -> pseudo-Huber maps A_k [B, M, h, w] at feature resolution (the network's part)."""
+        return self.net(self.normalise(images), upsample=False).maps
+
+    def postprocess(self, maps: torch.Tensor, size: tuple[int, int] | torch.Size) -> PipelineOutput:
+        """Maps A_k [B, M, h, w] -> every output at input ``size`` (H, W)."""
+        maps = maps.float()
+        heatmaps = self.net.upsample_maps(maps, size)
+        low = self.heat_min.view(1, -1, 1, 1)
+        span = (self.heat_max - self.heat_min).clamp_min(1e-12).view(1, -1, 1, 1)
+        calibrated = ((heatmaps - low) / span).clamp(0.0, 1.0)
+        scores = image_scores(heatmaps, self.image_score)
+        decisions = scores >= self.image_threshold
+        return PipelineOutput(
+            maps, heatmaps, calibrated, scores, decisions, decisions.any(dim=1), self.type_scores(scores).argmax(dim=1)
+        )
+
+    def type_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """The per-type scores [B, M] whose argmax is the predicted type: scores divided by their thresholds
+        (``calibrated``, where a type has a finite positive threshold) or the raw scores."""
+        if self.type_rule == "raw":
+            return scores
+        usable = torch.isfinite(self.image_threshold) & (self.image_threshold > 0)
+        return torch.where(usable, scores / torch.where(usable, self.image_threshold, 1.0), scores)
+
+    def forward(self, images: torch.Tensor) -> PipelineOutput:
+        """Raw RGB images [B, 3, H, W] (uint8 or float in [0, 1]) -> :class:`PipelineOutput` at input size."""
+        return self.postprocess(self.maps(images), images.shape[-2:])
+
+    def set_calibration(self, heat_min: torch.Tensor, heat_max: torch.Tensor, thresholds: torch.Tensor) -> None:
+        """Store the per-type heat range [M] and image thresholds [M] (``inf`` where a type has none)."""
+        for name, value in (("heat_min", heat_min), ("heat_max", heat_max), ("image_threshold", thresholds)):
+            buffer = getattr(self, name)
+            value = torch.as_tensor(value, dtype=buffer.dtype, device=buffer.device)
+            if value.shape != buffer.shape:
+                raise ValueError(f"{name}: expected shape {tuple(buffer.shape)}, got {tuple(value.shape)}")
+            buffer.copy_(value)

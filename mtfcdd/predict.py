@@ -1,0 +1,92 @@
+"""Run a trained checkpoint on new images: ``python -m mtfcdd.predict ckpt_path=PATH input=DIR|FILE|GLOB``.
+
+Images (PNG, JPEG, BMP, TIFF; any size; grayscale, RGB, RGBA, 16 bit) are resized as training did and streamed
+through the checkpoint's inference pipeline (``inference=eager`` float32 by default, or another engine) on the
+device the trainer config picks. Writes ``predictions.csv``, ``predictions.jsonl``, ``overlays/*.png`` (unless
+``save_overlays=false``) and, for files that could not be read, ``errors.csv`` into the run directory; see
+:mod:`mtfcdd.callbacks.predictions` for the columns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from mtfcdd.callbacks.predictions import PredictionWriter
+from mtfcdd.config import config_dir
+from mtfcdd.data.images import ImageFileDataset, find_images
+from mtfcdd.errors import UserError
+from mtfcdd.inference.engines import build_engine
+from mtfcdd.model.build import build_module
+from mtfcdd.model.checkpoint import load_pipeline
+from mtfcdd.reporting import task_scope
+from mtfcdd.train import build_callbacks, build_loggers
+
+
+class PredictionError(UserError, RuntimeError):
+    """No image of the input could be read."""
+
+
+def predict(cfg: DictConfig) -> dict:
+    """Predict every image of ``cfg.input`` with ``cfg.ckpt_path``; returns the writer's summary."""
+    paths = find_images(str(cfg.input))
+    pipeline, trained = load_pipeline(cfg.ckpt_path, type_rule=cfg.type_rule)
+    L.seed_everything(cfg.seed, workers=True)
+    model = build_module(trained, pipeline)
+    dataset = ImageFileDataset(paths, int(trained.data.image_size))
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle=False)
+    callbacks = build_callbacks(cfg)
+    writers = [c for c in callbacks if isinstance(c, PredictionWriter)]
+    if not writers:
+        raise UserError("callbacks: predict needs the predictions callback (callbacks=predict)")
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg) or False, callbacks=callbacks)
+    model.engine = build_engine(model.pipeline, cfg.inference, calibration_images(dataset, cfg.inference),
+                                device=trainer.strategy.root_device)
+    print(f"{len(paths)} images from {cfg.input}; inference engine: {model.engine.describe()}")
+    trainer.predict(model=model, dataloaders=loader, return_predictions=False)
+    summary = writers[0].summary
+    print(format_summary(summary, Path(cfg.paths.output_dir)))
+    if summary["images"] == 0:
+        raise PredictionError(f"input={cfg.input!r}: none of its {len(paths)} files could be read (see errors.csv)")
+    return summary
+
+
+def calibration_images(dataset: ImageFileDataset, cfg_inference: DictConfig) -> list | None:
+    """For ``onnx_int8``: the first readable input images (the checkpoint's training data need not be at hand where
+    a model is deployed); None for the other engines."""
+    if cfg_inference.engine != "onnx_int8":
+        return None
+    images = []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        if not sample["error"]:
+            images.append(sample["image"])
+        if len(images) == int(cfg_inference.calibration_images):
+            break
+    return images or None
+
+
+def format_summary(summary: dict, output_dir: Path) -> str:
+    """What a prediction run read, found and wrote, for the console."""
+    lines = [
+        f"\nimages read: {summary['images']}, unreadable: {summary['errors']}, anomalous: {summary['anomalous']}",
+        "anomalous per type: " + ", ".join(f"{name} {count}" for name, count in summary["per_type"].items()),
+        f"written to {output_dir}:",
+        *(f"  {path}" for path in summary["files"]),
+    ]
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
+def main(cfg: DictConfig) -> None:
+    with task_scope():
+        predict(cfg)
+
+
+if __name__ == "__main__":
+    main()
