@@ -61,14 +61,8 @@ def generate_batch(batch: int, size: int, seed: int, categories: int, device: to
 
 
 def state_mb(evaluator: MultiTypeEvaluator) -> float:
-    """Bytes held by the evaluator's states, MB."""
-    arrays = sum(a.nbytes for a in evaluator._scores) + sum(a.nbytes for a in evaluator._types)
-    tensors = sum(
-        t.numel() * t.element_size()
-        for hist in evaluator._hists.values()
-        for t in (hist.counts, hist.region_mass, hist.num_regions, hist.blocks)
-    )
-    return (arrays + tensors) / 2**20
+    """Bytes held by the evaluator's metric states, MB."""
+    return sum(t.numel() * t.element_size() for state in evaluator.metric_state.values() for t in state) / 2**20
 
 
 def worker(args: argparse.Namespace, images: int) -> dict:

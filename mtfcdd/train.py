@@ -1,11 +1,13 @@
 """Train MultiTypeFCDD: ``python -m mtfcdd.train alpha=0.2`` (Hydra; ``-m`` sweeps, e.g. ``-m alpha=0.1,0.2,0.4 mode=single,multi``).
 
 Everything a run writes goes under its Hydra run directory: checkpoints, W&B/CSV logs, results and heatmaps.
+An interrupted run continues in the same directory and W&B run with ``resume=true hydra.run.dir=<its directory>``.
 Returns the value of ``optimized_metric`` to a Hydra sweeper.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,9 @@ from mtfcdd.config import config_dir, validate
 from mtfcdd.errors import exit_on_user_error
 from mtfcdd.model.build import build_module
 from mtfcdd.reporting import finish_wandb, log_run_setup, write_results
+from mtfcdd.resume import resume_checkpoint, set_wandb_run_id
+
+log = logging.getLogger("mtfcdd")
 
 # the frozen backbone is in eval mode on purpose (BatchNorm statistics must not move)
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
@@ -56,8 +61,12 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit (and test) one run; returns (metrics, objects)."""
     validate(cfg)
+    ckpt_path = resume_checkpoint(cfg)
+    if ckpt_path:
+        log.info("continuing from checkpoint %s", ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
+    set_wandb_run_id(cfg)
     datamodule = build_datamodule(cfg)
     model = build_module(cfg)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
@@ -69,7 +78,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     checkpoints = {"best": "", "last": ""}
     if cfg.train:
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if trainer.checkpoint_callback is not None:
             callback = trainer.checkpoint_callback
             checkpoints = {"best": callback.best_model_path, "last": callback.last_model_path}

@@ -61,7 +61,9 @@ def test_callbacks_instantiate(tmp_path, callbacks):
     cfg = compose_config(tmp_path, [f"callbacks={callbacks}"])
     names = {type(c).__name__ for c in build_callbacks(cfg)}
     if callbacks == "default":
-        assert {"ModelCheckpoint", "BalancedEpochLength"} <= names
+        assert {"ModelCheckpoint", "BalancedEpochLength", "RandomStates", "StopOnSignal"} <= names
+        steps = [c._every_n_train_steps for c in build_callbacks(cfg) if type(c).__name__ == "ModelCheckpoint"]
+        assert sorted(steps) == [0, cfg.callbacks.step_checkpoint.every_n_train_steps]
 
 
 @pytest.mark.parametrize("data", ["realiad", "synthetic"])

@@ -11,7 +11,7 @@ from test_realiad_index import LAYOUT, expected_counts, write_realiad
 
 from mtfcdd.config import ConfigError
 from mtfcdd.data.datamodule import RealIADDataModule, split_by_sample, stratified_subset
-from mtfcdd.data.dataset import seed_worker
+from mtfcdd.data.resumable import ResumableLoader, SeededDraws
 from mtfcdd.data.realiad import DEFECT_CODES, NORMAL_CLASS_INDEX, Record, load_split
 from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
 from mtfcdd.data.summary import format_table, summary_rows
@@ -137,7 +137,7 @@ def test_train_loader_draws_balanced_epochs_of_epoch_draws(root, caplog):
         loader = dm.train_dataloader()
     assert "epoch_draws is unset" in caplog.text
     assert isinstance(loader.sampler, BalancedClassSampler) and loader.sampler.num_samples == len(dm.train_dataset)
-    assert loader.worker_init_fn is seed_worker
+    assert isinstance(loader, ResumableLoader) and isinstance(loader.dataset, SeededDraws)
     dm.epoch_draws = 37
     loader = dm.train_dataloader()
     assert len(loader.sampler) == 37 and len(loader) == 10

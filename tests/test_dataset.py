@@ -12,7 +12,8 @@ import torch
 from test_realiad_index import write_realiad
 
 from mtfcdd.config import ConfigError
-from mtfcdd.data.dataset import RealIADDataset, read_image, read_mask, seed_worker
+from mtfcdd.data.dataset import RealIADDataset, read_image, read_mask
+from mtfcdd.data.resumable import SeededDraws
 from mtfcdd.data.realiad import RealIADFormatError, Record, load_split
 from mtfcdd.data.transforms import Augment, check_normalisation, eval_transform, reseed, train_transform
 
@@ -226,11 +227,14 @@ def test_reseeding_controls_the_augmentation_stream():
     assert not any(np.allclose(a, b) for a, b in zip(first, other))
 
 
-def test_dataloader_workers_draw_different_augmentations(records):
-    dataset = RealIADDataset(records, train_transform(16, Augment(p=1), seed=0), num_types=8)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=1, sampler=[0, 0], num_workers=2, worker_init_fn=seed_worker)
-    first, second = (batch["image"] for batch in loader)  # worker 0 and worker 1, same image
-    assert not torch.allclose(first, second)
+def test_each_draw_has_its_own_augmentation_whatever_the_worker(records):
+    transform = train_transform(16, Augment(p=1, translate_px=2), seed=0)  # the image stays in view
+    dataset = SeededDraws(RealIADDataset(records, transform, num_types=8), seed=0)
+    keys = [(0, 0, 0), (0, 0, 1), (0, 0, 0)]  # image 0 at draws 0 and 1, and draw 0 again
+    for workers in (0, 2):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=1, sampler=keys, num_workers=workers)
+        first, second, again = (batch["image"] for batch in loader)
+        assert not torch.allclose(first, second) and torch.equal(first, again)
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,25 @@ import torch
 from skimage.measure import label as skimage_label
 
 from mtfcdd.metrics.aupro import aupro_from_counts, region_weights
+from mtfcdd.metrics.evaluator import _STATES as STATES
 from mtfcdd.metrics.evaluator import METRICS, MultiTypeEvaluator, UndefinedMetricWarning
 from mtfcdd.metrics.image_metrics import binary_image_metrics, type_classification
-from mtfcdd.metrics.pixel_curves import NUM_BINS, PixelHistograms, float_bins, roc_auc_from_counts
+from mtfcdd.metrics.pixel_curves import (
+    NUM_BINS,
+    HistogramRows,
+    add_rows,
+    float_bins,
+    fold_rows,
+    histogram_rows,
+    roc_auc_from_counts,
+    type_histograms,
+)
 
 TYPES = ["pit", "scratch", "damage", "stain"]
 EMPTY_TYPE = 3  # no test image has this type
 SIZE = 24
 TOL = 1e-3
+PER_IMAGE = ("scores", "types", "predicted", "image_scopes")
 
 
 # ---------------------------------------------------------------- exact references (independent of mtfcdd code)
@@ -218,14 +229,27 @@ def test_image_metrics_match_brute_force_with_ties():
 def test_curves_from_histograms_equal_exact_when_every_value_has_its_own_bin():
     values = torch.tensor([[0.1, 0.2, 0.4], [0.8, 1.6, 3.2]])  # distinct bins
     positive = torch.tensor([[False, True, False], [True, False, True]])
-    hist = PixelHistograms(1)
     weights, regions = region_weights(positive.numpy()[None].reshape(1, 2, 3))
-    hist.add(0, values, positive, torch.from_numpy(weights[0]), int(regions.sum()))
-    negatives, positives, mass, num_regions = hist.type_histograms(0)
+    rows = histogram_rows(values[None, None], positive[None, None], torch.from_numpy(weights))
+    negatives, positives, mass = type_histograms(HistogramRows(*fold_rows(*rows)), 0)
     expected_auroc = exact_auroc_ranks(values.numpy().ravel(), positive.numpy().ravel())
     assert roc_auc_from_counts(negatives, positives) == pytest.approx(expected_auroc, abs=1e-12)
     expected = exact_aupro(values.numpy()[None], positive.numpy()[None])
-    assert aupro_from_counts(negatives, mass, num_regions) == pytest.approx(expected, abs=1e-12)
+    assert aupro_from_counts(negatives, mass, int(regions.sum())) == pytest.approx(expected, abs=1e-12)
+
+
+def test_adding_rows_in_place_or_by_refolding_gives_the_same_histogram():
+    rng = np.random.default_rng(14)
+    batches = [torch.from_numpy(rng.lognormal(size=(2, 3, 5, 5)).astype(np.float32)) * s for s in (1, 1, 1e4, 1)]
+    positive = torch.from_numpy(rng.random((2, 3, 5, 5)) < 0.3)
+    weight = torch.full((2, 5, 5), 0.5, dtype=torch.float64)
+    state = fold_rows(*histogram_rows(batches[0][:0], positive[:0], weight[:0]))
+    for values in batches:
+        state = add_rows(state, histogram_rows(values, positive, weight))
+    joined = histogram_rows(torch.cat(batches), positive.repeat(4, 1, 1, 1), weight.repeat(4, 1, 1))
+    for ours, theirs in zip(state, fold_rows(*joined)):
+        assert torch.equal(ours, theirs)
+    assert torch.equal(state[1].sum(dim=(0, 3)), torch.stack([(~positive).sum(dim=(0, 2, 3)), positive.sum(dim=(0, 2, 3))], 1) * 4)
 
 
 def test_constant_maps_give_the_diagonal():
@@ -400,16 +424,19 @@ def test_per_category_breakdown_equals_evaluating_each_category_alone():
         assert scope["mean"] == pytest.approx(alone["mean"], nan_ok=True)
 
 
-def _distributed_worker(rank: int, init_file: str, out_file: str) -> None:
+def _distributed_worker(rank: int, init_file: str, out_file: str, split: int) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     maps, masks, types, categories = make_data(seed=13)
-    half = slice(0, 9) if rank == 0 else slice(9, None)  # uneven shares
+    share = slice(0, split) if rank == 0 else slice(split, None)
     evaluator = MultiTypeEvaluator(TYPES, per_category=True)
-    evaluator.update(maps[half] * (1 + 1e5 * rank), masks[half], types[half], categories[half])
+    for start in range(share.start or 0, share.stop or len(maps), 4):  # a few batches; none on an empty share
+        batch = slice(start, min(start + 4, share.stop or len(maps)))
+        evaluator.update(maps[batch] * (1 + 1e5 * rank), masks[batch], types[batch], categories[batch])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.filterwarnings("ignore", message=".*was called before the ``update`` method")
         results = evaluator.compute()
     if rank == 0:
         torch.save(results, out_file)
@@ -417,15 +444,31 @@ def _distributed_worker(rank: int, init_file: str, out_file: str) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_compute_sums_the_states_of_all_distributed_ranks(tmp_path):
-    torch.multiprocessing.spawn(_distributed_worker, args=(str(tmp_path / "init"), str(tmp_path / "out.pt")), nprocs=2)
+@pytest.mark.parametrize("split", [9, 24], ids=["uneven shares", "rank 1 without images"])
+def test_metrics_of_two_ranks_equal_those_of_one_process_on_the_same_images(tmp_path, split):
+    """torchmetrics gathers the ranks' states (other octaves and categories on each rank, or none at all)."""
+    torch.multiprocessing.spawn(
+        _distributed_worker, args=(str(tmp_path / "init"), str(tmp_path / "out.pt"), split), nprocs=2
+    )
     gathered = torch.load(tmp_path / "out.pt", weights_only=False)
     maps, masks, types, categories = make_data(seed=13)
-    scaled = torch.cat([maps[:9], maps[9:] * (1 + 1e5)])
+    scaled = torch.cat([maps[:split], maps[split:] * (1 + 1e5)])
     single = evaluate(scaled, masks, types, categories, per_category=True)
     _assert_same_results(gathered, single)
+    assert gathered["per_category"].keys() == single["per_category"].keys()
     for category in single["per_category"]:
         _assert_same_results(gathered["per_category"][category], single["per_category"][category])
+
+
+def test_state_size_does_not_grow_with_the_number_of_images():
+    maps, masks, types, _ = make_data(seed=17, num_images=8)
+    evaluator = MultiTypeEvaluator(TYPES, protocol="typed")
+    sizes = []
+    for _ in range(5):
+        evaluator.update(maps, masks, types)
+        sizes.append(sum(getattr(evaluator, name)[0].numel() for name in STATES if name not in PER_IMAGE))
+    assert len(set(sizes)) == 1, sizes
+    assert all(len(getattr(evaluator, name)) == 1 for name in STATES)  # folded: one tensor per state
 
 
 # ---------------------------------------------------------------- bad input
@@ -447,7 +490,7 @@ def test_bad_batches_are_rejected_with_the_argument_named(change, message):
     evaluator = MultiTypeEvaluator(TYPES)
     with pytest.raises(ValueError, match=message):
         evaluator.update(*change(maps, masks, types))
-    assert not evaluator._scores and not evaluator._hists  # nothing was half-added
+    assert all(getattr(evaluator, name)[0].numel() == 0 for name in STATES)  # nothing was half-added
 
 
 def test_bad_settings_are_rejected():

@@ -187,3 +187,21 @@ def test_evaluation_shards_cover_every_image_exactly_once(size, replicas):
     shards = [list(EvaluationShardSampler(size, num_replicas=replicas, rank=r)) for r in range(replicas)]
     assert sorted(i for shard in shards for i in shard) == list(range(size))
     assert [len(EvaluationShardSampler(size, replicas, r)) for r in range(replicas)] == [len(s) for s in shards]
+
+
+def test_a_resumed_epoch_yields_the_rest_of_the_share_with_its_draw_positions():
+    classes = [0] * 6 + [1] * 2 + [2] * 9
+    full = BalancedClassSampler(classes, num_samples=21, seed=5, num_replicas=2, rank=1, draw_keys=True)
+    full.set_epoch(3)
+    draws = list(full)
+    assert [position for _, _, position in draws] == list(range(1, 22, 2))  # rank 1: odd places of the sequence
+    assert [index for index, _, _ in draws] == full.global_sequence()[1::2].tolist()
+    resumed = BalancedClassSampler(classes, num_samples=21, seed=5, num_replicas=2, rank=1, draw_keys=True)
+    resumed.resume(3, 4)
+    assert list(resumed) == draws[4:] and resumed.started == (3, 4)
+    resumed.set_epoch(3)  # Lightning sets the same epoch again: still resumed
+    assert list(resumed) == draws[4:]
+    resumed.set_epoch(4)  # the next epoch starts at its beginning
+    assert len(list(resumed)) == len(resumed) == 11
+    with pytest.raises(ValueError, match="position=12 is past the end of an epoch of 11 draws"):
+        resumed.resume(4, 12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -123,6 +124,42 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_realiad):
     runs = list((tmp_path / "logs").glob("debug/*/runs/*"))
     assert len(runs) == 1, runs  # both ranks wrote into one run directory
     assert (runs[0] / "checkpoints" / "last.ckpt").is_file() and (runs[0] / "results.json").is_file()
+    # the test metrics of the 2 ranks (each testing half of the images) equal one process testing all of them
+    best = next((runs[0] / "checkpoints").glob("best_*.ckpt"))
+    single_dir = tmp_path / "single"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "mtfcdd.evaluate", f"ckpt_path={best}", "trainer=cpu", "inference=eager",
+            f"hydra.run.dir={single_dir}", f"paths.log_dir={tmp_path}/logs",
+        ],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two_ranks = json.loads((runs[0] / "results.json").read_text())
+    one_process = json.loads((single_dir / "results.json").read_text())
+    assert two_ranks["counts"] == one_process["counts"] and two_ranks["counts"]["images"] > 0
+    for name, entry in one_process["types"].items():
+        for metric, value in entry.items():
+            other = two_ranks["types"][name][metric]
+            assert other == value if value is None else other == pytest.approx(value, abs=1e-9), (name, metric)
+
+
+@pytest.mark.slow
+def test_deterministic_runs_give_bitwise_equal_metrics(tmp_path, tiny_realiad):
+    """``trainer.deterministic=true`` and one seed: two runs (loader workers included) give identical metrics."""
+    outcomes = []
+    for name in ("first", "second"):
+        cfg = compose_config(tmp_path / name, [
+            *tiny_overrides(tiny_realiad), "trainer.deterministic=true", "data.num_workers=2", "trainer.max_epochs=2",
+        ])
+        run_task(cfg)
+        results = (Path(cfg.paths.output_dir) / "results.json").read_text()
+        head = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        outcomes.append((results, {k: v for k, v in head.items() if k.startswith("net.head.")}))
+    (first_results, first_head), (second_results, second_head) = outcomes
+    assert first_results == second_results  # every metric, written with full float precision
+    assert all(torch.equal(value, second_head[key]) for key, value in first_head.items())
+    assert '"i_auroc"' in first_results
 
 
 @pytest.mark.slow

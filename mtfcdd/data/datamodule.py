@@ -17,10 +17,10 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from mtfcdd.config import ConfigError
-from mtfcdd.data.dataset import MODES, RealIADDataset, seed_worker
+from mtfcdd.data.dataset import MODES, RealIADDataset
 from mtfcdd.data.realiad import (
     DEFECT_CODES,
     NUM_CLASSES,
@@ -29,6 +29,7 @@ from mtfcdd.data.realiad import (
     check_index_args,
     load_splits,
 )
+from mtfcdd.data.resumable import ResumableLoader, SeededDraws
 from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
 from mtfcdd.data.summary import format_table, summary_rows
 from mtfcdd.data.transforms import Augment, check_image_size, eval_transform, train_transform
@@ -223,13 +224,16 @@ class RealIADDataModule(L.LightningDataModule):
             raise RuntimeError("RealIADDataModule: call setup() before asking for a dataloader")
         return dataset
 
-    def _loader(self, dataset: RealIADDataset, **kwargs: object) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset: Dataset, loader: type[DataLoader] = DataLoader, **kwargs: object) -> DataLoader:
+        return loader(
             dataset,
             num_workers=self.num_workers,
             persistent_workers=self.persistent_workers,
             pin_memory=self.pin_memory,
             prefetch_factor=self.prefetch_factor,
+            # worker seeds come from the loader's own generator: creating an iterator draws nothing from the global
+            # torch random state (which therefore evolves the same in a resumed run as in an uninterrupted one)
+            generator=torch.Generator().manual_seed(self.sampler_seed),
             **kwargs,
         )
 
@@ -238,8 +242,12 @@ class RealIADDataModule(L.LightningDataModule):
         dataset = self._require(self.train_dataset)
         return np.bincount([r.class_index for r in dataset.records], minlength=NUM_CLASSES).tolist()
 
-    def train_dataloader(self) -> DataLoader:
-        """Class-balanced draws: ``epoch_draws`` per epoch (the dataset size, with a warning, when unset)."""
+    def train_dataloader(self) -> ResumableLoader:
+        """Class-balanced draws: ``epoch_draws`` per epoch (the dataset size, with a warning, when unset).
+
+        Resumable mid-epoch (:mod:`mtfcdd.data.resumable`); the augmentation of each draw is seeded from
+        (``sampler_seed``, epoch, draw position), independent of the number of workers.
+        """
         dataset = self._require(self.train_dataset)
         draws = self.epoch_draws
         if draws is None:
@@ -249,9 +257,15 @@ class RealIADDataModule(L.LightningDataModule):
                 "the training set size, not a balanced epoch", draws,
             )
         sampler = BalancedClassSampler(
-            class_of=[r.class_index for r in dataset.records], num_samples=draws, seed=self.sampler_seed
+            class_of=[r.class_index for r in dataset.records], num_samples=draws, seed=self.sampler_seed,
+            draw_keys=True,
         )
-        return self._loader(dataset, batch_size=self.batch_size, sampler=sampler, worker_init_fn=seed_worker)
+        if self.trainer is not None:
+            # loader workers start drawing before Lightning sets the epoch (the same count) on a resumed run
+            sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+        return self._loader(
+            SeededDraws(dataset, self.sampler_seed), ResumableLoader, batch_size=self.batch_size, sampler=sampler
+        )
 
     def _eval_loader(self, dataset: RealIADDataset | None) -> DataLoader:
         """In order; under DDP each rank takes a disjoint share, every image exactly once."""

@@ -141,15 +141,6 @@ class RealIADDataset(Dataset):
             sample["mask"] = torch.from_numpy(out["mask"] > 0)
         return sample
 
-    def reseed(self, seed: int) -> None:
-        """Reseed the augmentation (each dataloader worker calls this with its own seed)."""
-        reseed(self.transform, seed)
-
-
-def seed_worker(worker_id: int) -> None:
-    """``DataLoader(worker_init_fn=...)``: give this worker's copy of the dataset its own augmentation stream.
-
-    ``torch.initial_seed()`` differs per worker (base seed + worker id) and follows the global torch seed.
-    """
-    info = torch.utils.data.get_worker_info()
-    info.dataset.reseed(torch.initial_seed() % 2**63)
+    def reseed(self, entropy: int | Sequence[int] | None) -> None:
+        """Reseed the augmentation from ``entropy`` (an int or a sequence of ints, see :func:`reseed`)."""
+        reseed(self.transform, entropy)

@@ -8,6 +8,12 @@ Under DDP every rank generates the same global sequence from (seed, epoch) and t
 ``sequence[rank::num_replicas]``; the global sequence is padded up to a multiple of ``num_replicas`` by continuing
 the same draw process, so every rank yields the same number of indices and the shares are disjoint positions of
 one sequence. Lightning must not wrap this sampler in a DistributedSampler (``use_distributed_sampler=False``).
+
+Resuming mid-epoch: :meth:`BalancedClassSampler.resume` makes the iterations of an epoch start at a given position
+of this rank's share (:class:`mtfcdd.data.resumable.ResumableLoader` saves and restores that position in
+checkpoints). With ``draw_keys`` the sampler yields ``(index, epoch, position)`` triples, position being the draw's
+place in the global sequence, so that a dataset can seed each draw's augmentation from where it stands in the
+sequence (:class:`mtfcdd.data.resumable.SeededDraws`) instead of from a worker's running random state.
 """
 
 from __future__ import annotations
@@ -48,8 +54,10 @@ class BalancedClassSampler(Sampler[int]):
         num_samples: draws of one balanced epoch over all ranks together.
         seed: base seed; the sequence of an epoch depends only on (seed, epoch).
         num_replicas, rank: the distributed share; default to torch.distributed when initialised, else 1 and 0.
+        draw_keys: yield ``(index, epoch, position)`` triples instead of dataset indices (module docstring).
 
-    ``len(sampler)`` is ceil(num_samples / num_replicas), the indices this rank yields per epoch.
+    ``len(sampler)`` is ceil(num_samples / num_replicas), the indices this rank yields per full epoch (a resumed
+    epoch yields the ones after its start position).
     """
 
     def __init__(
@@ -59,6 +67,7 @@ class BalancedClassSampler(Sampler[int]):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        draw_keys: bool = False,
     ) -> None:
         labels = np.asarray(class_of)
         if labels.ndim != 1 or labels.size == 0:
@@ -70,7 +79,12 @@ class BalancedClassSampler(Sampler[int]):
         self.seed = _non_negative_int("seed", seed)
         self.num_replicas, self.rank = _distributed_default(num_replicas, rank)
         self.num_samples = int(num_samples)
+        self.draw_keys = bool(draw_keys)
         self.epoch = 0
+        self.start = 0
+        """Position in this rank's share where iterations of ``epoch`` start (0 unless resumed)."""
+        self.started: tuple[int, int] = (0, 0)
+        """(epoch, start) of the latest iteration begun."""
         self.classes, inverse = np.unique(labels, return_inverse=True)
         # members[c]: dataset indices of class self.classes[c], in dataset order
         order = np.argsort(inverse, kind="stable")
@@ -87,8 +101,20 @@ class BalancedClassSampler(Sampler[int]):
         return math.ceil(self.num_samples / self.num_replicas) * self.num_replicas
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose sequence the next iteration yields (Lightning calls this every epoch)."""
+        """Select the epoch whose sequence the next iteration yields (Lightning calls this every epoch); a new epoch
+        starts at position 0."""
+        epoch = _non_negative_int("epoch", epoch)
+        if epoch != self.epoch:
+            self.start = 0
+        self.epoch = epoch
+
+    def resume(self, epoch: int, position: int) -> None:
+        """Make iterations of ``epoch`` start after the first ``position`` draws of this rank's share."""
+        position = _non_negative_int("position", position)
+        if position > len(self):
+            raise ValueError(f"position={position} is past the end of an epoch of {len(self)} draws on this rank")
         self.epoch = _non_negative_int("epoch", epoch)
+        self.start = position
 
     def global_sequence(self, draws: int | None = None) -> np.ndarray:
         """The first ``draws`` (default ``total_draws``) indices of this epoch's sequence, identical on all ranks.
@@ -110,8 +136,13 @@ class BalancedClassSampler(Sampler[int]):
             sequence[where] = orders.reshape(-1)[: len(where)]
         return sequence
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.global_sequence()[self.rank :: self.num_replicas].tolist())
+    def __iter__(self) -> Iterator[int] | Iterator[tuple[int, int, int]]:
+        self.started = (self.epoch, self.start)
+        positions = np.arange(self.rank, self.total_draws, self.num_replicas)[self.start :]
+        indices = self.global_sequence()[positions].tolist()
+        if not self.draw_keys:
+            return iter(indices)
+        return iter([(index, self.epoch, position) for index, position in zip(indices, positions.tolist())])
 
     def __len__(self) -> int:
         return self.total_draws // self.num_replicas

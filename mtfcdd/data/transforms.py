@@ -88,7 +88,8 @@ def eval_transform(image_size: int) -> A.Compose:
 def train_transform(image_size: int, augment: Augment, seed: int | None = None) -> A.Compose:
     """With probability ``augment.p``: rotate + translate, then brightness/contrast; then resize + scale to [0, 1].
 
-    ``seed`` seeds the pipeline's random generators (see :func:`reseed`); dataloader workers must reseed their copy.
+    ``seed`` seeds the pipeline's random generators (see :func:`reseed`); the training loader reseeds it for every
+    draw (:class:`mtfcdd.data.resumable.SeededDraws`).
     """
     block = A.Compose(
         [
@@ -111,12 +112,12 @@ def train_transform(image_size: int, augment: Augment, seed: int | None = None) 
     return transform
 
 
-def reseed(transform: A.BaseCompose, seed: int | None) -> None:
-    """Give every step of ``transform`` one shared pair of random generators seeded from ``seed`` (None: OS entropy).
+def reseed(transform: A.BaseCompose, seed: int | Sequence[int] | None) -> None:
+    """Give every step of ``transform`` one shared pair of random generators seeded from ``seed`` (an int or a
+    sequence of ints, as ``numpy.random.SeedSequence`` takes; None: OS entropy).
 
     Albumentations ignores the global numpy/python seeds, and its own ``seed=`` gives each step a separate generator
-    with the same seed, so that the draws of different steps are correlated. Forked dataloader workers inherit
-    identical generator states: each worker must call this with its own seed.
+    with the same seed, so that the draws of different steps are correlated.
     """
     numpy_seed, python_seed = np.random.SeedSequence(seed).spawn(2)
     transform.set_random_state(np.random.default_rng(numpy_seed), random.Random(int(python_seed.generate_state(1)[0])))

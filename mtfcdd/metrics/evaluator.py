@@ -17,20 +17,23 @@ In mode ``single`` both protocols are the same: the one channel against every de
 Type classification (mode multi): for each anomalous test image, the type the inference pipeline predicted (by
 default the argmax over the M image scores); accuracy, macro-F1 and the M x M confusion matrix (rows = true type).
 
-All states are sums (histograms, region counts) or concatenations (image scores), so evaluators merge exactly
-(:meth:`MultiTypeEvaluator.merge`) and :meth:`MultiTypeEvaluator.compute` sums them across ``torch.distributed``
-ranks by itself. Each rank must see each test image once (no padded duplicates).
+The evaluator is a ``torchmetrics.Metric`` whose states are concatenations (image scores) and sparse histogram rows
+that add up (pixel counts, region mass, region counts), so evaluators merge exactly
+(:meth:`MultiTypeEvaluator.merge`) and torchmetrics gathers the states of every ``torch.distributed`` rank in
+:meth:`MultiTypeEvaluator.compute`. Each rank must see each test image once (no padded duplicates).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from mtfcdd.metrics.aupro import AUPRO_FPR_LIMIT, aupro_from_counts, region_weights
 from mtfcdd.metrics.image_metrics import (
@@ -40,12 +43,26 @@ from mtfcdd.metrics.image_metrics import (
     image_scores,
     type_classification,
 )
-from mtfcdd.metrics.pixel_curves import MANTISSA_BITS, PixelHistograms, roc_auc_from_counts
+from mtfcdd.metrics.pixel_curves import (
+    BLOCK_SIZE,
+    MANTISSA_BITS,
+    NUM_BLOCKS,
+    HistogramRows,
+    add_rows,
+    fold_rows,
+    histogram_rows,
+    roc_auc_from_counts,
+    type_histograms,
+)
 
 METRICS = ("i_auroc", "ap", "f1max", "p_auroc", "aupro")
 """Metric keys of every type entry (fractions in [0, 1])."""
 PROTOCOLS = ("paper", "typed")
 MODES = ("multi", "single")
+NAME_BYTES = 64
+"""Longest category name (UTF-8 bytes) the per-category states hold."""
+_HIST = ("hist_keys", "hist_counts", "hist_mass")
+_STATES = ("scores", "types", "predicted", "image_scopes", "scope_names", *_HIST, "region_scopes", "region_counts")
 
 
 class UndefinedMetricWarning(UserWarning):
@@ -58,16 +75,46 @@ def _choice(name: str, value: str, choices: Sequence[str]) -> str:
     return value
 
 
+def _category_code(name: str) -> int:
+    """A category's scope code: 48 bits of its BLAKE2b hash, the same in every process (histogram keys hold it)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=6).digest(), "big")
+
+
+def _encode_name(name: str) -> torch.Tensor:
+    data = name.encode()
+    if len(data) > NAME_BYTES:
+        raise ValueError(f"category {name!r}: names of at most {NAME_BYTES} UTF-8 bytes are supported")
+    return torch.tensor(list(data.ljust(NAME_BYTES, b"\0")), dtype=torch.uint8)
+
+
+def _decode_name(row: torch.Tensor) -> str:
+    return bytes(row.tolist()).rstrip(b"\0").decode()
+
+
 def _nanmean(values: Sequence[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else float("nan")
 
 
-class MultiTypeEvaluator:
+def _rows(state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """A cat state as one tensor: its local list (one folded entry) or, after a cross-rank sync, the ranks' rows."""
+    return dim_zero_cat(state) if isinstance(state, list) else state
+
+
+class MultiTypeEvaluator(Metric):
     """Streams heatmaps and masks batch by batch; :meth:`compute` returns every metric per type and their mean.
 
-    Memory: image scores take 8 bytes x M per image; pixel histograms take at most a few MB per type and scope
-    (one scope, or one per category with ``per_category``), independent of the number of images.
+    A ``torchmetrics.Metric``: every state is a ``cat`` state (below), so under ``torch.distributed`` ``compute``
+    gathers the states of all ranks by itself (torchmetrics' sync) and sums the histogram rows of equal keys.
+    States: per image ``scores`` float64 [N, M], ``types`` and ``predicted`` (types) int64 [N] and ``image_scopes``
+    int64 [N] (category codes);
+    the pixel histograms as :class:`mtfcdd.metrics.pixel_curves.HistogramRows` (``hist_keys``, ``hist_counts``,
+    ``hist_mass``); regions per scope and type (``region_scopes`` int64 [S], ``region_counts`` int64 [S, M]); the
+    names of the scopes' categories (``scope_names`` uint8 [S, NAME_BYTES]). Locally each list state holds one
+    folded tensor, updated in place.
+
+    Memory: 24 + 8 x M bytes per image; pixel histograms take at most a few MB per type and scope (one scope, or one
+    per category with ``per_category``), independent of the number of images.
 
     Args:
         type_names: one name per heatmap channel (M names; M = 1 in mode single).
@@ -75,9 +122,13 @@ class MultiTypeEvaluator:
         image_score: ``"max"`` or ``"mean"`` of each channel's map.
         mode: ``"multi"`` (channel k = defect type k, ``type_index`` indexes ``type_names``) or ``"single"``
             (one channel against any defect).
-        per_category: also report every metric per object category.
+        per_category: also report every metric per object category (names of at most NAME_BYTES UTF-8 bytes).
         fpr_limit: AUPRO's integration limit (0.3).
     """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
 
     def __init__(
         self,
@@ -88,6 +139,7 @@ class MultiTypeEvaluator:
         per_category: bool = False,
         fpr_limit: float = AUPRO_FPR_LIMIT,
     ) -> None:
+        super().__init__(compute_with_cache=False)
         self.type_names = list(type_names)
         self.protocol = _choice("protocol", protocol, PROTOCOLS)
         self.image_score = _choice("image_score", image_score, IMAGE_SCORES)
@@ -100,20 +152,46 @@ class MultiTypeEvaluator:
             raise ValueError(f"fpr_limit={fpr_limit}: expected a value in (0, 1]")
         self.per_category = per_category
         self.fpr_limit = fpr_limit
-        self.reset()
+        for name in _STATES:
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+        self._add_empty_rows()
 
     @property
     def num_types(self) -> int:
         """M, the number of heatmap channels."""
         return len(self.type_names)
 
+    def _add_empty_rows(self) -> None:
+        """One zero-row tensor per state, so that every rank syncs tensors of the same rank (dimensions) and dtype."""
+        m, device = self.num_types, self.device
+        empty = {
+            "scores": torch.zeros(0, m, dtype=torch.float64),
+            "types": torch.zeros(0, dtype=torch.int64),
+            "predicted": torch.zeros(0, dtype=torch.int64),
+            "image_scopes": torch.zeros(0, dtype=torch.int64),
+            "scope_names": torch.zeros(0, NAME_BYTES, dtype=torch.uint8),
+            "hist_keys": torch.zeros(0, dtype=torch.int64),
+            "hist_counts": torch.zeros(0, m, 2, BLOCK_SIZE, dtype=torch.int64),
+            "hist_mass": torch.zeros(0, m, BLOCK_SIZE, dtype=torch.float64),
+            "region_scopes": torch.zeros(0, dtype=torch.int64),
+            "region_counts": torch.zeros(0, m, dtype=torch.int64),
+        }
+        for name in _STATES:
+            getattr(self, name).append(empty[name].to(device))
+
     def reset(self) -> None:
         """Forget every image."""
-        self._scores: list[np.ndarray] = []  # float64 [b, M] per batch
-        self._types: list[np.ndarray] = []  # int64 [b] per batch
-        self._predicted: list[np.ndarray] = []  # int64 [b] per batch: predicted types
-        self._categories: list[str] = []  # one per image (per_category only)
-        self._hists: dict[str | None, PixelHistograms] = {}  # key: category, or None for the one scope
+        super().reset()
+        self._add_empty_rows()
+
+    def _append(self, name: str, rows: torch.Tensor) -> None:
+        state = getattr(self, name)
+        state[0] = torch.cat([state[0], rows.to(state[0].device)])
+
+    def _add_to(self, names: tuple[str, ...], new: tuple[torch.Tensor, ...]) -> None:
+        folded = add_rows(tuple(getattr(self, name)[0] for name in names), new)
+        for name, value in zip(names, folded):
+            getattr(self, name)[0] = value
 
     def update(
         self,
@@ -151,29 +229,44 @@ class MultiTypeEvaluator:
         scores = image_scores(maps, self.image_score) if scores is None else scores.detach()
         if tuple(scores.shape) != tuple(maps.shape[:2]):
             raise ValueError(f"scores: expected [B, M] = {tuple(maps.shape[:2])}, got {tuple(scores.shape)}")
-        scores = scores.double().cpu()
+        scores = scores.double()
         if bool(scores.isnan().any()):  # max and mean propagate NaN: no separate pass over the pixels
             raise ValueError("maps: contain NaN; expected finite heatmaps (did training diverge?)")
-        predicted = scores.argmax(dim=1) if predicted_type is None else predicted_type.detach().cpu().long()
+        predicted = scores.argmax(dim=1) if predicted_type is None else predicted_type.detach().long()
         if tuple(predicted.shape) != (len(types),):
             raise ValueError(f"predicted_type: expected [{len(types)}], got {tuple(predicted.shape)}")
-        self._scores.append(scores.numpy())
-        self._predicted.append(predicted.numpy())
-        self._types.append(types)
-        if self.per_category:
-            self._categories.extend(category)
+        codes = [_category_code(name) for name in category] if self.per_category else [0] * len(types)
+        names = {code: _encode_name(name) for code, name in zip(codes, category)} if self.per_category else {}
+        self._append("scores", scores)
+        self._append("types", torch.from_numpy(types))
+        self._append("predicted", predicted)
+        self._append("image_scopes", torch.tensor(codes, dtype=torch.int64))
         weights, regions = region_weights(masks_cpu)
-        keys = list(category) if self.per_category else [None] * len(types)
-        for key in dict.fromkeys(keys):
-            rows = [i for i, k in enumerate(keys) if k == key]
-            if len(rows) == len(keys):
-                part = (maps, masks, types, weights, regions)
+        of_type = self._positive_types(types)  # bool [B, M]
+        region_counts = torch.from_numpy((regions[:, None] * of_type).astype(np.int64))  # [B, M]
+        positive = masks[:, None] & torch.from_numpy(of_type).to(maps.device)[:, :, None, None]
+        weight = torch.from_numpy(weights).to(maps.device)
+        for code in dict.fromkeys(codes):
+            rows = [i for i, c in enumerate(codes) if c == code]
+            if len(rows) == len(codes):
+                part = (maps, positive, weight)
             else:
                 index = torch.tensor(rows, device=maps.device)
-                part = (maps[index], masks[index], types[rows], weights[rows], regions[rows])
-            if key not in self._hists:
-                self._hists[key] = PixelHistograms(self.num_types, device=maps.device)
-            self._add_pixels(self._hists[key], *part)
+                part = (maps[index], positive[index], weight[index])
+            self._add_to(("hist_keys", "hist_counts", "hist_mass"), histogram_rows(*part, scope=code))
+            counts = region_counts[rows].sum(dim=0, keepdim=True)
+            self._add_to(("region_scopes", "region_counts"), (torch.tensor([code]), counts))
+            if self.per_category and code not in self._local_codes():
+                self._append("scope_names", names[code][None])
+
+    def _positive_types(self, types: np.ndarray) -> np.ndarray:
+        """bool [B, M]: whether an image's defect pixels are positive for channel k (module docstring)."""
+        if self.mode == "single" or self.protocol == "paper":
+            return np.ones((len(types), self.num_types), dtype=bool)
+        return types[:, None] == np.arange(self.num_types)[None, :]
+
+    def _local_codes(self) -> set[int]:
+        return {_category_code(_decode_name(row)) for row in self.scope_names[0].cpu()}
 
     def _check_batch(
         self, maps: torch.Tensor, masks: torch.Tensor, type_index: torch.Tensor, category: Sequence[str] | None
@@ -201,74 +294,20 @@ class MultiTypeEvaluator:
         if self.per_category and (category is None or len(category) != batch):
             raise ValueError(f"category: per_category=True needs {batch} category names, got {category!r}")
 
-    def _add_pixels(
-        self,
-        hist: PixelHistograms,
-        maps: torch.Tensor,
-        masks: torch.Tensor,
-        types: np.ndarray,
-        weights: np.ndarray,
-        regions: np.ndarray,
-    ) -> None:
-        weight = torch.from_numpy(weights).to(maps.device)
-        for k in range(self.num_types):
-            if self.mode == "single" or self.protocol == "paper":
-                hist.add(k, maps[:, k], masks, weight, int(regions.sum()))
-            else:
-                of_type = types == k
-                positive = masks & torch.from_numpy(of_type).to(masks.device)[:, None, None]
-                hist.add(k, maps[:, k], positive, weight, int(regions[of_type].sum()))
-
     def merge(self, other: MultiTypeEvaluator) -> None:
         """Add ``other``'s images (evaluated with the same settings) into this evaluator."""
         settings = ("type_names", "protocol", "image_score", "mode", "per_category", "fpr_limit")
         different = [name for name in settings if getattr(self, name) != getattr(other, name)]
         if different:
             raise ValueError(f"cannot merge evaluators whose settings differ: {', '.join(different)}")
-        self._scores.extend(other._scores)
-        self._types.extend(other._types)
-        self._predicted.extend(other._predicted)
-        self._categories.extend(other._categories)
-        for key, hist in other._hists.items():
-            self._hists.setdefault(key, PixelHistograms(self.num_types)).merge(hist)
-
-    def _empty_copy(self) -> MultiTypeEvaluator:
-        return MultiTypeEvaluator(
-            self.type_names, self.protocol, self.image_score, self.mode, self.per_category, self.fpr_limit
-        )
-
-    def _synced(self) -> MultiTypeEvaluator:
-        """This evaluator, or (under torch.distributed with several ranks) a copy holding every rank's images."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
-            return self
-        local = {
-            "scores": self._scores,
-            "types": self._types,
-            "predicted": self._predicted,
-            "categories": self._categories,
-            "blocks": {key: hist.blocks.cpu().tolist() for key, hist in self._hists.items()},
-        }
-        parts: list[dict] = [{} for _ in range(dist.get_world_size())]
-        dist.all_gather_object(parts, local)
-        merged = self._empty_copy()
-        for part in parts:
-            merged._scores.extend(part["scores"])
-            merged._types.extend(part["types"])
-            merged._predicted.extend(part["predicted"])
-            merged._categories.extend(part["categories"])
-        nccl = dist.get_backend() == "nccl"
-        device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
-        keys = sorted({key for part in parts for key in part["blocks"]}, key=lambda key: key or "")
-        for key in keys:
-            blocks = sorted({block for part in parts for block in part["blocks"].get(key, [])})
-            hist = PixelHistograms(self.num_types, device=device)
-            if key in self._hists:
-                hist.merge(self._hists[key])
-            hist.expand_to(torch.tensor(blocks, dtype=torch.int64, device=device))
-            for state in (hist.counts, hist.region_mass, hist.num_regions):
-                dist.all_reduce(state)
-            merged._hists[key] = hist
-        return merged
+        for name in ("scores", "types", "predicted", "image_scopes"):
+            self._append(name, _rows(getattr(other, name)))
+        self._add_to(("hist_keys", "hist_counts", "hist_mass"), tuple(_rows(getattr(other, n)) for n in _HIST))
+        self._add_to(("region_scopes", "region_counts"), (_rows(other.region_scopes), _rows(other.region_counts)))
+        known = self._local_codes()
+        for row in _rows(other.scope_names):
+            if _category_code(_decode_name(row)) not in known:
+                self._append("scope_names", row[None])
 
     def compute(self) -> dict:
         """Every metric (fractions in [0, 1], NaN where undefined, with an :class:`UndefinedMetricWarning`).
@@ -279,13 +318,14 @@ class MultiTypeEvaluator:
         ``mean`` (NaN-skipping mean over types of each of ``METRICS``) and ``type_classification`` (mode multi,
         else None); with ``per_category`` also ``per_category``: category -> the same four entries.
         """
-        state = self._synced()
-        scores = np.concatenate(state._scores) if state._scores else np.zeros((0, self.num_types))
-        types = np.concatenate(state._types) if state._types else np.zeros(0, dtype=np.int64)
-        predicted = np.concatenate(state._predicted) if state._predicted else np.zeros(0, dtype=np.int64)
-        overall = PixelHistograms(self.num_types)
-        for hist in state._hists.values():
-            overall.merge(hist)
+        scores = _rows(self.scores).cpu().numpy()
+        types = _rows(self.types).cpu().numpy()
+        predicted = _rows(self.predicted).cpu().numpy()
+        image_scopes = _rows(self.image_scopes).cpu().numpy()
+        keys, counts, mass = fold_rows(*(_rows(getattr(self, name)) for name in _HIST))
+        region_scopes, region_counts = fold_rows(_rows(self.region_scopes), _rows(self.region_counts))
+        regions = dict(zip(region_scopes.tolist(), region_counts.cpu().numpy()))
+        overall = HistogramRows(*fold_rows(keys % NUM_BLOCKS, counts, mass))
         results = {
             "protocol": self.protocol,
             "image_score": self.image_score,
@@ -298,37 +338,48 @@ class MultiTypeEvaluator:
                 "regions = 8-connected mask components",
                 "pixel_bins": f"float32 grid, relative bin width 2^-{MANTISSA_BITS}",
             },
-            **self._scope_results("all images", scores, types, predicted, overall),
+            **self._scope_results(
+                "all images", scores, types, predicted, overall,
+                sum(regions.values(), np.zeros(self.num_types, np.int64)),
+            ),
         }
         if self.per_category:
-            categories = np.asarray(state._categories)
-            results["per_category"] = {
-                name: self._scope_results(
-                    f"category {name}", scores[categories == name], types[categories == name],
-                    predicted[categories == name], hist,
+            names = {_category_code(name): name for name in map(_decode_name, _rows(self.scope_names).cpu())}
+            scope_of_row = keys // NUM_BLOCKS
+            results["per_category"] = {}
+            for code, name in sorted(names.items(), key=lambda item: item[1]):
+                rows = scope_of_row == code
+                hist = HistogramRows(keys[rows], counts[rows], mass[rows])
+                chosen = image_scopes == code
+                results["per_category"][name] = self._scope_results(
+                    f"category {name}", scores[chosen], types[chosen], predicted[chosen], hist, regions[code]
                 )
-                for name, hist in sorted(state._hists.items())
-            }
         return results
 
     def _scope_results(
-        self, scope: str, scores: np.ndarray, types: np.ndarray, predicted: np.ndarray, hist: PixelHistograms
+        self,
+        scope: str,
+        scores: np.ndarray,
+        types: np.ndarray,
+        predicted: np.ndarray,
+        hist: HistogramRows,
+        num_regions: np.ndarray,
     ) -> dict:
         entries: dict[str, dict] = {}
         for k, name in enumerate(self.type_names):
             positive = types >= 0 if self.mode == "single" else types == k
             image = binary_image_metrics(scores[:, k], positive)
-            negatives, positives, mass, num_regions = hist.type_histograms(k)
+            negatives, positives, mass = type_histograms(hist, k)
             entries[name] = {
                 "i_auroc": image.auroc,
                 "ap": image.ap,
                 "f1max": image.f1max,
                 "f1_threshold": image.f1_threshold,
                 "p_auroc": roc_auc_from_counts(negatives, positives),
-                "aupro": aupro_from_counts(negatives, mass, num_regions, self.fpr_limit),
+                "aupro": aupro_from_counts(negatives, mass, int(num_regions[k]), self.fpr_limit),
                 "positive_images": int(positive.sum()),
                 "positive_pixels": int(positives.sum()),
-                "regions": num_regions,
+                "regions": int(num_regions[k]),
             }
         self._warn_undefined(scope, entries, num_images=len(types))
         anomalous = types >= 0
@@ -353,7 +404,7 @@ class MultiTypeEvaluator:
         for cause, names in causes.items():
             if names:
                 message = f"{scope}: {cause} for type(s) {', '.join(names)}: NaN"
-                warnings.warn(message, UndefinedMetricWarning, stacklevel=4)
+                warnings.warn(message, UndefinedMetricWarning, stacklevel=5)  # the caller of compute()
 
     @staticmethod
     def flat_metrics(results: dict, prefix: str) -> dict[str, float]:

@@ -6,13 +6,14 @@ monotone in the value, identical for every run and every rank, so histograms add
 bins and leave the resolution elsewhere untouched; tied values always share a bin, so the only difference from an
 exact sort-based curve comes from distinct values that share a bin.
 
-Storage is block-sparse: one block of ``BLOCK_SIZE`` bins per (sign, exponent) octave, allocated when a value first
-falls into it. Memory therefore follows the range of octaves the scores occupy (a few dozen for real heatmaps, at
-most 512 = ``NUM_BINS / BLOCK_SIZE``), never the number of pixels. Each ``add`` costs
-O(pixels + bins spanned by those pixels' values).
+Storage is block-sparse (:class:`HistogramRows`): one row of ``BLOCK_SIZE`` bins per (sign, exponent) octave that
+holds a value. Memory therefore follows the range of octaves the scores occupy (a few dozen for real heatmaps, at
+most ``NUM_BLOCKS`` = 512), never the number of pixels.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,6 +25,8 @@ NUM_BINS = 1 << (32 - _DROPPED_BITS)
 """Bins of the whole float32 range (both signs): ``2**19``."""
 BLOCK_SIZE = 1 << MANTISSA_BITS
 """Bins per octave block (one sign and exponent)."""
+NUM_BLOCKS = NUM_BINS // BLOCK_SIZE
+"""Octave blocks of the whole grid: 512."""
 
 
 def float_bins(values: torch.Tensor) -> torch.Tensor:
@@ -50,109 +53,87 @@ def _weighted_bincount(bins: torch.Tensor, weights: torch.Tensor, length: int) -
     return torch.bincount(bins, weights=weights, minlength=length)
 
 
-class PixelHistograms:
-    """Per-type pixel histograms of one evaluation scope, on the :func:`float_bins` grid.
+class HistogramRows(NamedTuple):
+    """Sparse per-type pixel histograms on the :func:`float_bins` grid, one row per stored octave block.
 
-    States (all sums, so scopes, batches and ranks combine by addition):
-    ``counts`` int64 [T, 2, L]: negative (0) and positive (1) pixels per bin; ``region_mass`` float64 [T, L]: sum of
-    ``1 / |region|`` over the region pixels in each bin (AUPRO); ``num_regions`` int64 [T]. ``L = len(blocks) *
-    BLOCK_SIZE`` with ``blocks`` the sorted ids of the stored octave blocks. States live on the device of the
-    first values added.
+    ``keys`` int64 [R]: ``scope * NUM_BLOCKS + block`` (scope: an evaluation scope's code, 0 for one scope; block:
+    the octave block id, ``bin >> MANTISSA_BITS``), sorted and distinct after :func:`fold_rows`; ``counts`` int64
+    [R, T, 2, BLOCK_SIZE]: negative (0) and positive (1) pixels per bin of each type; ``region_mass`` float64
+    [R, T, BLOCK_SIZE]: sum of ``1 / |region|`` over the region pixels in each bin (AUPRO). All sums: histograms of
+    batches, scopes and ranks combine by concatenating rows and summing equal keys.
     """
 
-    def __init__(self, num_types: int, device: torch.device | str | None = None) -> None:
-        self.num_types = num_types
-        self.device = torch.device(device) if device is not None else None
-        self.blocks = torch.empty(0, dtype=torch.int64)
-        self.counts = torch.zeros(num_types, 2, 0, dtype=torch.int64)
-        self.region_mass = torch.zeros(num_types, 0, dtype=torch.float64)
-        self.num_regions = torch.zeros(num_types, dtype=torch.int64)
-        if self.device is not None:
-            self._move(self.device)
+    keys: torch.Tensor
+    counts: torch.Tensor
+    region_mass: torch.Tensor
 
-    def _move(self, device: torch.device) -> None:
-        self.device = device
-        for name in ("blocks", "counts", "region_mass", "num_regions"):
-            setattr(self, name, getattr(self, name).to(device))
 
-    def _blocks_view(self, state: torch.Tensor) -> torch.Tensor:
-        """``state`` [..., L] viewed as [..., n_blocks, BLOCK_SIZE]."""
-        return state.view(*state.shape[:-1], -1, BLOCK_SIZE)
+def histogram_rows(
+    values: torch.Tensor, positive: torch.Tensor, region_weight: torch.Tensor, scope: int = 0
+) -> HistogramRows:
+    """The histogram rows of one batch.
 
-    def expand_to(self, blocks: torch.Tensor) -> None:
-        """Re-lay the states over ``blocks`` (sorted block ids, a superset of the stored ones); new bins are 0."""
-        blocks = blocks.to(self.blocks.device)
-        if torch.equal(blocks, self.blocks):
-            return
-        positions = torch.searchsorted(blocks, self.blocks)
-        counts = self.counts.new_zeros(self.num_types, 2, blocks.numel(), BLOCK_SIZE)
-        counts[:, :, positions] = self._blocks_view(self.counts)
-        mass = self.region_mass.new_zeros(self.num_types, blocks.numel(), BLOCK_SIZE)
-        mass[:, positions] = self._blocks_view(self.region_mass)
-        self.counts, self.region_mass, self.blocks = counts.flatten(2), mass.flatten(1), blocks
+    Args:
+        values: float [B, T, H, W] scores of T types (converted to float32).
+        positive: bool [B, T, H, W]: the pixels that are positive for each type.
+        region_weight: float [B, H, W]: ``1 / |region|`` on region pixels (read at positive pixels only).
+        scope: the scope code of every row (see :class:`HistogramRows`).
 
-    def add(
-        self,
-        type_k: int,
-        values: torch.Tensor,
-        positive: torch.Tensor,
-        region_weight: torch.Tensor,
-        num_regions: int,
-    ) -> None:
-        """Add the pixels of one type's maps.
+    Cost: O(pixels + T x the bins spanned by this batch's values), never the whole grid.
+    """
+    num_types = values.shape[1]
+    if values.numel() == 0:
+        return HistogramRows(
+            torch.zeros(0, dtype=torch.int64, device=values.device),
+            torch.zeros(0, num_types, 2, BLOCK_SIZE, dtype=torch.int64, device=values.device),
+            torch.zeros(0, num_types, BLOCK_SIZE, dtype=torch.float64, device=values.device),
+        )
+    bins = float_bins(values)
+    low, high = (int(b) >> MANTISSA_BITS for b in torch.aminmax(bins))
+    span = (high - low + 1) * BLOCK_SIZE
+    type_offset = torch.arange(num_types, device=bins.device).view(1, -1, 1, 1) * span
+    flat = (bins.long() - low * BLOCK_SIZE + type_offset).flatten()
+    positive = positive.flatten()
+    positive_bins = flat[positive]
+    every = torch.bincount(flat, minlength=num_types * span).view(num_types, -1, BLOCK_SIZE)
+    positives = torch.bincount(positive_bins, minlength=num_types * span).view(num_types, -1, BLOCK_SIZE)
+    weights = region_weight.to(values.device, torch.float64)[:, None].expand(values.shape).flatten()[positive]
+    mass = _weighted_bincount(positive_bins, weights, num_types * span).view(num_types, -1, BLOCK_SIZE)
+    mass = mass.to(torch.float64)  # bincount of no pixels is int64
+    used = every.any(dim=2).any(dim=0).nonzero().flatten()
+    counts = torch.stack([every - positives, positives], dim=1)[:, :, used].permute(2, 0, 1, 3)
+    keys = scope * NUM_BLOCKS + low + used
+    return HistogramRows(keys, counts.contiguous(), mass[:, used].permute(1, 0, 2).contiguous())
 
-        Args:
-            type_k: type (channel) index.
-            values: scores of any shape (float; converted to float32).
-            positive: bool, same shape: the pixels that are positive for this type.
-            region_weight: float64, same shape: ``1 / |region|`` on region pixels (read at positive pixels only).
-            num_regions: regions these pixels belong to (added to ``num_regions[type_k]``).
-        """
-        if self.device is None:
-            self._move(values.device)
-        self.num_regions[type_k] += num_regions
-        if values.numel() == 0:
-            return
-        bins = float_bins(values.to(self.device)).flatten()
-        positive = positive.to(self.device).flatten()
-        # count over the blocks spanned by this batch only (cost follows the data's range, not the whole grid)
-        low, high = (int(b) >> MANTISSA_BITS for b in torch.aminmax(bins))
-        span = (high - low + 1) * BLOCK_SIZE
-        bins -= low * BLOCK_SIZE
-        positive_bins = bins[positive]
-        every = torch.bincount(bins, minlength=span).view(-1, BLOCK_SIZE)
-        positives = torch.bincount(positive_bins, minlength=span).view(-1, BLOCK_SIZE)
-        weights = region_weight.to(self.device, torch.float64).flatten()[positive]
-        mass = _weighted_bincount(positive_bins, weights, span).view(-1, BLOCK_SIZE)
-        used = every.any(dim=1).nonzero().flatten()
-        self.expand_to(torch.unique(torch.cat([self.blocks, used + low])))
-        slots = torch.searchsorted(self.blocks, used + low)
-        self._blocks_view(self.counts[type_k, 0])[slots] += (every - positives)[used]
-        self._blocks_view(self.counts[type_k, 1])[slots] += positives[used]
-        self._blocks_view(self.region_mass[type_k])[slots] += mass[used]
 
-    def merge(self, other: PixelHistograms) -> None:
-        """Add ``other``'s states (any block layout) into this one."""
-        if other.num_types != self.num_types:
-            raise ValueError(f"cannot merge histograms of {other.num_types} types into {self.num_types}")
-        if other.device is None:
-            return
-        if self.device is None:
-            self._move(other.device)
-        other_blocks = other.blocks.to(self.device)
-        self.expand_to(torch.unique(torch.cat([self.blocks, other_blocks])))
-        positions = torch.searchsorted(self.blocks, other_blocks)
-        other_counts, other_mass = other.counts.to(self.device), other.region_mass.to(self.device)
-        self._blocks_view(self.counts).index_add_(2, positions, self._blocks_view(other_counts))
-        self._blocks_view(self.region_mass).index_add_(1, positions, self._blocks_view(other_mass))
-        self.num_regions += other.num_regions.to(self.device)
+def fold_rows(keys: torch.Tensor, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(sorted distinct keys, then each of ``values`` [R, ...] with the rows of equal keys summed)."""
+    distinct, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    if distinct.numel() == keys.numel() and torch.equal(distinct, keys):
+        return (keys, *values)
+    return (distinct, *(v.new_zeros((distinct.numel(), *v.shape[1:])).index_add_(0, inverse, v) for v in values))
 
-    def type_histograms(self, type_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """(negatives, positives, region mass, number of regions) of one type; bins ascending, empty bins dropped."""
-        counts = self.counts[type_k].cpu().numpy()
-        mass = self.region_mass[type_k].cpu().numpy()
-        used = (counts[0] > 0) | (counts[1] > 0)
-        return counts[0][used], counts[1][used], mass[used], int(self.num_regions[type_k])
+
+def add_rows(state: tuple[torch.Tensor, ...], new: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """``state`` (folded: keys sorted and distinct) plus the rows ``new``, folded; in place when every key of
+    ``new`` is already in ``state`` (the usual case once a few batches have set the range of octaves)."""
+    new = tuple(rows.to(state[0].device) for rows in new)
+    keys, new_keys = state[0], new[0]
+    slots = torch.searchsorted(keys, new_keys)
+    if new_keys.numel() and bool((slots < keys.numel()).all()) and torch.equal(keys[slots], new_keys):
+        for target, rows in zip(state[1:], new[1:]):
+            target.index_add_(0, slots, rows)
+        return state
+    return fold_rows(*(torch.cat([a, b]) for a, b in zip(state, new)))
+
+
+def type_histograms(rows: HistogramRows, type_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(negatives, positives, region mass) of one type over ``rows`` (folded, of one scope, block-sorted); bins
+    ascending, empty bins dropped."""
+    counts = rows.counts[:, type_k].transpose(0, 1).flatten(1).cpu().numpy()
+    mass = rows.region_mass[:, type_k].flatten().cpu().numpy()
+    used = (counts[0] > 0) | (counts[1] > 0)
+    return counts[0][used], counts[1][used], mass[used]
 
 
 def roc_auc_from_counts(negatives: np.ndarray, positives: np.ndarray) -> float:
