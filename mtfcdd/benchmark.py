@@ -35,8 +35,8 @@ from mtfcdd.config import ConfigError, config_dir
 from mtfcdd.errors import exit_on_user_error
 from mtfcdd.inference.calibration import load_images, recalibrate_batchnorm
 from mtfcdd.inference.deviation import median_thresholds, output_deviation
-from mtfcdd.inference.engines import Engine, build_engine, cpu_supports_bf16
-from mtfcdd.inference.onnx_runtime import cpu_has_int8_dot_product, physical_cores
+from mtfcdd.inference.cpu import cpu_has_int8_dot_product, cpu_supports_bf16, instruction_sets, isa_level, physical_cores
+from mtfcdd.inference.engines import Engine, build_engine
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 
 log = logging.getLogger(__name__)

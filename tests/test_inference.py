@@ -27,7 +27,7 @@ from mtfcdd.inference import (
 )
 from mtfcdd.inference.calibration import recalibrate_batchnorm
 from mtfcdd.inference.folding import FoldingError
-from mtfcdd.inference.onnx_runtime import physical_cores
+from mtfcdd.inference.cpu import physical_cores
 from mtfcdd.model.backbones import FrozenBackbone
 from mtfcdd.model.network import MultiTypeFCDD
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtfcdd.inference.onnx_runtime import cpu_has_int8_dot_product, export_onnx, quantize_int8
+from mtfcdd.inference.cpu import cpu_has_int8_dot_product
+from mtfcdd.inference.onnx_runtime import export_onnx, quantize_int8
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 
 INPUT_FORMATS = ("uint8", "float01")

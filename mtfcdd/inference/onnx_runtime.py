@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -15,51 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtfcdd.inference.cpu import cpu_has_int8_dot_product
+
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
-
-
-def physical_cores() -> int:
-    """Physical CPU cores this process may run on (hyper-threads not counted); ``os.cpu_count()`` if unknown."""
-    try:
-        allowed = os.sched_getaffinity(0)
-    except AttributeError:  # not Linux
-        allowed = None
-    cores: set[tuple[str, str]] = set()
-    try:
-        processor = physical = core = None
-        for line in Path("/proc/cpuinfo").read_text().splitlines() + [""]:
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key == "processor":
-                processor = int(value)
-            elif key == "physical id":
-                physical = value
-            elif key == "core id":
-                core = value
-            elif not line.strip() and processor is not None:
-                if core is not None and (allowed is None or processor in allowed):
-                    cores.add((physical or "0", core))
-                processor = physical = core = None
-    except (OSError, ValueError):
-        cores = set()
-    if cores:
-        return len(cores)
-    return len(allowed) if allowed else (os.cpu_count() or 1)
-
-
-def cpu_flags() -> set[str]:
-    """The CPU feature flags of /proc/cpuinfo (empty where unknown)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_has_int8_dot_product() -> bool:
-    """Whether the CPU has VNNI (u8 x s8 dot products without the 16-bit saturation of AVX2's ``vpmaddubsw``)."""
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 @contextlib.contextmanager
