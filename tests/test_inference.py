@@ -325,3 +325,31 @@ def test_backbone_autocast_keeps_float32_features_and_no_backbone_graph(tiny_pip
     out.scores.sum().backward()  # gradients reach the head only
     assert all(p.grad is not None for p in net.head.parameters())
     assert all(p.grad is None for p in net.backbone.parameters())
+
+
+@pytest.mark.slow
+def test_benchmark_on_a_checkpoint_reports_test_metric_changes(tmp_path, trained_run):
+    checkpoint = trained_run("max") / "checkpoints" / "last.ckpt"
+    cfg = compose_config(
+        tmp_path,
+        [f"ckpt_path={checkpoint}", "run=[eager,fast,onnx_int8]", "batch_sizes=[1,2]", "rounds=1", "warmup=0",
+         "deviation_images=4", "calibration.images=4", "gpu=false", "test.max_images=24"],
+        config_name="benchmark",
+    )
+    results = benchmark(cfg)
+    rows = {row["name"]: row for row in results["rows"]}
+    assert list(rows) == ["eager", "fast", "onnx_int8"] and not results["failed"]
+    images = results["settings"]["test_images"]
+    assert 0 < images <= 24
+    eager, fast, int8 = rows["eager"]["test"], rows["fast"]["test"], rows["onnx_int8"]["test"]
+    assert eager["images"] == fast["images"] == int8["images"] == images
+    assert eager["decisions_changed"] == 0 and all(v == 0 or v != v for v in eager["change_points"].values())
+    assert set(eager["change_points"]) == {"i_auroc", "p_auroc", "aupro", "type_accuracy"}
+    assert 0 <= eager["metrics"]["i_auroc"] <= 100
+    # fp32 engines decide exactly as eager (float reassociation only)
+    assert fast["decisions_changed"] == 0 and fast["types_changed"] == 0 and rows["fast"]["within_bounds"]
+    assert all(abs(v) < 1e-3 for v in fast["change_points"].values() if v == v)
+    assert 0 <= int8["decisions_changed"] <= images
+    table = format_table(results)
+    assert "d AUPRO" in table and "decisions changed" in table and "instruction sets:" in table
+    assert results["best"]["engine"] in rows and results["best"]["batch"] == 2
