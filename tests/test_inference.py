@@ -6,6 +6,7 @@ Correctness only: nothing here depends on how fast anything runs.
 from __future__ import annotations
 
 import copy
+import sys
 
 import pytest
 import torch
@@ -28,6 +29,7 @@ from mtfcdd.inference import (
 from mtfcdd.inference.calibration import recalibrate_batchnorm
 from mtfcdd.inference.folding import FoldingError
 from mtfcdd.inference.cpu import physical_cores
+from mtfcdd.inference.engines import CALIBRATED_ENGINES, inference_config
 from mtfcdd.model.backbones import FrozenBackbone
 from mtfcdd.model.network import MultiTypeFCDD
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
@@ -216,19 +218,64 @@ def test_unknown_engine_and_bad_settings_are_named(tiny_pipeline):
         build_engine(tiny_pipeline, {"engine": "onnx_fp32", "upsample": "numpy"})
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "engine", [pytest.param(e, marks=pytest.mark.slow) if e == "compiled" else e for e in ENGINES]
+)
 def test_inference_group_configs_build_their_engine(tiny_pipeline, images, engine):
-    cfg = OmegaConf.load(CONFIG_DIR / "inference" / f"{engine}.yaml")
+    cfg = inference_config(engine)
     assert cfg.engine == engine
-    if engine == "onnx_int8":
+    if engine in CALIBRATED_ENGINES:
         cfg.calibration_images = 2
     built = build_engine(tiny_pipeline, cfg, calibration=iter([images[:1], images[1:2]]))
     assert built.name == engine
     out, expected = built(images), _reference(tiny_pipeline, images)
     assert out.heatmaps.shape == (4, 3, SIZE, SIZE) and out.heatmaps.dtype == torch.float32
+    assert out.decisions.dtype == torch.bool and out.predicted_type.dtype == torch.int64
     precision = built.describe()["precision"]
-    assert precision == ("int8" if engine == "onnx_int8" else "fp32")  # the shipped configs: float32 unless int8
+    # the shipped configs: float32 unless int8
+    assert precision == ("int8" if engine in CALIBRATED_ENGINES else "fp32")
     assert _rel(out.heatmaps, expected.heatmaps) < (0.15 if precision == "int8" else 1e-5)
+    if precision == "fp32":
+        assert torch.equal(out.predicted_type, expected.predicted_type)
+
+
+def test_openvino_bf16_stays_within_its_stated_bound(tiny_pipeline, images):
+    engine = build_engine(tiny_pipeline, {"engine": "openvino", "inference_precision": "bf16"})
+    assert engine.describe()["precision"] == "bf16"
+    assert 0 < _rel(engine(images).heatmaps, _reference(tiny_pipeline, images).heatmaps) < BF16_REL_L2
+
+
+def test_float_head_leaves_the_head_unquantised(tiny_pipeline, images):
+    import onnx
+
+    built = {
+        float_head: build_engine(tiny_pipeline, {"engine": "onnx_int8", "calibration_images": 2,
+                                                 "float_head": float_head}, calibration=[images[:2]])
+        for float_head in (False, True)
+    }
+
+    def quantised_head_nodes(engine) -> int:
+        graph = onnx.load_from_string(engine.model_bytes).graph
+        return sum(n.op_type == "QuantizeLinear" and "/head" in n.name for n in graph.node)
+
+    assert quantised_head_nodes(built[False]) > 0 and quantised_head_nodes(built[True]) == 0
+
+
+@pytest.mark.parametrize("tier", ["avx512_vnni", "avx2"])
+def test_auto_picks_the_first_engine_of_this_cpus_tier_that_builds(tiny_pipeline, images, monkeypatch, tier):
+    import mtfcdd.inference.engines as engines
+
+    monkeypatch.setattr(engines, "isa_level", lambda: tier)
+    cfg = inference_config("auto")
+    cfg.choices.avx512_vnni = ["onnx_int8", "fast"]
+    cfg.choices.avx2 = ["openvino", "onnx_fp32"]
+    if tier == "avx2":  # an optional runtime that is missing: the next choice builds
+        monkeypatch.setitem(sys.modules, "openvino", None)
+    built = build_engine(tiny_pipeline, cfg, calibration=[images[:2]])
+    assert built.name == {"avx512_vnni": "onnx_int8", "avx2": "onnx_fp32"}[tier]
+    cfg.choices[tier] = ["tensorrt"]
+    with pytest.raises(ValueError, match=f"inference.choices.{tier}"):
+        build_engine(tiny_pipeline, cfg)
 
 
 def test_onnx_sessions_use_the_physical_cores(tiny_pipeline):

@@ -20,9 +20,9 @@ from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 
 INPUT_FORMATS = ("uint8", "float01")
 OUTPUT_NAMES: tuple[str, ...] = PipelineOutput._fields
-QUANTIZED_PREFIXES = ("/pipeline/net/backbone", "/pipeline/net/head")
-"""Graph nodes that int8 quantisation may touch: the backbone and head convolutions; normalisation, pseudo-Huber,
-upsampling, calibration and decisions stay in float32."""
+BACKBONE_PREFIX, HEAD_PREFIX = "/pipeline/net/backbone", "/pipeline/net/head"
+"""Graph nodes that int8 quantisation may touch: the backbone's and (unless ``float_head``) the head's;
+normalisation, pseudo-Huber, upsampling, calibration and decisions stay in float32."""
 _SPATIAL = {"maps", "heatmaps", "calibrated"}
 
 
@@ -76,7 +76,7 @@ class Int8Options:
     per_channel: per output channel weight scales. reduce_range: 7-bit weights; ``auto`` = on CPUs without VNNI
     (AVX2 u8 x s8 products can saturate). activation_type, weight_type: ``quint8`` | ``qint8``.
     calibration_method: ``minmax`` | ``entropy`` | ``percentile``. float_first_conv: keep the convolution on the
-    image in float. op_types, exclude_nodes: restrict quantisation further (None: every backbone/head node).
+    image in float. float_head: keep the head (whose output is the heatmap) in float. op_types, exclude_nodes: restrict quantisation further (None: every backbone/head node).
     """
 
     calibration_images: int = 32
@@ -87,6 +87,7 @@ class Int8Options:
     weight_type: str = "qint8"
     calibration_method: str = "minmax"
     float_first_conv: bool = True
+    float_head: bool = False
     op_types: tuple[str, ...] | None = None
     exclude_nodes: tuple[str, ...] = ()
 
@@ -114,7 +115,7 @@ def quantize_pipeline(model: bytes, calibration: torch.Tensor, options: Int8Opti
         method=options.calibration_method,
         op_types=options.op_types,
         exclude_nodes=options.exclude_nodes,
-        quantize_prefixes=QUANTIZED_PREFIXES,
+        quantize_prefixes=(BACKBONE_PREFIX,) if options.float_head else (BACKBONE_PREFIX, HEAD_PREFIX),
         float_first_conv=options.float_first_conv,
         batch_size=options.calibration_batch,
     )
