@@ -11,11 +11,9 @@ import sys
 import pytest
 import torch
 from hydra_compose import compose_config
-from omegaconf import OmegaConf
 from torch import nn
 
 from mtfcdd.benchmark import benchmark, format_table, saved_weights_mb, time_interleaved
-from mtfcdd.config import CONFIG_DIR
 from mtfcdd.inference import (
     ENGINES,
     FastTorchEngine,
@@ -184,15 +182,15 @@ def test_recalibrated_batchnorm_makes_scores_depend_on_the_image(raw_paper_pipel
     assert not any(m.training for m in pipeline.net.backbone.modules())  # eval mode restored
 
 
-def test_int8_engine_on_the_paper_backbone_stays_close_to_fp32(raw_paper_pipeline, paper_images):
+@pytest.mark.parametrize("engine", CALIBRATED_ENGINES)
+def test_int8_engine_on_the_paper_backbone_stays_close_to_fp32(raw_paper_pipeline, paper_images, engine):
     pipeline = copy.deepcopy(raw_paper_pipeline)
     calibration, images = paper_images[:8], paper_images[8:]
     recalibrate_batchnorm(pipeline.net, pipeline.normalise(calibration))  # image-dependent heatmaps, as if trained
     thresholds = median_thresholds(pipeline.image_threshold, _reference(pipeline, images).scores)
     pipeline.set_calibration(pipeline.heat_min, pipeline.heat_max, thresholds)
     reference = _reference(pipeline, images)
-    cfg = OmegaConf.load(CONFIG_DIR / "inference" / "onnx_int8.yaml")
-    engine = build_engine(pipeline, cfg, calibration=[calibration])
+    engine = build_engine(pipeline, inference_config(engine), calibration=[calibration])
     assert isinstance(engine, OnnxRuntimeEngine) and engine.describe()["precision"] == "int8"
     weight_bytes = sum(p.numel() * 4 for p in pipeline.parameters())
     assert len(engine.model_bytes) < 0.5 * weight_bytes  # int8 weights
@@ -234,7 +232,8 @@ def test_inference_group_configs_build_their_engine(tiny_pipeline, images, engin
     precision = built.describe()["precision"]
     # the shipped configs: float32 unless int8
     assert precision == ("int8" if engine in CALIBRATED_ENGINES else "fp32")
-    assert _rel(out.heatmaps, expected.heatmaps) < (0.15 if precision == "int8" else 1e-5)
+    if engine != "openvino_int8":  # its values: on the paper backbone below (EfficientNet-Lite: README, engines)
+        assert _rel(out.heatmaps, expected.heatmaps) < (0.15 if precision == "int8" else 1e-5)
     if precision == "fp32":
         assert torch.equal(out.predicted_type, expected.predicted_type)
 
@@ -273,6 +272,8 @@ def test_auto_picks_the_first_engine_of_this_cpus_tier_that_builds(tiny_pipeline
         monkeypatch.setitem(sys.modules, "openvino", None)
     built = build_engine(tiny_pipeline, cfg, calibration=[images[:2]])
     assert built.name == {"avx512_vnni": "onnx_int8", "avx2": "onnx_fp32"}[tier]
+    if tier == "avx512_vnni":  # without training images to calibrate on, int8 is passed over
+        assert build_engine(tiny_pipeline, cfg).name == "fast"
     cfg.choices[tier] = ["tensorrt"]
     with pytest.raises(ValueError, match=f"inference.choices.{tier}"):
         build_engine(tiny_pipeline, cfg)
@@ -349,7 +350,7 @@ def test_benchmark_reports_every_engine_against_eager(tmp_path):
     )
     results = benchmark(cfg)
     rows = {row["name"]: row for row in results["rows"]}
-    assert list(rows) == list(ENGINES) and not results["failed"]
+    assert list(rows) == list(cfg.run) == ["eager", "fast", "onnx_fp32", "onnx_int8"] and not results["failed"]
     assert results["network"]["parameters_total"] > results["network"]["parameters_trainable"] > 0
     assert rows["eager"]["b1"]["speedup_vs_eager"] == 1.0 and rows["eager"]["deviation"]["rel_l2"] == 0
     for name in ("fast", "onnx_fp32"):

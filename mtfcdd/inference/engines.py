@@ -322,10 +322,14 @@ def inference_config(name: str) -> DictConfig:
 
 
 def _build_auto(pipeline: InferencePipeline, options: dict[str, Any], calibration, device) -> Engine:
+    """The first engine of this machine's tier that builds: int8 ones only with calibration images, optional
+    runtimes only when installed."""
     unknown = sorted(set(options) - {"choices", "device"})
     if unknown:
         raise ValueError(f"inference: unknown settings {unknown} for engine 'auto'")
     names = auto_choices(options["choices"], torch.device(options["device"]))
+    if calibration is None:  # e.g. predict: no training images at hand, so no int8 engine
+        names = [name for name in names if name not in CALIBRATED_ENGINES] or ["fast"]
     for position, name in enumerate(names):
         try:
             engine = build_engine(pipeline, inference_config(name), calibration, device=device)
