@@ -141,7 +141,7 @@ def quantize_int8(
     op_types: Sequence[str] | None = None,
     exclude_nodes: Sequence[str] = (),
     quantize_prefixes: Sequence[str] | None = ("/backbone", "/head"),
-    float_first_conv: bool = True,
+    float_first_convs: int = 1,
     batch_size: int = 8,
     preprocess: bool = True,
 ) -> bytes:
@@ -152,8 +152,8 @@ def quantize_int8(
     ``vpmaddubsw``) can saturate; full 8 bits on VNNI CPUs. ``quantize_prefixes``: only nodes whose name starts
     with one of them are quantised (the TorchScript exporter names nodes after module paths, so the default keeps
     input normalisation, the pseudo-Huber transform, upsampling and post-processing in float32); None: every node.
-    ``float_first_conv``: keep the first convolution (on the image itself; a few MFLOP) in float, so the input is
-    never rounded to 8 bits.
+    ``float_first_convs``: keep the first convolutions in float (the first one works on the image itself, so the
+    input is never rounded to 8 bits; a few MFLOP each).
     """
     import onnx
     from onnxruntime.quantization import (
@@ -193,8 +193,7 @@ def quantize_int8(
             prepared = source
         graph = onnx.load(str(prepared), load_external_data=False).graph
         exclude = list(exclude_nodes) + shape_arithmetic_nodes(graph)
-        if float_first_conv:
-            exclude += [node.name for node in graph.node if node.op_type == "Conv"][:1]
+        exclude += [node.name for node in graph.node if node.op_type == "Conv"][:float_first_convs]
         if quantize_prefixes:
             exclude += [n.name for n in graph.node if n.name and not n.name.startswith(tuple(quantize_prefixes))]
         quantize_static(
