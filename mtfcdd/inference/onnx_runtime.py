@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtfcdd.inference.cpu import cpu_has_int8_dot_product
+from mtfcdd.inference.cpu import cpu_has_int8_dot_product, physical_cores
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
