@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtfcdd.inference.engines import cpu_supports_bf16  # noqa: E402
+from mtfcdd.inference.cpu import cpu_supports_bf16  # noqa: E402
 from mtfcdd.model.backbones import FrozenBackbone  # noqa: E402
 from mtfcdd.model.loss import MultiTypeFCDDLoss  # noqa: E402
 from mtfcdd.model.network import MultiTypeFCDD, pseudo_huber  # noqa: E402

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import platform
 import statistics
 import tempfile
@@ -35,8 +37,15 @@ from mtfcdd.config import ConfigError, config_dir
 from mtfcdd.errors import exit_on_user_error
 from mtfcdd.inference.calibration import load_images, recalibrate_batchnorm
 from mtfcdd.inference.deviation import median_thresholds, output_deviation
-from mtfcdd.inference.engines import Engine, build_engine, cpu_supports_bf16
-from mtfcdd.inference.onnx_runtime import cpu_has_int8_dot_product, physical_cores
+from mtfcdd.inference.cpu import cpu_has_int8_dot_product, cpu_supports_bf16, instruction_sets, isa_level, physical_cores
+from mtfcdd.inference.engines import Engine, build_engine
+from mtfcdd.inference.metric_change import (
+    COMPARED_MEANS,
+    checkpoint_datamodule,
+    engine_test_results,
+    metric_changes,
+    training_images,
+)
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 
 log = logging.getLogger(__name__)
@@ -130,6 +139,15 @@ def _cause_of_type(err: BaseException | None, kind: type) -> BaseException | Non
     return None
 
 
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def machine_info() -> dict[str, Any]:
     import onnxruntime
 
@@ -140,8 +158,12 @@ def machine_info() -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "native_bf16": cpu_supports_bf16(),
         "int8_vnni": cpu_has_int8_dot_product(),
+        "instruction_sets": instruction_sets(),
+        "isa_level": isa_level(),
+        "load_average_1min_start": os.getloadavg()[0],
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
+        "openvino": _version("openvino"),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     try:
@@ -209,9 +231,19 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     pipeline, net_cfg, notes = build_benchmark_pipeline(cfg)
     net = pipeline.net
     size = int(net_cfg.data.image_size)
-    source = dict(source=cfg.calibration.source, root=cfg.calibration.root, seed=cfg.seed)
-    calibration = load_images(cfg.calibration.images, size, offset=0, **source)
-    images = load_images(cfg.deviation_images, size, offset=10_000, **source)
+    datamodule = None
+    if notes["trained"] and cfg.test.enabled:  # the checkpoint's own data: training images calibrate, test judges
+        datamodule = checkpoint_datamodule(net_cfg, cfg.test.max_images)
+        calibration = torch.stack(training_images(datamodule, cfg.calibration.images))
+        test_set = datamodule.test_dataset
+        step = max(1, len(test_set) // cfg.deviation_images)
+        images = torch.stack([test_set[i]["image"] for i in range(0, len(test_set), step)][: cfg.deviation_images])
+        image_source = "checkpoint training (calibration) / test (deviation)"
+    else:
+        source = dict(source=cfg.calibration.source, root=cfg.calibration.root, seed=cfg.seed)
+        calibration = load_images(cfg.calibration.images, size, offset=0, **source)
+        images = load_images(cfg.deviation_images, size, offset=10_000, **source)
+        image_source = cfg.calibration.source
     if not notes["trained"] and cfg.untrained == "recalibrate_bn":
         count = recalibrate_batchnorm(
             net, pipeline.normalise(calibration), backbone=not notes["pretrained_backbone"], head=True
@@ -223,9 +255,11 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     threshold_source = _threshold_source(pipeline.image_threshold)
     with torch.no_grad():
         thresholds = median_thresholds(pipeline.image_threshold, _batched(pipeline, images).scores)
-    pipeline.set_calibration(pipeline.heat_min, pipeline.heat_max, thresholds)  # before engines copy the pipeline
+    if datamodule is None:  # untrained types get the median score as threshold (before engines copy the pipeline)
+        pipeline.set_calibration(pipeline.heat_min, pipeline.heat_max, thresholds)
     counts = net.parameter_counts()
     results: dict[str, Any] = {
+        "bounds": OmegaConf.to_container(cfg.bounds),
         "network": {
             "backbone": net_cfg.model.backbone.name,
             "head_width": int(net_cfg.model.head_width),
@@ -238,7 +272,7 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         },
         "machine": machine_info(),
         "settings": {"batch_sizes": list(cfg.batch_sizes), "rounds": cfg.rounds, "warmup": cfg.warmup,
-                     "deviation_images": len(images), "image_source": cfg.calibration.source,
+                     "deviation_images": len(images), "image_source": image_source,
                      "calibration_images": len(calibration)},
         "rows": [],
         "failed": {},
@@ -263,6 +297,14 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     rows = _measure_device("cpu", engines, reference, images, cfg)
     for row in rows:
         row["build_s"] = getattr(engines[row["name"]], "build_seconds", None)
+    if datamodule is not None:
+        runs = engine_test_results(pipeline, net_cfg, datamodule, engines)
+        for row in rows:
+            row["test"] = metric_changes(runs[row["name"]], runs["eager"])
+            row["within_bounds"] = within_bounds(row["test"], cfg.bounds)
+        results["settings"]["test_images"] = len(runs["eager"]["anomalous"])
+        results["best"] = best_engine(rows, cfg.batch_sizes[-1])
+    results["machine"]["load_average_1min_end"] = os.getloadavg()[0]
     results["rows"].extend(rows)
     if cfg.gpu != False and torch.cuda.is_available():  # noqa: E712 (false or "auto")
         gpu_engines = {}
@@ -272,6 +314,23 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         results["rows"].extend(_measure_device("cuda", gpu_engines, reference, images, cfg))
     del engines
     return results
+
+
+def within_bounds(test: dict[str, Any], bounds: DictConfig | dict) -> bool:
+    """Whether every mean metric moved by at most ``bounds.mean_points`` and type accuracy by at most
+    ``bounds.type_accuracy_points`` (points; a change that is NaN because the metric is undefined counts as none)."""
+    limits = {name: bounds["mean_points"] for name in COMPARED_MEANS} | {"type_accuracy": bounds["type_accuracy_points"]}
+    return all(math.isnan(change) or abs(change) <= limits[name] for name, change in test["change_points"].items())
+
+
+def best_engine(rows: list[dict[str, Any]], batch: int) -> dict[str, Any] | None:
+    """The fastest engine at ``batch`` whose test metrics stay within the bounds (name, speed-up, precision)."""
+    kept = [row for row in rows if row.get("within_bounds") and f"b{batch}" in row]
+    if not kept:
+        return None
+    row = max(kept, key=lambda r: r[f"b{batch}"]["speedup_vs_eager"])
+    return {"engine": row["name"], "precision": row["precision"], "batch": batch,
+            "speedup_vs_eager": row[f"b{batch}"]["speedup_vs_eager"]}
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -285,18 +344,38 @@ def format_table(results: dict[str, Any]) -> str:
         f"input {net['input_size']}x{net['input_size']}; weights: {net['weights']}",
         f"- parameters: {net['parameters_total']:,} total, {net['parameters_trainable']:,} trainable; "
         f"saved weights {net['weights_mb']:.1f} MB (state dict, 10^6 bytes)",
-        f"- CPU: {machine['cpu']}, {machine['physical_cores']} physical cores, {machine['cpu_capability']}, "
-        f"native bf16: {'yes' if machine['native_bf16'] else 'no'}, int8 VNNI: {'yes' if machine['int8_vnni'] else 'no'}; "
-        f"GPU: {machine['gpu'] or 'none'}; torch {machine['torch']}, onnxruntime {machine['onnxruntime']}",
+        f"- CPU: {machine['cpu']}, {machine['physical_cores']} physical cores, {machine['torch_threads']} threads; "
+        f"instruction sets: {' '.join(machine['instruction_sets']) or 'none of interest'} (tier "
+        f"{machine['isa_level']}; torch kernels {machine['cpu_capability']}); native bf16: "
+        f"{'yes' if machine['native_bf16'] else 'no'}, int8 VNNI: {'yes' if machine['int8_vnni'] else 'no'}; "
+        f"GPU: {machine['gpu'] or 'none'}; torch {machine['torch']}, onnxruntime {machine['onnxruntime']}, "
+        f"openvino {machine['openvino'] or 'not installed'}",
+        f"- load average (1 min) at start / end: {machine['load_average_1min_start']:.1f} / "
+        f"{machine.get('load_average_1min_end', float('nan')):.1f}",
         f"- timing: median of {results['settings']['rounds']} interleaved rounds per batch size; speed-up = eager "
         f"median / engine median in the same run; deviation on {results['settings']['deviation_images']} "
         f"{results['settings']['image_source']} images, thresholds: {results['thresholds']['source']}",
-        "",
     ]
+    tested = any("test" in row for row in results["rows"])
+    if tested:
+        lines.append(
+            f"- test metrics: the module's test stage with each engine on {results['settings']['test_images']} "
+            "test images of the checkpoint's data; change vs eager fp32 in points (mean over types); "
+            "'decisions changed' = images whose any-defect decision differs; bounds: "
+            f"{results['bounds']['mean_points']} points on the means, {results['bounds']['type_accuracy_points']} on "
+            "type accuracy"
+        )
+        best = results.get("best")
+        lines.append(f"- best engine within the bounds at batch {results['settings']['batch_sizes'][-1]}: "
+                     + (f"{best['engine']} ({best['precision']}), {best['speedup_vs_eager']:.2f}x eager" if best
+                        else "none"))
+    lines.append("")
     header = ["device", "engine", "precision"]
     for batch in batches:
         header += [f"ms/img b{batch}", f"x eager b{batch}"]
     header += ["rel. L2 vs fp32", "decisions equal", "model MB", "build s"]
+    if tested:
+        header += ["d I-AUROC", "d P-AUROC", "d AUPRO", "d type acc", "decisions changed", "within bounds"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for row in results["rows"]:
@@ -311,6 +390,15 @@ def format_table(results: dict[str, Any]) -> str:
             f"{row['onnx_bytes'] / 1e6:.1f}" if "onnx_bytes" in row else "",
             f"{row['build_s']:.1f}" if row.get("build_s") is not None else "",
         ]
+        if tested:
+            test = row.get("test")
+            if test is None:
+                cells += [""] * 6
+            else:
+                change = test["change_points"]
+                cells += [f"{change[name]:+.2f}" for name in (*COMPARED_MEANS, "type_accuracy") if name in change]
+                cells += [""] * (4 - len(change))
+                cells += [f"{test['decisions_changed']}/{test['images']}", "yes" if row["within_bounds"] else "no"]
         lines.append("| " + " | ".join(cells) + " |")
     for name, error in results["failed"].items():
         lines.append(f"\n- engine {name} failed: {error}")

@@ -18,8 +18,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtfcdd.config import ConfigError, config_dir
-from mtfcdd.data.dataset import RealIADDataset
-from mtfcdd.inference.engines import build_engine
+from mtfcdd.inference.engines import CALIBRATED_ENGINES, build_engine
+from mtfcdd.inference.metric_change import training_images
+from mtfcdd.inference.onnx_pipeline import Int8Options
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
 from mtfcdd.reporting import task_scope, write_results
@@ -49,14 +50,10 @@ def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
 
 
 def calibration_images(datamodule: L.LightningDataModule, cfg_inference: DictConfig) -> list | None:
-    """Raw training images (evaluation transform, evenly spaced over the set) for int8 calibration; None otherwise."""
-    if cfg_inference.engine != "onnx_int8":
+    """Raw training images for int8 calibration, when the engine (or ``auto``) may need them; None otherwise."""
+    if cfg_inference.engine not in CALIBRATED_ENGINES + ("auto",):
         return None
-    count = int(cfg_inference.calibration_images)
-    records = datamodule.train_dataset.records
-    dataset = RealIADDataset(records[:: max(1, len(records) // count)][:count], datamodule.test_dataset.transform,
-                             num_types=datamodule.num_types, mode=datamodule.mode)
-    return [dataset[i]["image"] for i in range(len(dataset))]
+    return training_images(datamodule, int(cfg_inference.get("calibration_images", Int8Options.calibration_images)))
 
 
 def evaluate(cfg: DictConfig) -> dict:

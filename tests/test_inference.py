@@ -6,15 +6,14 @@ Correctness only: nothing here depends on how fast anything runs.
 from __future__ import annotations
 
 import copy
+import sys
 
 import pytest
 import torch
 from hydra_compose import compose_config
-from omegaconf import OmegaConf
 from torch import nn
 
 from mtfcdd.benchmark import benchmark, format_table, saved_weights_mb, time_interleaved
-from mtfcdd.config import CONFIG_DIR
 from mtfcdd.inference import (
     ENGINES,
     FastTorchEngine,
@@ -27,7 +26,8 @@ from mtfcdd.inference import (
 )
 from mtfcdd.inference.calibration import recalibrate_batchnorm
 from mtfcdd.inference.folding import FoldingError
-from mtfcdd.inference.onnx_runtime import physical_cores
+from mtfcdd.inference.cpu import physical_cores
+from mtfcdd.inference.engines import CALIBRATED_ENGINES, inference_config
 from mtfcdd.model.backbones import FrozenBackbone
 from mtfcdd.model.network import MultiTypeFCDD
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
@@ -182,15 +182,15 @@ def test_recalibrated_batchnorm_makes_scores_depend_on_the_image(raw_paper_pipel
     assert not any(m.training for m in pipeline.net.backbone.modules())  # eval mode restored
 
 
-def test_int8_engine_on_the_paper_backbone_stays_close_to_fp32(raw_paper_pipeline, paper_images):
+@pytest.mark.parametrize("engine", CALIBRATED_ENGINES)
+def test_int8_engine_on_the_paper_backbone_stays_close_to_fp32(raw_paper_pipeline, paper_images, engine):
     pipeline = copy.deepcopy(raw_paper_pipeline)
     calibration, images = paper_images[:8], paper_images[8:]
     recalibrate_batchnorm(pipeline.net, pipeline.normalise(calibration))  # image-dependent heatmaps, as if trained
     thresholds = median_thresholds(pipeline.image_threshold, _reference(pipeline, images).scores)
     pipeline.set_calibration(pipeline.heat_min, pipeline.heat_max, thresholds)
     reference = _reference(pipeline, images)
-    cfg = OmegaConf.load(CONFIG_DIR / "inference" / "onnx_int8.yaml")
-    engine = build_engine(pipeline, cfg, calibration=[calibration])
+    engine = build_engine(pipeline, inference_config(engine), calibration=[calibration])
     assert isinstance(engine, OnnxRuntimeEngine) and engine.describe()["precision"] == "int8"
     weight_bytes = sum(p.numel() * 4 for p in pipeline.parameters())
     assert len(engine.model_bytes) < 0.5 * weight_bytes  # int8 weights
@@ -216,19 +216,67 @@ def test_unknown_engine_and_bad_settings_are_named(tiny_pipeline):
         build_engine(tiny_pipeline, {"engine": "onnx_fp32", "upsample": "numpy"})
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "engine", [pytest.param(e, marks=pytest.mark.slow) if e == "compiled" else e for e in ENGINES]
+)
 def test_inference_group_configs_build_their_engine(tiny_pipeline, images, engine):
-    cfg = OmegaConf.load(CONFIG_DIR / "inference" / f"{engine}.yaml")
+    cfg = inference_config(engine)
     assert cfg.engine == engine
-    if engine == "onnx_int8":
+    if engine in CALIBRATED_ENGINES:
         cfg.calibration_images = 2
     built = build_engine(tiny_pipeline, cfg, calibration=iter([images[:1], images[1:2]]))
     assert built.name == engine
     out, expected = built(images), _reference(tiny_pipeline, images)
     assert out.heatmaps.shape == (4, 3, SIZE, SIZE) and out.heatmaps.dtype == torch.float32
+    assert out.decisions.dtype == torch.bool and out.predicted_type.dtype == torch.int64
     precision = built.describe()["precision"]
-    assert precision == ("int8" if engine == "onnx_int8" else "fp32")  # the shipped configs: float32 unless int8
-    assert _rel(out.heatmaps, expected.heatmaps) < (0.15 if precision == "int8" else 1e-5)
+    # the shipped configs: float32 unless int8
+    assert precision == ("int8" if engine in CALIBRATED_ENGINES else "fp32")
+    if engine != "openvino_int8":  # its values: on the paper backbone below (EfficientNet-Lite: README, engines)
+        assert _rel(out.heatmaps, expected.heatmaps) < (0.15 if precision == "int8" else 1e-5)
+    if precision == "fp32":
+        assert torch.equal(out.predicted_type, expected.predicted_type)
+
+
+def test_openvino_bf16_stays_within_its_stated_bound(tiny_pipeline, images):
+    engine = build_engine(tiny_pipeline, {"engine": "openvino", "inference_precision": "bf16"})
+    assert engine.describe()["precision"] == "bf16"
+    assert 0 < _rel(engine(images).heatmaps, _reference(tiny_pipeline, images).heatmaps) < BF16_REL_L2
+
+
+def test_float_head_leaves_the_head_unquantised(tiny_pipeline, images):
+    import onnx
+
+    built = {
+        float_head: build_engine(tiny_pipeline, {"engine": "onnx_int8", "calibration_images": 2,
+                                                 "float_head": float_head}, calibration=[images[:2]])
+        for float_head in (False, True)
+    }
+
+    def quantised_head_nodes(engine) -> int:
+        graph = onnx.load_from_string(engine.model_bytes).graph
+        return sum(n.op_type == "QuantizeLinear" and "/head" in n.name for n in graph.node)
+
+    assert quantised_head_nodes(built[False]) > 0 and quantised_head_nodes(built[True]) == 0
+
+
+@pytest.mark.parametrize("tier", ["avx512_vnni", "avx2"])
+def test_auto_picks_the_first_engine_of_this_cpus_tier_that_builds(tiny_pipeline, images, monkeypatch, tier):
+    import mtfcdd.inference.engines as engines
+
+    monkeypatch.setattr(engines, "isa_level", lambda: tier)
+    cfg = inference_config("auto")
+    cfg.choices.avx512_vnni = ["onnx_int8", "fast"]
+    cfg.choices.avx2 = ["openvino", "onnx_fp32"]
+    if tier == "avx2":  # an optional runtime that is missing: the next choice builds
+        monkeypatch.setitem(sys.modules, "openvino", None)
+    built = build_engine(tiny_pipeline, cfg, calibration=[images[:2]])
+    assert built.name == {"avx512_vnni": "onnx_int8", "avx2": "onnx_fp32"}[tier]
+    if tier == "avx512_vnni":  # without training images to calibrate on, int8 is passed over
+        assert build_engine(tiny_pipeline, cfg).name == "fast"
+    cfg.choices[tier] = ["tensorrt"]
+    with pytest.raises(ValueError, match=f"inference.choices.{tier}"):
+        build_engine(tiny_pipeline, cfg)
 
 
 def test_onnx_sessions_use_the_physical_cores(tiny_pipeline):
@@ -302,7 +350,7 @@ def test_benchmark_reports_every_engine_against_eager(tmp_path):
     )
     results = benchmark(cfg)
     rows = {row["name"]: row for row in results["rows"]}
-    assert list(rows) == list(ENGINES) and not results["failed"]
+    assert list(rows) == list(cfg.run) == ["eager", "fast", "onnx_fp32", "onnx_int8"] and not results["failed"]
     assert results["network"]["parameters_total"] > results["network"]["parameters_trainable"] > 0
     assert rows["eager"]["b1"]["speedup_vs_eager"] == 1.0 and rows["eager"]["deviation"]["rel_l2"] == 0
     for name in ("fast", "onnx_fp32"):
@@ -325,3 +373,31 @@ def test_backbone_autocast_keeps_float32_features_and_no_backbone_graph(tiny_pip
     out.scores.sum().backward()  # gradients reach the head only
     assert all(p.grad is not None for p in net.head.parameters())
     assert all(p.grad is None for p in net.backbone.parameters())
+
+
+@pytest.mark.slow
+def test_benchmark_on_a_checkpoint_reports_test_metric_changes(tmp_path, trained_run):
+    checkpoint = trained_run("max") / "checkpoints" / "last.ckpt"
+    cfg = compose_config(
+        tmp_path,
+        [f"ckpt_path={checkpoint}", "run=[eager,fast,onnx_int8]", "batch_sizes=[1,2]", "rounds=1", "warmup=0",
+         "deviation_images=4", "calibration.images=4", "gpu=false", "test.max_images=24"],
+        config_name="benchmark",
+    )
+    results = benchmark(cfg)
+    rows = {row["name"]: row for row in results["rows"]}
+    assert list(rows) == ["eager", "fast", "onnx_int8"] and not results["failed"]
+    images = results["settings"]["test_images"]
+    assert 0 < images <= 24
+    eager, fast, int8 = rows["eager"]["test"], rows["fast"]["test"], rows["onnx_int8"]["test"]
+    assert eager["images"] == fast["images"] == int8["images"] == images
+    assert eager["decisions_changed"] == 0 and all(v == 0 or v != v for v in eager["change_points"].values())
+    assert set(eager["change_points"]) == {"i_auroc", "p_auroc", "aupro", "type_accuracy"}
+    assert 0 <= eager["metrics"]["i_auroc"] <= 100
+    # fp32 engines decide exactly as eager (float reassociation only)
+    assert fast["decisions_changed"] == 0 and fast["types_changed"] == 0 and rows["fast"]["within_bounds"]
+    assert all(abs(v) < 1e-3 for v in fast["change_points"].values() if v == v)
+    assert 0 <= int8["decisions_changed"] <= images
+    table = format_table(results)
+    assert "d AUPRO" in table and "decisions changed" in table and "instruction sets:" in table
+    assert results["best"]["engine"] in rows and results["best"]["batch"] == 2

@@ -14,8 +14,8 @@ from mtfcdd.inference.engines import (
     FastTorchEngine,
     OnnxRuntimeEngine,
     build_engine,
-    cpu_supports_bf16,
 )
+from mtfcdd.inference.cpu import cpu_supports_bf16
 from mtfcdd.inference.folding import fold_batchnorm
 
 __all__ = [

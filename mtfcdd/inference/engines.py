@@ -21,13 +21,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.inference.folding import FoldingError, fold_batchnorm
-from mtfcdd.inference.onnx_pipeline import Int8Options, pipeline_to_onnx, quantize_pipeline, run_session
-from mtfcdd.inference.onnx_runtime import make_session, physical_cores
+from mtfcdd.inference.onnx_pipeline import (
+    OUTPUT_NAMES,
+    Int8Options,
+    pipeline_to_onnx,
+    quantize_pipeline,
+    run_session,
+)
+from mtfcdd.inference.cpu import cpu_supports_bf16, isa_level, physical_cores
+from mtfcdd.inference.onnx_runtime import make_session
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("eager", "fast", "onnx_fp32", "onnx_int8")
+ENGINES = ("eager", "fast", "compiled", "onnx_fp32", "onnx_int8", "openvino", "openvino_int8")
+CALIBRATED_ENGINES = ("onnx_int8", "openvino_int8")
+"""Engines that need calibration images (static int8)."""
 AUTOCAST_CHOICES = ("none", "auto", "bf16", "fp16")
 
 
@@ -77,14 +86,6 @@ class EagerEngine(Engine):
 
     def run(self, images: torch.Tensor) -> PipelineOutput:
         return self.pipeline(images)
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether oneDNN runs bfloat16 natively on this CPU (AVX-512 BF16 or AMX); emulated bf16 is slower than fp32."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_autocast(choice: str, device: torch.device) -> torch.dtype | None:
@@ -139,6 +140,7 @@ class FastTorchEngine(Engine):
         for parameter in fast.parameters():
             parameter.requires_grad_(False)
         self.pipeline = fast
+        self._maps = fast.maps
 
     def run(self, images: torch.Tensor) -> PipelineOutput:
         if self.threads:
@@ -151,7 +153,7 @@ class FastTorchEngine(Engine):
             else torch.autocast(self.device.type, dtype=self.autocast)
         )
         with autocast:
-            maps = self.pipeline.maps(images)
+            maps = self._maps(images)
         return self.pipeline.postprocess(maps.float().contiguous(), images.shape[-2:])
 
     def precision(self) -> str:
@@ -159,6 +161,24 @@ class FastTorchEngine(Engine):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "channels_last": self.channels_last, "folded_batchnorms": self.folded}
+
+
+class CompiledTorchEngine(FastTorchEngine):
+    """The ``fast`` engine with its network part (normalisation, backbone, head, pseudo-Huber) compiled by
+    ``torch.compile`` (inductor, weights frozen into the graph as constants). Each new input shape compiles once
+    (tens of seconds to minutes on a CPU); post-processing runs as in the pipeline."""
+
+    name = "compiled"
+
+    def __init__(self, pipeline: InferencePipeline, device: str | torch.device = "cpu", mode: str | None = None,
+                 freezing: bool = True, **settings: Any) -> None:
+        super().__init__(pipeline, device, **settings)
+        self.mode, self.freezing = mode, freezing
+        options = {"freezing": True} if freezing else None
+        self._maps = torch.compile(self.pipeline.maps, backend="inductor", mode=mode, options=options, dynamic=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "mode": self.mode, "freezing": self.freezing}
 
 
 class OnnxRuntimeEngine(Engine):
@@ -187,16 +207,57 @@ class OnnxRuntimeEngine(Engine):
             model = quantize_pipeline(model, images, int8)
             self.settings.update(int8.describe(), calibration_images=len(images))
         self.model_bytes = model
-        self.session = make_session(model, self.threads, optimization)
+        self.session = self._open(model, optimization)
+
+    def _open(self, model: bytes, optimization: str):
+        return make_session(model, self.threads, optimization)
 
     def run(self, images: torch.Tensor) -> PipelineOutput:
         return run_session(self.session, images.float())
 
     def precision(self) -> str:
-        return "int8" if self.name == "onnx_int8" else "fp32"
+        return "int8" if self.name.endswith("int8") else "fp32"
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "onnx_bytes": len(self.model_bytes), **self.settings}
+
+
+OPENVINO_PRECISIONS = ("f32", "bf16")
+
+
+class OpenVinoEngine(OnnxRuntimeEngine):
+    """The same ONNX model (float32, or the int8 QDQ model of ``onnx_int8``, which OpenVINO runs as int8) compiled
+    by OpenVINO for the CPU (optional: ``pip install 'mtfcdd[deploy]'``). ``inference_precision``: ``f32``, or
+    ``bf16`` for the float layers (OpenVINO's own default on CPUs with native bf16, made explicit here)."""
+
+    def __init__(self, pipeline: InferencePipeline, inference_precision: str = "f32", **settings: Any) -> None:
+        if inference_precision not in OPENVINO_PRECISIONS:
+            raise ValueError(f"inference.inference_precision={inference_precision!r}: expected one of "
+                             f"{OPENVINO_PRECISIONS}")
+        self.inference_precision = inference_precision
+        super().__init__(pipeline, **settings)
+        self.name = "openvino" if settings.get("int8") is None else "openvino_int8"
+        self.settings["inference_precision"] = inference_precision
+
+    def _open(self, model: bytes, optimization: str):
+        try:
+            import openvino
+        except ImportError as err:
+            raise ImportError("the openvino engines need OpenVINO: pip install 'mtfcdd[deploy]'") from err
+        core = openvino.Core()
+        config = {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": self.inference_precision,
+                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        compiled = core.compile_model(core.read_model(model, b""), "CPU", config)
+        return compiled, compiled.create_infer_request()
+
+    def run(self, images: torch.Tensor) -> PipelineOutput:
+        compiled, request = self.session
+        outputs = request.infer({"images": images.float().contiguous().numpy()})
+        by_name = {name: value for port, value in outputs.items() for name in port.get_names()}
+        return PipelineOutput(*(torch.from_numpy(by_name[name].copy()) for name in OUTPUT_NAMES))
+
+    def precision(self) -> str:
+        return "int8" if self.name.endswith("int8") else {"f32": "fp32", "bf16": "bf16"}[self.inference_precision]
 
 
 def collect_images(images: Iterable[torch.Tensor] | None, limit: int) -> torch.Tensor:
@@ -234,6 +295,54 @@ def _as_dict(cfg: DictConfig | Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(cfg)
 
 
+AUTO_TIERS = ("avx512_vnni", "avx512", "avx2", "other", "cuda")
+
+
+def auto_choices(choices: Mapping[str, Any], device: torch.device) -> list[str]:
+    """The engines ``auto`` tries, in order, for this CPU's tier (:func:`~mtfcdd.inference.cpu.isa_level`) or for
+    a CUDA ``device``."""
+    missing = sorted(set(AUTO_TIERS) - set(choices))
+    if missing:
+        raise ValueError(f"inference.choices: no engines listed for {missing} (expected keys {AUTO_TIERS})")
+    tier = "cuda" if device.type == "cuda" else isa_level()
+    names = list(choices[tier])
+    bad = [name for name in names if name not in ENGINES]
+    if bad or not names:
+        raise ValueError(f"inference.choices.{tier}={names}: expected engine names among {ENGINES}")
+    return names
+
+
+def inference_config(name: str) -> DictConfig:
+    """``conf/inference/<name>.yaml`` with the configs of its ``defaults`` list merged in (as Hydra composes it)."""
+    from mtfcdd.config import CONFIG_DIR
+
+    cfg = OmegaConf.load(CONFIG_DIR / "inference" / f"{name}.yaml")
+    parents = [entry for entry in cfg.pop("defaults", []) if entry != "_self_"]
+    return OmegaConf.merge(*(inference_config(parent) for parent in parents), cfg)
+
+
+def _build_auto(pipeline: InferencePipeline, options: dict[str, Any], calibration, device) -> Engine:
+    """The first engine of this machine's tier that builds: int8 ones only with calibration images, optional
+    runtimes only when installed."""
+    unknown = sorted(set(options) - {"choices", "device"})
+    if unknown:
+        raise ValueError(f"inference: unknown settings {unknown} for engine 'auto'")
+    names = auto_choices(options["choices"], torch.device(options["device"]))
+    if calibration is None:  # e.g. predict: no training images at hand, so no int8 engine
+        names = [name for name in names if name not in CALIBRATED_ENGINES] or ["fast"]
+    for position, name in enumerate(names):
+        try:
+            engine = build_engine(pipeline, inference_config(name), calibration, device=device)
+        except ImportError as err:  # an optional runtime that is not installed: the next choice
+            if position == len(names) - 1:
+                raise
+            log.warning("inference=auto: %s unavailable (%s), trying %s", name, err, names[position + 1])
+            continue
+        log.info("inference=auto chose %s for this machine (%s)", name, engine.describe())
+        return engine
+    raise AssertionError("unreachable")
+
+
 def build_engine(
     pipeline: InferencePipeline,
     cfg_inference: DictConfig | Mapping[str, Any] | None = None,
@@ -241,25 +350,32 @@ def build_engine(
     device: str | torch.device | None = None,
 ) -> Engine:
     """The engine named by ``cfg_inference.engine`` (``eager`` when None) with the config's other keys as its
-    settings (``conf/inference/<engine>.yaml``). ``calibration``: raw training images for ``onnx_int8`` (ignored by
-    the others). ``device``: where the PyTorch engines run when the config says ``device: auto`` (ONNX Runtime runs
+    settings (``conf/inference/<engine>.yaml``); ``auto`` picks one for this machine (:func:`auto_choices`).
+    ``calibration``: raw training images for the int8 engines (ignored by the others). ``device``: where the PyTorch engines run when the config says ``device: auto`` (ONNX Runtime runs
     on the CPU). ``pipeline`` must hold its final weights; engines that change it work on copies."""
     options = _as_dict(cfg_inference)
     engine = options.pop("engine", "eager")
     options.pop("_name", None)
-    if engine not in ENGINES:
-        raise ValueError(f"inference.engine={engine!r}: expected one of {ENGINES}")
+    if engine not in ENGINES + ("auto",):
+        raise ValueError(f"inference.engine={engine!r}: expected one of {ENGINES + ('auto',)}")
     if options.get("device", "auto") == "auto":
         options["device"] = device or "cpu"
+    if engine == "auto":
+        return _build_auto(pipeline, options, calibration, options["device"])
     if engine == "eager":
         return EagerEngine(pipeline, **options)
     if engine == "fast":
         return FastTorchEngine(pipeline, **options)
+    if engine == "compiled":
+        return CompiledTorchEngine(pipeline, **options)
     options.pop("device")
-    int8 = Int8Options.from_settings(options) if engine == "onnx_int8" else None
+    int8 = Int8Options.from_settings(options) if engine in CALIBRATED_ENGINES else None
     engine_keys = {"threads", "optimization", "opset", "example_size"}
+    if engine.startswith("openvino"):
+        engine_keys.add("inference_precision")
     unknown = sorted(set(options) - engine_keys - set(int8.describe() if int8 else ()))
     if unknown:
         raise ValueError(f"inference: unknown settings {unknown} for engine {engine!r}")
     settings = {key: value for key, value in options.items() if key in engine_keys}
-    return OnnxRuntimeEngine(pipeline, int8=int8, calibration=calibration, **settings)
+    kind = OpenVinoEngine if engine.startswith("openvino") else OnnxRuntimeEngine
+    return kind(pipeline, int8=int8, calibration=calibration, **settings)

@@ -14,14 +14,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtfcdd.inference.onnx_runtime import cpu_has_int8_dot_product, export_onnx, quantize_int8
+from mtfcdd.inference.cpu import cpu_has_int8_dot_product
+from mtfcdd.inference.onnx_runtime import export_onnx, quantize_int8
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 
 INPUT_FORMATS = ("uint8", "float01")
 OUTPUT_NAMES: tuple[str, ...] = PipelineOutput._fields
-QUANTIZED_PREFIXES = ("/pipeline/net/backbone", "/pipeline/net/head")
-"""Graph nodes that int8 quantisation may touch: the backbone and head convolutions; normalisation, pseudo-Huber,
-upsampling, calibration and decisions stay in float32."""
+BACKBONE_PREFIX, HEAD_PREFIX = "/pipeline/net/backbone", "/pipeline/net/head"
+"""Graph nodes that int8 quantisation may touch: the backbone's and (unless ``float_head``) the head's;
+normalisation, pseudo-Huber, upsampling, calibration and decisions stay in float32."""
 _SPATIAL = {"maps", "heatmaps", "calibrated"}
 
 
@@ -74,8 +75,9 @@ class Int8Options:
     calibration_images, calibration_batch: how many raw training images calibrate, fed in batches of this size.
     per_channel: per output channel weight scales. reduce_range: 7-bit weights; ``auto`` = on CPUs without VNNI
     (AVX2 u8 x s8 products can saturate). activation_type, weight_type: ``quint8`` | ``qint8``.
-    calibration_method: ``minmax`` | ``entropy`` | ``percentile``. float_first_conv: keep the convolution on the
-    image in float. op_types, exclude_nodes: restrict quantisation further (None: every backbone/head node).
+    calibration_method: ``minmax`` | ``entropy`` | ``percentile``. float_first_convs: how many leading convolutions stay
+    in float (1: the one on the image, never rounding the input to 8 bits; 2 also keeps EfficientNet-Lite's first
+    depthwise convolution, which alone triples the demo network's int8 error). float_head: keep the head (whose output is the heatmap) in float. op_types, exclude_nodes: restrict quantisation further (None: every backbone/head node).
     """
 
     calibration_images: int = 32
@@ -85,7 +87,8 @@ class Int8Options:
     activation_type: str = "quint8"
     weight_type: str = "qint8"
     calibration_method: str = "minmax"
-    float_first_conv: bool = True
+    float_first_convs: int = 2
+    float_head: bool = False
     op_types: tuple[str, ...] | None = None
     exclude_nodes: tuple[str, ...] = ()
 
@@ -113,7 +116,7 @@ def quantize_pipeline(model: bytes, calibration: torch.Tensor, options: Int8Opti
         method=options.calibration_method,
         op_types=options.op_types,
         exclude_nodes=options.exclude_nodes,
-        quantize_prefixes=QUANTIZED_PREFIXES,
-        float_first_conv=options.float_first_conv,
+        quantize_prefixes=(BACKBONE_PREFIX,) if options.float_head else (BACKBONE_PREFIX, HEAD_PREFIX),
+        float_first_convs=options.float_first_convs,
         batch_size=options.calibration_batch,
     )

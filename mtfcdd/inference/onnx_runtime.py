@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -15,51 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtfcdd.inference.cpu import cpu_has_int8_dot_product, physical_cores
+
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
-
-
-def physical_cores() -> int:
-    """Physical CPU cores this process may run on (hyper-threads not counted); ``os.cpu_count()`` if unknown."""
-    try:
-        allowed = os.sched_getaffinity(0)
-    except AttributeError:  # not Linux
-        allowed = None
-    cores: set[tuple[str, str]] = set()
-    try:
-        processor = physical = core = None
-        for line in Path("/proc/cpuinfo").read_text().splitlines() + [""]:
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key == "processor":
-                processor = int(value)
-            elif key == "physical id":
-                physical = value
-            elif key == "core id":
-                core = value
-            elif not line.strip() and processor is not None:
-                if core is not None and (allowed is None or processor in allowed):
-                    cores.add((physical or "0", core))
-                processor = physical = core = None
-    except (OSError, ValueError):
-        cores = set()
-    if cores:
-        return len(cores)
-    return len(allowed) if allowed else (os.cpu_count() or 1)
-
-
-def cpu_flags() -> set[str]:
-    """The CPU feature flags of /proc/cpuinfo (empty where unknown)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_has_int8_dot_product() -> bool:
-    """Whether the CPU has VNNI (u8 x s8 dot products without the 16-bit saturation of AVX2's ``vpmaddubsw``)."""
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 @contextlib.contextmanager
@@ -184,7 +141,7 @@ def quantize_int8(
     op_types: Sequence[str] | None = None,
     exclude_nodes: Sequence[str] = (),
     quantize_prefixes: Sequence[str] | None = ("/backbone", "/head"),
-    float_first_conv: bool = True,
+    float_first_convs: int = 1,
     batch_size: int = 8,
     preprocess: bool = True,
 ) -> bytes:
@@ -195,8 +152,8 @@ def quantize_int8(
     ``vpmaddubsw``) can saturate; full 8 bits on VNNI CPUs. ``quantize_prefixes``: only nodes whose name starts
     with one of them are quantised (the TorchScript exporter names nodes after module paths, so the default keeps
     input normalisation, the pseudo-Huber transform, upsampling and post-processing in float32); None: every node.
-    ``float_first_conv``: keep the first convolution (on the image itself; a few MFLOP) in float, so the input is
-    never rounded to 8 bits.
+    ``float_first_convs``: keep the first convolutions in float (the first one works on the image itself, so the
+    input is never rounded to 8 bits; a few MFLOP each).
     """
     import onnx
     from onnxruntime.quantization import (
@@ -236,8 +193,7 @@ def quantize_int8(
             prepared = source
         graph = onnx.load(str(prepared), load_external_data=False).graph
         exclude = list(exclude_nodes) + shape_arithmetic_nodes(graph)
-        if float_first_conv:
-            exclude += [node.name for node in graph.node if node.op_type == "Conv"][:1]
+        exclude += [node.name for node in graph.node if node.op_type == "Conv"][:float_first_convs]
         if quantize_prefixes:
             exclude += [n.name for n in graph.node if n.name and not n.name.startswith(tuple(quantize_prefixes))]
         quantize_static(

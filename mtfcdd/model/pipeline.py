@@ -112,7 +112,8 @@ class InferencePipeline(nn.Module):
         (``calibrated``, where a type has a finite positive threshold) or the raw scores."""
         if self.type_rule == "raw":
             return scores
-        usable = torch.isfinite(self.image_threshold) & (self.image_threshold > 0)
+        # finite and positive, written as comparisons: OpenVINO 2026.4 folds IsFinite(inf) of a constant to True
+        usable = (self.image_threshold > 0) & (self.image_threshold < float("inf"))
         return torch.where(usable, scores / torch.where(usable, self.image_threshold, 1.0), scores)
 
     def forward(self, images: torch.Tensor) -> PipelineOutput:

@@ -1,0 +1,79 @@
+"""What the CPU offers the inference engines: physical cores and instruction sets (from /proc/cpuinfo).
+
+``isa_level()`` names the tier an engine choice depends on: ``avx512_vnni`` (int8 dot products without
+saturation), ``avx512`` (AVX-512 without VNNI), ``avx2`` or ``other``; ``native_bf16`` tells whether bf16 runs in
+hardware (AVX-512 BF16 or AMX) rather than emulated by oneDNN.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ISA_LEVELS = ("avx512_vnni", "avx512", "avx2", "other")
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may run on (hyper-threads not counted); ``os.cpu_count()`` if unknown."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        allowed = None
+    cores: set[tuple[str, str]] = set()
+    try:
+        processor = physical = core = None
+        for line in Path("/proc/cpuinfo").read_text().splitlines() + [""]:
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "processor":
+                processor = int(value)
+            elif key == "physical id":
+                physical = value
+            elif key == "core id":
+                core = value
+            elif not line.strip() and processor is not None:
+                if core is not None and (allowed is None or processor in allowed):
+                    cores.add((physical or "0", core))
+                processor = physical = core = None
+    except (OSError, ValueError):
+        cores = set()
+    if cores:
+        return len(cores)
+    return len(allowed) if allowed else (os.cpu_count() or 1)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where unknown)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_int8_dot_product() -> bool:
+    """Whether the CPU has VNNI (u8 x s8 dot products without the 16-bit saturation of AVX2's ``vpmaddubsw``)."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether the CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX-BF16). oneDNN also runs bf16 on plain
+    AVX-512 (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` says yes there), converting to fp32 for the
+    arithmetic: not what ``auto`` choices count as native."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def isa_level() -> str:
+    """The CPU's tier for engine choices: one of :data:`ISA_LEVELS`."""
+    flags = cpu_flags()
+    if "avx512f" in flags and "avx512bw" in flags:
+        return "avx512_vnni" if cpu_has_int8_dot_product() else "avx512"
+    return "avx2" if "avx2" in flags else "other"
+
+
+def instruction_sets() -> list[str]:
+    """The vector instruction sets the engines care about that this CPU has (for reports)."""
+    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    flags = cpu_flags()
+    return [name for name in wanted if name in flags]

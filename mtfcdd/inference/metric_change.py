@@ -1,0 +1,105 @@
+"""What an engine changes in a trained model's test results: each engine runs the LightningModule's own test stage
+(the evaluator of ``evaluate`` and of the end-of-training test) on the checkpoint's test set, and its metrics and
+per-image decisions are compared with eager float32's.
+
+Changes are in points (percentage points: 100 x the difference of fractions); ``decisions_changed`` counts the test
+images whose any-defect decision (``anomalous``) differs from eager float32's, ``types_changed`` those whose
+predicted type differs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, open_dict
+
+from mtfcdd.data.dataset import RealIADDataset
+from mtfcdd.metrics.evaluator import UndefinedMetricWarning
+from mtfcdd.model.pipeline import InferencePipeline
+
+COMPARED_MEANS = ("i_auroc", "p_auroc", "aupro")
+"""Mean-over-types metrics whose change is reported (with type accuracy)."""
+
+
+def training_images(datamodule: L.LightningDataModule, count: int) -> list[torch.Tensor]:
+    """``count`` raw training images [3, H, W] in [0, 1] (evenly spaced over the training set, evaluation transform:
+    what the engine will see) -- the calibration set of int8 engines."""
+    records = datamodule.train_dataset.records
+    dataset = RealIADDataset(records[:: max(1, len(records) // count)][:count], datamodule.test_dataset.transform,
+                             num_types=datamodule.num_types, mode=datamodule.mode)
+    return [dataset[i]["image"] for i in range(len(dataset))]
+
+
+class _DecisionRecorder(L.Callback):
+    """Keeps every test image's ``anomalous`` decision and predicted type, in test order."""
+
+    def __init__(self) -> None:
+        self.anomalous: list[torch.Tensor] = []
+        self.types: list[torch.Tensor] = []
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.anomalous, self.types = [], []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.anomalous.append(outputs.anomalous.detach().cpu())
+        self.types.append(outputs.predicted_type.detach().cpu())
+
+
+def checkpoint_datamodule(run_cfg: DictConfig, max_images: int | None) -> L.LightningDataModule:
+    """The data module of a checkpoint's run config (its data and input size), test set limited to ``max_images``
+    (a stratified subset; None: all), set up for fitting and testing."""
+    from mtfcdd.train import build_datamodule
+
+    with open_dict(run_cfg):
+        run_cfg.data.test_max_images = max_images
+    return build_datamodule(run_cfg)
+
+
+def engine_test_results(
+    pipeline: InferencePipeline, run_cfg: DictConfig, datamodule: L.LightningDataModule, engines: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Per engine name: ``results`` (the evaluator's dict), ``anomalous`` (bool [N]) and ``predicted_type`` (int64
+    [N]) of the test stage run with that engine on ``datamodule``'s test set."""
+    from mtfcdd.model.build import build_module
+
+    module = build_module(run_cfg, pipeline)
+    recorder = _DecisionRecorder()
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder])
+    out: dict[str, dict[str, Any]] = {}
+    for name, engine in engines.items():
+        module.engine = engine
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)  # a type absent from a subset: NaN, skipped
+            trainer.test(model=module, datamodule=datamodule, verbose=False)
+        out[name] = {"results": module.test_results, "anomalous": torch.cat(recorder.anomalous),
+                     "predicted_type": torch.cat(recorder.types)}
+    module.engine = None
+    return out
+
+
+def _points(value: float, reference: float) -> float:
+    return 100.0 * (value - reference) if not (math.isnan(value) or math.isnan(reference)) else float("nan")
+
+
+def metric_changes(run: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """An engine's test metrics (percent) and their change against the reference run (points), with the number of
+    changed image decisions and predicted types; runs as returned by :func:`engine_test_results`."""
+    results, base = run["results"], reference["results"]
+    metrics = {name: 100.0 * results["mean"][name] for name in COMPARED_MEANS}
+    changes = {name: _points(results["mean"][name], base["mean"][name]) for name in COMPARED_MEANS}
+    if results["type_classification"] is not None:
+        metrics["type_accuracy"] = 100.0 * results["type_classification"]["accuracy"]
+        changes["type_accuracy"] = _points(results["type_classification"]["accuracy"],
+                                           base["type_classification"]["accuracy"])
+    return {
+        "images": len(run["anomalous"]),
+        "metrics": metrics,
+        "change_points": changes,
+        "decisions_changed": int((run["anomalous"] != reference["anomalous"]).sum()),
+        "types_changed": int((run["predicted_type"] != reference["predicted_type"]).sum()),
+    }
