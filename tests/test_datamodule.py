@@ -209,3 +209,40 @@ def test_summary_rows_without_categories():
         "-----  --------  --  --  --  -----",
         "test   all        0   2   1      3",
     ]
+
+
+def test_balance_binary_draws_normal_and_defective_half_each_and_counts_two_classes(root):
+    dm = _module(root, mode="single", balance="binary", val_fraction=0.0)
+    expected = expected_counts("train")
+    normal = expected["OK"]
+    assert dm.train_class_counts() == [sum(expected.values()) - normal, normal]
+    dm.epoch_draws = 4000
+    sampler = dm.train_dataloader().sampler
+    assert sampler.class_sizes == dm.train_class_counts()
+    is_normal = [dm.train_dataset.records[i].class_index == NORMAL_CLASS_INDEX for i in sampler.global_sequence()]
+    assert abs(sum(is_normal) / len(is_normal) - 0.5) < 0.03
+
+
+def test_balance_auto_follows_the_mode_and_types_counts_nine_classes(root):
+    from mtfcdd.data.datamodule import AUTO_BALANCE
+
+    assert _module(root, mode="multi").balance == "types"
+    assert _module(root, mode="single").balance == AUTO_BALANCE["single"]
+    assert len(_module(root, mode="single", balance="types").train_class_counts()) == 9
+    with pytest.raises(ConfigError, match="data.balance='typed'.*types, binary"):
+        RealIADDataModule(root, alpha=0.2, balance="typed")
+
+
+@pytest.mark.parametrize("balance", ["types", "binary"])
+def test_balanced_epoch_follows_the_sampled_classes(root, balance):
+    import math
+    import types
+
+    from mtfcdd.callbacks.balanced_epoch import BalancedEpochLength
+    from mtfcdd.data.coupon import expected_draws
+
+    dm = _module(root, mode="single", balance=balance)
+    BalancedEpochLength().setup(types.SimpleNamespace(datamodule=dm, loggers=[]), None, "fit")
+    counts = [n for n in dm.train_class_counts() if n]
+    assert len(counts) == (2 if balance == "binary" else len(_classes(dm.train_dataset.records)))
+    assert dm.epoch_draws == math.ceil(expected_draws(counts).mean)

@@ -3,7 +3,8 @@
 The validation set is held out of the training split by sample (all views of a sample on one side), stratified by
 class; the test split is the JSON's ``test`` list. ``epoch_draws`` (set by
 :class:`mtfcdd.callbacks.balanced_epoch.BalancedEpochLength` before ``train_dataloader()``) is the length of one
-balanced epoch in draws.
+balanced epoch in draws, over the classes that ``balance`` samples: ``types`` (the paper: 8 defect types + normal,
+each drawn with probability 1/9) or ``binary`` (normal vs any defect, 1/2 each, as FCDD balances).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mtfcdd.config import ConfigError
 from mtfcdd.data.dataset import MODES, RealIADDataset
 from mtfcdd.data.realiad import (
     DEFECT_CODES,
+    NORMAL_CLASS_INDEX,
     NUM_CLASSES,
     RealIADFormatError,
     Record,
@@ -35,6 +37,10 @@ from mtfcdd.data.summary import format_table, summary_rows
 from mtfcdd.data.transforms import Augment, check_image_size, eval_transform, train_transform
 
 log = logging.getLogger("mtfcdd.data")
+
+BALANCES = ("auto", "types", "binary")
+# what ``balance="auto"`` means per mode (mode single: the one that measured better on the demo set, see README)
+AUTO_BALANCE = {"multi": "types", "single": "types"}
 
 
 def _check_int(name: str, value: object, minimum: int, allow_none: bool = False) -> None:
@@ -93,6 +99,16 @@ def stratified_subset(records: Sequence[Record], max_images: int | None, seed: i
     return [records[i] for i in sorted(keep)]
 
 
+def sampler_classes(records: Sequence[Record], balance: str) -> list[int]:
+    """The balanced sampler's class of every record: ``types``: ``class_index`` (0-7 defect types, 8 normal);
+    ``binary``: 0 for any defect, 1 for normal."""
+    if balance == "types":
+        return [r.class_index for r in records]
+    if balance == "binary":
+        return [int(r.class_index == NORMAL_CLASS_INDEX) for r in records]
+    raise ConfigError(f"data.balance={balance!r} is not valid; choose one of: {', '.join(BALANCES)}")
+
+
 @rank_zero_only
 def _print_summary(table: str) -> None:
     print(f"Real-IAD images per split and class:\n{table}")
@@ -105,6 +121,8 @@ class RealIADDataModule(L.LightningDataModule):
         root, alpha, json_set, resolution, categories, defect_codes, on_missing: the index, see
             :func:`mtfcdd.data.realiad.load_split`.
         mode: ``"multi"`` (one label per defect code) or ``"single"`` (one any-defect label).
+        balance: the classes the training sampler draws uniformly: ``"types"`` (9: defect types + normal),
+            ``"binary"`` (2: normal, any defect) or ``"auto"`` (``AUTO_BALANCE[mode]``).
         image_size: network input side in pixels (images are served as RGB in [0, 1]; the inference pipeline
             normalises them).
         augment: training augmentation knobs, see :class:`mtfcdd.data.transforms.Augment` (None: defaults).
@@ -122,6 +140,7 @@ class RealIADDataModule(L.LightningDataModule):
         root: str | os.PathLike,
         alpha: float,
         mode: str = "multi",
+        balance: str = "auto",
         json_set: str = "fuiad",
         resolution: str = "realiad_256",
         categories: Sequence[str] | None = None,
@@ -144,6 +163,8 @@ class RealIADDataModule(L.LightningDataModule):
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"mode={mode!r} is not valid; choose one of: {', '.join(MODES)}")
+        if balance not in BALANCES:
+            raise ConfigError(f"data.balance={balance!r} is not valid; choose one of: {', '.join(BALANCES)}")
         self.defect_codes = check_index_args(
             json_set=json_set, alpha=alpha, resolution=resolution, defect_codes=defect_codes, on_missing=on_missing
         )
@@ -163,6 +184,7 @@ class RealIADDataModule(L.LightningDataModule):
         self.root = root
         self.alpha = alpha
         self.mode = mode
+        self.balance = AUTO_BALANCE[mode] if balance == "auto" else balance
         self.json_set = json_set
         self.resolution = resolution
         self.categories = categories
@@ -238,9 +260,11 @@ class RealIADDataModule(L.LightningDataModule):
         )
 
     def train_class_counts(self) -> list[int]:
-        """Training images per sampler class: 9 counts indexed by ``class_index`` (defect types, then normal)."""
+        """Training images per sampler class (see :func:`sampler_classes`): 9 counts for ``balance="types"``
+        (defect types by ``class_index``, then normal), 2 for ``"binary"`` (any defect, normal)."""
         dataset = self._require(self.train_dataset)
-        return np.bincount([r.class_index for r in dataset.records], minlength=NUM_CLASSES).tolist()
+        minlength = NUM_CLASSES if self.balance == "types" else 2
+        return np.bincount(sampler_classes(dataset.records, self.balance), minlength=minlength).tolist()
 
     def train_dataloader(self) -> ResumableLoader:
         """Class-balanced draws: ``epoch_draws`` per epoch (the dataset size, with a warning, when unset).
@@ -257,7 +281,7 @@ class RealIADDataModule(L.LightningDataModule):
                 "the training set size, not a balanced epoch", draws,
             )
         sampler = BalancedClassSampler(
-            class_of=[r.class_index for r in dataset.records], num_samples=draws, seed=self.sampler_seed,
+            class_of=sampler_classes(dataset.records, self.balance), num_samples=draws, seed=self.sampler_seed,
             draw_keys=True,
         )
         if self.trainer is not None:
