@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.errors import exit_on_user_error
 from mtfcdd.metrics.tables import results_table, write_result_files
+from mtfcdd.paper_results import paper_means, paper_setting_mismatches
 from mtfcdd.sweep import task_overrides
 
 log = logging.getLogger("mtfcdd")
@@ -44,14 +45,18 @@ def log_run_setup(objects: dict[str, Any]) -> None:
 
 
 def write_results(results: dict | None, output_dir: Path, loggers: list, cfg: DictConfig) -> None:
-    """results.json / results.md in the run directory; the same tables and summary values to W&B."""
+    """results.json / results.md in the run directory (with the paper's means beside ours when the run is the
+    paper's setting); the same tables to W&B."""
     if results is None:
         return
-    paths = write_result_files(results, output_dir)
+    paper = paper_means(cfg)
+    paths = write_result_files(results, output_dir, paper, cfg.alpha)
     log.info("results written to %s", ", ".join(str(p) for p in paths))
+    if paper is None:
+        log.info("no paper comparison in results.md: %s", "; ".join(paper_setting_mismatches(cfg)))
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            for key, (columns, rows) in results_table(results).items():
+            for key, (columns, rows) in results_table(results, paper).items():
                 logger.log_table(key=f"test/{key}", columns=columns, data=rows)
 
 

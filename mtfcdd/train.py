@@ -23,6 +23,7 @@ from mtfcdd.errors import exit_on_user_error
 from mtfcdd.model.build import build_module
 from mtfcdd.reporting import finish_wandb, log_run_setup, write_results
 from mtfcdd.resume import resume_checkpoint, set_wandb_run_id
+from mtfcdd.run_status import write_status
 
 log = logging.getLogger("mtfcdd")
 
@@ -85,19 +86,26 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     objects["checkpoints"] = checkpoints
     metrics = {key: value.item() if torch.is_tensor(value) else value for key, value in trainer.callback_metrics.items()}
     if cfg.test:
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=checkpoints["best"] or None, weights_only=True)
+        tested = checkpoints[cfg.test_ckpt] or None
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=tested, weights_only=True)
         metrics.update({key: value.item() if torch.is_tensor(value) else value for key, value in trainer.callback_metrics.items()})
         write_results(model.test_results, output_dir, loggers, cfg)
     return metrics, objects
 
 
 def run_task(cfg: DictConfig) -> float | None:
-    """Run :func:`train`, always closing experiment loggers (one W&B run per multirun job), and print where things went."""
+    """Run :func:`train`, always closing experiment loggers (one W&B run per multirun job), record the job's
+    ``status.json`` (running, then finished or failed) and print where things went."""
+    output_dir = Path(cfg.paths.output_dir)
+    write_status(output_dir, "running")
     try:
         metrics, objects = train(cfg)
+    except BaseException as err:
+        write_status(output_dir, "failed", error=f"{type(err).__name__}: {err}")
+        raise
     finally:
         finish_wandb()
-    output_dir = Path(cfg.paths.output_dir)
+    write_status(output_dir, "finished")
     print(f"\nrun directory: {output_dir}")
     for name, path in objects["checkpoints"].items():
         print(f"{name} checkpoint: {path or '-'}")

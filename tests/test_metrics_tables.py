@@ -84,3 +84,18 @@ def test_percent_and_names():
     assert tables.display_name("missing_parts") == "Missing Parts"
     lines = tables.markdown_table(["a", "b"], [["x", 0.26], ["y", None]]).splitlines()
     assert lines[2:] == ["| x | 0.3 |", "| y | n/a |"]
+
+
+@pytest.mark.parametrize("mode", ["multi", "single"])
+def test_paper_means_stand_beside_ours_with_the_difference(tmp_path, mode):
+    from mtfcdd.paper_results import PAPER_MEANS
+
+    results = results_for(mode=mode)
+    paper = PAPER_MEANS[mode][0.2]
+    markdown = write_result_files(results, tmp_path, paper, 0.2)[1].read_text()
+    assert f"## Against the paper (alpha = 0.2, mode {mode};" in markdown
+    for metric, published in paper.items():
+        ours = 100 * results["mean"][metric]
+        row = f"| {tables.LABELS[metric]} | {ours:.1f} | {published:.1f} | {ours - published:.1f} |"
+        assert row in markdown
+    assert "Against the paper" not in write_result_files(results, tmp_path / "plain")[1].read_text()

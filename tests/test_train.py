@@ -189,3 +189,20 @@ def test_submitit_local_launcher_runs_each_job_as_its_own_process(tmp_path, tiny
     assert {line for out in stdouts for line in out.read_text().splitlines() if line.startswith("run directory:")} == {
         f"run directory: {job}" for job in job_dirs
     }
+
+
+def test_paper_run_trains_on_the_whole_split_and_tests_the_last_checkpoint(tmp_path, tiny_realiad):
+    """experiment=paper's pipeline (no hold-out, no selection) on the tiny set with the debug backbone."""
+    import json
+
+    from mtfcdd.run_status import read_status
+
+    cfg = compose_config(tmp_path, ["experiment=paper", *tiny_overrides(tiny_realiad)])
+    assert cfg.data.val_fraction == 0 and cfg.test_ckpt == "last"
+    assert run_task(cfg) is None  # no validation metric to return
+    run = Path(cfg.paths.output_dir)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
+    results = json.loads((run / "results.json").read_text())
+    assert results["protocol"] == "paper"
+    assert not list((run / "heatmaps").glob("val_epoch*.png"))  # nothing held out, nothing validated
+    assert read_status(run)["state"] == "finished"

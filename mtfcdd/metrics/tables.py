@@ -3,7 +3,8 @@
 ``results.json``: every number as computed (fractions in [0, 1]; NaN written as ``null``). ``results.md``: tables
 shaped like the paper's (values in percent, one decimal): Table 3 (image level: I-AUROC, AP, F1m per type and
 Mean), Table 4 (pixel level: P-AUROC, AUPRO), Table 5 (mode single: I-AUROC, AUPRO), then type classification and
-the per-category breakdown when present.
+the per-category breakdown when present, and the paper's published means beside the run's when the run is the
+paper's setting (``paper``: :func:`mtfcdd.paper_results.paper_means`).
 """
 
 from __future__ import annotations
@@ -44,12 +45,22 @@ def _metric_rows(results: dict, metrics: tuple[str, ...]) -> list[list]:
     return rows
 
 
-def results_table(results: dict) -> dict[str, tuple[list[str], list[list]]]:
+def paper_table(results: dict, paper: dict[str, float]) -> tuple[list[str], list[list]]:
+    """The run's means beside the paper's (percent) and the difference, one row per published metric."""
+    rows = []
+    for metric, published in paper.items():
+        ours = percent(results["mean"][metric])
+        rows.append([LABELS[metric], ours, published, None if ours is None else ours - published])
+    return ["metric", "this run", "paper", "difference"], rows
+
+
+def results_table(results: dict, paper: dict[str, float] | None = None) -> dict[str, tuple[list[str], list[list]]]:
     """Tables as ``key -> (columns, rows)`` for ``wandb.Table`` (values in percent, None for NaN).
 
     Keys: ``image`` and ``pixel`` (per type + Mean), ``single`` (mode single: I-AUROC, AUPRO), ``type_confusion``
     (mode multi: rows = true type, columns = predicted), ``per_category`` (when present: the mean over types of
-    every metric and the type accuracy, per category).
+    every metric and the type accuracy, per category), ``paper`` (when ``paper`` means are given: see
+    :func:`paper_table`).
     """
     tables = {
         "image": (["Anomaly Type", *(LABELS[m] for m in IMAGE_METRICS)], _metric_rows(results, IMAGE_METRICS)),
@@ -76,6 +87,8 @@ def results_table(results: dict) -> dict[str, tuple[list[str], list[list]]]:
         if results["mode"] == "multi":
             columns.append("type accuracy")
         tables["per_category"] = (columns, rows)
+    if paper:
+        tables["paper"] = paper_table(results, paper)
     return tables
 
 
@@ -92,9 +105,10 @@ def markdown_table(columns: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def markdown_report(results: dict) -> str:
-    """``results.md``: the settings, then the paper-shaped tables (percent, one decimal)."""
-    tables = results_table(results)
+def markdown_report(results: dict, paper: dict[str, float] | None = None, alpha: float | None = None) -> str:
+    """``results.md``: the settings, then the paper-shaped tables (percent, one decimal); with ``paper`` (the
+    published means for this run's ``alpha`` and mode) a comparison table first."""
+    tables = results_table(results, paper)
     counts = results["counts"]
     parts = [
         "# MultiTypeFCDD test results",
@@ -102,6 +116,12 @@ def markdown_report(results: dict) -> str:
         f"{counts['images']} test images, {counts['anomalous_images']} anomalous. Values in percent; n/a = undefined "
         "(no positives). AP: " + results["definitions"]["ap"] + ". AUPRO: " + results["definitions"]["aupro"] + ".",
     ]
+    if "paper" in tables:
+        source = "Table 5" if results["mode"] == "single" else "Tables 3 and 4, Mean rows"
+        parts += [
+            f"## Against the paper (alpha = {alpha}, mode {results['mode']}; {source})",
+            markdown_table(*tables["paper"]),
+        ]
     if results["mode"] == "single":
         parts += ["## Multi-class anomaly detection (as Table 5)", markdown_table(*tables["single"])]
     parts += [
@@ -134,10 +154,13 @@ def _strict_json(value):
     return value
 
 
-def write_result_files(results: dict, output_dir: Path | str) -> list[Path]:
-    """Write ``results.json`` and ``results.md`` into ``output_dir`` (created if needed); returns their paths."""
+def write_result_files(
+    results: dict, output_dir: Path | str, paper: dict[str, float] | None = None, alpha: float | None = None
+) -> list[Path]:
+    """Write ``results.json`` and ``results.md`` (with the ``paper`` comparison for ``alpha`` when given) into
+    ``output_dir`` (created if needed); returns their paths."""
     output_dir = Path(output_dir)
     json_path, md_path = output_dir / "results.json", output_dir / "results.md"
     write_bytes_atomic(json_path, (json.dumps(_strict_json(results), indent=2, allow_nan=False) + "\n").encode())
-    write_bytes_atomic(md_path, markdown_report(results).encode())
+    write_bytes_atomic(md_path, markdown_report(results, paper, alpha).encode())
     return [json_path, md_path]
