@@ -1,0 +1,144 @@
+"""The jobs of a sweep: where they are, whether they finished, and one row of numbers per finished job."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mtfcdd.errors import UserError
+from mtfcdd.metrics.evaluator import METRICS
+from mtfcdd.run_status import read_status
+
+HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+RESULTS_FILE = "results.json"
+SETTINGS = ("alpha", "mode", "backbone", "seed", "balance", "protocol", "image_score")
+"""The columns that say which run a row is (the first four are what a sweep usually varies)."""
+
+
+class ReportError(UserError):
+    """Nothing to report on, or a run directory that cannot be read."""
+
+
+@dataclass
+class Job:
+    """One run directory: ``state`` is finished, failed, running, died or unknown (no ``status.json``);
+    ``results`` the parsed ``results.json`` (None when absent); ``detail`` what went wrong, for the listing."""
+
+    path: Path
+    name: str
+    config: DictConfig
+    state: str
+    results: dict | None = None
+    detail: str = ""
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def reported(self) -> bool:
+        """A row in the report: the job finished and its test stage wrote ``results.json``."""
+        return self.state == "finished" and self.results is not None
+
+
+def _select(config: DictConfig, key: str):
+    """``key`` of a saved Hydra config, interpolations resolved where they can be outside Hydra (else None)."""
+    try:
+        return OmegaConf.select(config, key, throw_on_resolution_failure=False)
+    except Exception:  # a resolver that only exists inside a Hydra run (hydra:runtime...)
+        return None
+
+
+def find_run_dirs(paths: list[Path]) -> list[Path]:
+    """Run directories (holding ``.hydra/config.yaml``) given directly or found under ``paths``, in path order."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            raise ReportError(f"{path} is not a directory; expected a multirun directory or run directories")
+        if (path / HYDRA_CONFIG).is_file():
+            found.append(path)
+            continue
+        inside = sorted(p.parent.parent for p in path.rglob(str(HYDRA_CONFIG)))
+        if not inside:
+            raise ReportError(f"no run directory (a folder with {HYDRA_CONFIG}) under {path}")
+        found.extend(inside)
+    return sorted(set(found), key=lambda p: (str(p.parent), _job_number(p), p.name))
+
+
+def _job_number(path: Path) -> int:
+    """Hydra's job number from a multirun subdir name ``<num>_...`` (sorts job 10 after job 9)."""
+    head = path.name.split("_", 1)[0]
+    return int(head) if head.isdigit() else -1
+
+
+def load_job(path: Path, base: Path | None = None) -> Job:
+    """Read one run directory: its saved config, ``status.json`` and ``results.json``."""
+    config_path = path / HYDRA_CONFIG
+    try:
+        config = OmegaConf.load(config_path)
+    except Exception as err:
+        raise ReportError(f"cannot read {config_path}: {err}") from err
+    name = str(path.relative_to(base)) if base is not None and path.is_relative_to(base) else str(path)
+    status = read_status(path)
+    results_path = path / RESULTS_FILE
+    results = None
+    if results_path.is_file():
+        try:
+            results = json.loads(results_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ReportError(f"{results_path} is not valid JSON: {err}") from err
+    if status is not None:
+        state = status["state"]
+        detail = {
+            "failed": status.get("error", ""),
+            "running": f"pid {status.get('pid')} on {status.get('host')}",
+            "died": f"pid {status.get('pid')} on {status.get('host')} is gone without a final status",
+        }.get(state, "")
+        if state == "finished" and results is None:
+            detail = "finished without a test stage (no results.json)"
+    elif results is not None:
+        state, detail = "finished", ""
+    else:
+        state, detail = "unknown", "no status.json and no results.json (interrupted, or written by an older version)"
+    job = Job(path=path, name=name, config=config, state=state, results=results, detail=detail)
+    job.settings = {
+        "alpha": _select(config, "alpha"),
+        "mode": _select(config, "mode"),
+        "backbone": _select(config, "model.backbone.name"),
+        "seed": _select(config, "seed"),
+        "balance": _select(config, "data.balance"),
+        "protocol": results["protocol"] if results else _select(config, "model.evaluation.protocol"),
+        "image_score": results["image_score"] if results else _select(config, "model.evaluation.image_score"),
+    }
+    return job
+
+
+def load_jobs(paths: list[Path]) -> list[Job]:
+    """Every job under ``paths`` (see :func:`find_run_dirs`); names relative to the first path."""
+    base = paths[0] if len(paths) == 1 else None
+    return [load_job(path, base) for path in find_run_dirs(paths)]
+
+
+def type_names(jobs: list[Job]) -> list[str]:
+    """The defect types of the reported mode-multi jobs, in channel order of the first one that has each."""
+    names: list[str] = []
+    for job in jobs:
+        if job.reported and job.results["mode"] == "multi":
+            names += [name for name in job.results["types"] if name not in names]
+    return names
+
+
+def job_row(job: Job, types: list[str]) -> dict:
+    """One row: job name, settings, every mean metric, type accuracy and macro-F1, then ``<metric>/<type>`` for
+    ``types``; values are fractions exactly as in ``results.json`` (None where undefined or not applicable)."""
+    results = job.results
+    row = {"job": job.name, **job.settings, "test_images": results["counts"]["images"]}
+    row.update({metric: results["mean"][metric] for metric in METRICS})
+    classification = results.get("type_classification")
+    row["type_accuracy"] = classification["accuracy"] if classification else None
+    row["type_macro_f1"] = classification["macro_f1"] if classification else None
+    per_type = results["types"] if results["mode"] == "multi" else {}
+    for metric in METRICS:
+        for name in types:
+            row[f"{metric}/{name}"] = per_type[name][metric] if name in per_type else None
+    return row

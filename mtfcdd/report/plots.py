@@ -1,0 +1,113 @@
+"""PNG figures of a sweep: every mean metric against alpha (one line per mode and backbone: single vs multi
+channel), and per backbone every metric against alpha with one line per defect type (mode multi).
+
+Values in percent; where several jobs share a point (seeds, other settings) the line goes through their mean and
+each job is a dot.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+from mtfcdd.atomic_io import write_bytes_atomic  # noqa: E402
+from mtfcdd.metrics.evaluator import METRICS  # noqa: E402
+from mtfcdd.metrics.tables import LABELS, display_name  # noqa: E402
+from mtfcdd.viz import TYPE_COLOURS  # noqa: E402
+
+MEAN_PANELS = (*METRICS, "type_accuracy")
+PANEL_LABELS = {**LABELS, "type_accuracy": "type accuracy"}
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+def _line(ax: plt.Axes, points: dict[float, list[float]], **style) -> None:
+    """A line through the mean at each alpha, and a dot per value."""
+    alphas = sorted(points)
+    ax.plot(alphas, [sum(points[a]) / len(points[a]) for a in alphas], marker="o", **style)
+    for alpha in alphas:
+        ax.scatter([alpha] * len(points[alpha]), points[alpha], s=10, alpha=0.5, color=style.get("color"))
+
+
+def _axes(count: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
+    cols = 3
+    rows = -(-count // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    fig.suptitle(title)
+    axes = list(grid.flat)
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes[:count]
+
+
+def _finish(ax: plt.Axes, label: str, alphas: list[float]) -> None:
+    ax.set_title(label)
+    ax.set_xlabel("alpha (share of defective training images)")
+    ax.set_ylabel("%")
+    ax.set_xticks(alphas)
+    ax.grid(alpha=0.3)
+
+
+def mean_metrics_plot(rows: list[dict], path: Path) -> Path:
+    """Every mean metric and the type accuracy against alpha; one line per (mode, backbone)."""
+    alphas = sorted({row["alpha"] for row in rows})
+    fig, axes = _axes(len(MEAN_PANELS), "Mean over defect types against alpha: single vs multi channel")
+    for ax, metric in zip(axes, MEAN_PANELS):
+        groups: dict[tuple, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for row in rows:
+            if row[metric] is not None:
+                groups[(row["mode"], row["backbone"])][row["alpha"]].append(100 * row[metric])
+        for (mode, backbone), points in sorted(groups.items()):
+            _line(ax, points, label=f"{mode} ({backbone})", linestyle="-" if mode == "multi" else "--")
+        _finish(ax, PANEL_LABELS[metric], alphas)
+        if groups:
+            ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def per_type_plot(rows: list[dict], types: list[str], backbone: str, path: Path) -> Path:
+    """Mode multi, one backbone: every metric against alpha, one line per defect type and the mean (black)."""
+    rows = [row for row in rows if row["mode"] == "multi" and row["backbone"] == backbone]
+    alphas = sorted({row["alpha"] for row in rows})
+    fig, axes = _axes(len(METRICS), f"Per defect type against alpha (mode multi, {backbone})")
+    for ax, metric in zip(axes, METRICS):
+        for index, name in enumerate(types):
+            points: dict[float, list[float]] = defaultdict(list)
+            for row in rows:
+                if row[f"{metric}/{name}"] is not None:
+                    points[row["alpha"]].append(100 * row[f"{metric}/{name}"])
+            if points:
+                colour = tuple(c / 255 for c in TYPE_COLOURS[index % len(TYPE_COLOURS)])
+                _line(ax, points, label=display_name(name), color=colour)
+        means: dict[float, list[float]] = defaultdict(list)
+        for row in rows:
+            if row[metric] is not None:
+                means[row["alpha"]].append(100 * row[metric])
+        if means:
+            _line(ax, means, label="Mean", color="black", linestyle="--", linewidth=2)
+        _finish(ax, LABELS[metric], alphas)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def write_plots(rows: list[dict], types: list[str], out_dir: Path) -> list[Path]:
+    """The figures for ``rows`` under ``out_dir/plots``; none when no job has results."""
+    if not rows:
+        return []
+    plots = [mean_metrics_plot(rows, out_dir / "plots" / "mean_vs_alpha.png")]
+    backbones = sorted({row["backbone"] for row in rows if row["mode"] == "multi"})
+    for backbone in backbones:
+        plots.append(per_type_plot(rows, types, backbone, out_dir / "plots" / f"per_type_vs_alpha_{backbone}.png"))
+    return plots
