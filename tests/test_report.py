@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -137,7 +138,8 @@ def test_report_of_a_real_four_job_sweep_with_a_wandb_summary_run(tmp_path, tiny
     info = run_info(runs[0])
     group = OmegaConf.load(jobs[0] / ".hydra" / "config.yaml").experiment_name  # logger.wandb.group: ${experiment_name}
     assert (info.run_group, info.job_type, info.project) == (group, "report", "mtfcdd")
-    table_files = list(runs[0].glob("files/media/table/report/jobs_*.table.json"))
+    table_files = [p for p in runs[0].glob("files/media/table/report/jobs_*.table.json")
+                   if re.fullmatch(r"jobs_\d+_[0-9a-f]+\.table\.json", p.name)]
     assert len(table_files) == 1
     table = json.loads(table_files[0].read_text())
     assert len(table["data"]) == 4 and "i_auroc" in table["columns"]
