@@ -1,6 +1,6 @@
 """Real-IAD JSON index: find the split files, validate them, and turn their records into labelled :class:`Record` s.
 
-Layout (see ``realiad-format.md``): ``<root>/<resolution>/<category>/...`` holds the images, and one JSON per category
+Layout (see ``docs/realiad-format.md``): ``<root>/<resolution>/<category>/...`` holds the images, and one JSON per category
 sits in ``<root>/<json folder>/`` (flat) or ``<root>/realiad_jsons/<json folder>/`` (nested, as some unpacked zips
 have it). Every problem with the data (missing folders or files, unknown codes, malformed records, paths that leave
 the dataset root) raises :class:`RealIADFormatError` before any training starts.
