@@ -206,3 +206,14 @@ def test_paper_run_trains_on_the_whole_split_and_tests_the_last_checkpoint(tmp_p
     assert results["protocol"] == "paper"
     assert not list((run / "heatmaps").glob("val_epoch*.png"))  # nothing held out, nothing validated
     assert read_status(run)["state"] == "finished"
+
+
+def test_a_failing_run_records_its_error_in_status_json(tmp_path):
+    from mtfcdd.errors import UserError
+    from mtfcdd.run_status import read_status
+
+    cfg = compose_config(tmp_path, [f"data.root={tmp_path / 'no-such-realiad'}", "logger=none"])
+    with pytest.raises(UserError):
+        run_task(cfg)
+    status = read_status(cfg.paths.output_dir)
+    assert status["state"] == "failed" and "no-such-realiad" in status["error"]

@@ -41,7 +41,7 @@ class Job:
         return self.state == "finished" and self.results is not None
 
 
-def _select(config: DictConfig, key: str):
+def config_value(config: DictConfig, key: str):
     """``key`` of a saved Hydra config, interpolations resolved where they can be outside Hydra (else None)."""
     try:
         return OmegaConf.select(config, key, throw_on_resolution_failure=False)
@@ -102,13 +102,13 @@ def load_job(path: Path, base: Path | None = None) -> Job:
         state, detail = "unknown", "no status.json and no results.json (interrupted, or written by an older version)"
     job = Job(path=path, name=name, config=config, state=state, results=results, detail=detail)
     job.settings = {
-        "alpha": _select(config, "alpha"),
-        "mode": _select(config, "mode"),
-        "backbone": _select(config, "model.backbone.name"),
-        "seed": _select(config, "seed"),
-        "balance": _select(config, "data.balance"),
-        "protocol": results["protocol"] if results else _select(config, "model.evaluation.protocol"),
-        "image_score": results["image_score"] if results else _select(config, "model.evaluation.image_score"),
+        "alpha": config_value(config, "alpha"),
+        "mode": config_value(config, "mode"),
+        "backbone": config_value(config, "model.backbone.name"),
+        "seed": config_value(config, "seed"),
+        "balance": config_value(config, "data.balance"),
+        "protocol": results["protocol"] if results else config_value(config, "model.evaluation.protocol"),
+        "image_score": results["image_score"] if results else config_value(config, "model.evaluation.image_score"),
     }
     return job
 

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from mtfcdd.report.files import problems_table
-from mtfcdd.report.jobs import Job, _select
+from mtfcdd.report.jobs import Job, config_value
 
 log = logging.getLogger("mtfcdd.report")
 
@@ -20,8 +20,8 @@ def wandb_settings(jobs: list[Job]) -> dict | None:
     W&B); a warning when the jobs disagree."""
     found = []
     for job in jobs:
-        if _select(job.config, "logger.wandb") is not None:
-            found.append(tuple(_select(job.config, f"logger.wandb.{key}") for key in KEYS))
+        if config_value(job.config, "logger.wandb") is not None:
+            found.append(tuple(config_value(job.config, f"logger.wandb.{key}") for key in KEYS))
     if not found:
         return None
     counts = Counter(found)
