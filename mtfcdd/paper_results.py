@@ -25,10 +25,10 @@ PAPER_MEANS: dict[str, dict[float, dict[str, float]]] = {
 REAL_DATA_TARGET = "mtfcdd.data.datamodule.RealIADDataModule"
 
 
-def paper_setting_mismatches(cfg: DictConfig) -> list[str]:
-    """Why a run's test numbers cannot stand beside the paper's (empty: they can): the data must be the real
-    Real-IAD fuiad split of every category with the whole test set, evaluated under the ``paper`` protocol with
-    the ``max`` image score."""
+def paper_setting_mismatches(cfg: DictConfig, mode: str) -> list[str]:
+    """Why the test numbers of a run (config ``cfg``, network ``mode``) cannot stand beside the paper's (empty: they
+    can): the data must be the real Real-IAD fuiad split of every category with the whole test set, evaluated under
+    the ``paper`` protocol with the ``max`` image score, at a published alpha."""
     data, evaluation = cfg.data, cfg.model.evaluation
     checks = {
         f"data is {data.get('_target_')}, not the Real-IAD release": data.get("_target_") == REAL_DATA_TARGET,
@@ -37,14 +37,14 @@ def paper_setting_mismatches(cfg: DictConfig) -> list[str]:
         "data.test_max_images subsamples the test set": data.get("test_max_images") is None,
         f"model.evaluation.protocol={evaluation.protocol}, not paper": evaluation.protocol == "paper",
         f"model.evaluation.image_score={evaluation.image_score}, not max": evaluation.image_score == "max",
-        f"alpha={cfg.alpha} has no published row": cfg.alpha in PAPER_MEANS[cfg.mode],
+        f"alpha={cfg.get('alpha')} has no published row": cfg.get("alpha") in PAPER_MEANS.get(mode, {}),
     }
     return [reason for reason, ok in checks.items() if not ok]
 
 
-def paper_means(cfg: DictConfig) -> dict[str, float] | None:
-    """The published means (percent) for the run's alpha and mode, or None when the run is not the paper's
+def paper_means(cfg: DictConfig, mode: str) -> dict[str, float] | None:
+    """The published means (percent) for the run's alpha and ``mode``, or None when the run is not the paper's
     setting (see :func:`paper_setting_mismatches`)."""
-    if paper_setting_mismatches(cfg):
+    if paper_setting_mismatches(cfg, mode):
         return None
-    return dict(PAPER_MEANS[cfg.mode][cfg.alpha])
+    return dict(PAPER_MEANS[mode][cfg.alpha])

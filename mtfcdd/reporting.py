@@ -49,11 +49,11 @@ def write_results(results: dict | None, output_dir: Path, loggers: list, cfg: Di
     paper's setting); the same tables to W&B."""
     if results is None:
         return
-    paper = paper_means(cfg)
+    paper = paper_means(cfg, results["mode"])
     paths = write_result_files(results, output_dir, paper, cfg.alpha)
     log.info("results written to %s", ", ".join(str(p) for p in paths))
     if paper is None:
-        log.info("no paper comparison in results.md: %s", "; ".join(paper_setting_mismatches(cfg)))
+        log.info("no paper comparison in results.md: %s", "; ".join(paper_setting_mismatches(cfg, results["mode"])))
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             for key, (columns, rows) in results_table(results, paper).items():

@@ -26,15 +26,18 @@ def test_paper_experiment_holds_the_papers_settings(tmp_path):
     assert cfg.trainer.max_epochs == 10 and cfg.trainer.limit_train_batches is None
     names = {type(c).__name__ for c in build_callbacks(cfg)}
     assert "BalancedEpochLength" in names
-    assert paper_means(cfg) == PAPER_MEANS["single"][0.4]
+    assert paper_means(cfg, cfg.mode) == PAPER_MEANS["single"][0.4]
 
 
 def test_other_settings_get_no_paper_means_and_say_why(tmp_path):
     cfg = compose_config(tmp_path, ["experiment=paper", "data=synthetic"])
-    assert paper_means(cfg) is None
-    assert any("not the Real-IAD release" in reason for reason in paper_setting_mismatches(cfg))
+    assert paper_means(cfg, "multi") is None
+    assert any("not the Real-IAD release" in reason for reason in paper_setting_mismatches(cfg, "multi"))
     cfg = compose_config(tmp_path, ["alpha=0.2"])  # the plain command reports the typed protocol
-    assert paper_setting_mismatches(cfg) == ["model.evaluation.protocol=typed, not paper"]
+    assert paper_setting_mismatches(cfg, "multi") == ["model.evaluation.protocol=typed, not paper"]
+    # mtfcdd.evaluate's config: data from the checkpoint, mode null
+    cfg = compose_config(tmp_path, ["ckpt_path=x.ckpt"], config_name="evaluate")
+    assert paper_means(cfg, "single") is None
 
 
 def test_best_checkpoint_needs_something_to_select_on(tmp_path):
@@ -46,3 +49,16 @@ def test_best_checkpoint_needs_something_to_select_on(tmp_path):
         validate(cfg)
     with pytest.raises(ConfigError, match="test_ckpt='first'.*best, last"):
         validate(compose_config(tmp_path, ["test_ckpt=first"]))
+
+
+@pytest.mark.parametrize(("overrides", "compared"), [([], True), (["data=synthetic"], False)])
+def test_results_md_of_a_paper_run_holds_the_papers_means(tmp_path, overrides, compared):
+    from test_metrics_tables import results_for
+
+    from mtfcdd.reporting import write_results
+
+    cfg = compose_config(tmp_path, ["experiment=paper", "alpha=0.1", *overrides])
+    write_results(results_for("multi"), tmp_path / "run", [], cfg)
+    markdown = (tmp_path / "run" / "results.md").read_text()
+    assert ("## Against the paper (alpha = 0.1, mode multi; Tables 3 and 4, Mean rows)" in markdown) == compared
+    assert ("| I-AUROC |" in markdown and "| 94.6 |" in markdown) == compared
