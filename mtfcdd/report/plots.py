@@ -35,15 +35,15 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 def _line(ax: plt.Axes, points: dict[float, list[float]], **style) -> None:
     """A line through the mean at each alpha, and a dot per value."""
     alphas = sorted(points)
-    ax.plot(alphas, [sum(points[a]) / len(points[a]) for a in alphas], marker="o", **style)
+    (line,) = ax.plot(alphas, [sum(points[a]) / len(points[a]) for a in alphas], marker="o", **style)
     for alpha in alphas:
-        ax.scatter([alpha] * len(points[alpha]), points[alpha], s=10, alpha=0.5, color=style.get("color"))
+        ax.scatter([alpha] * len(points[alpha]), points[alpha], s=10, alpha=0.5, color=line.get_color())
 
 
 def _axes(count: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
     cols = 3
     rows = -(-count // cols)
-    fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False, layout="constrained")
     fig.suptitle(title)
     axes = list(grid.flat)
     for ax in axes[count:]:
@@ -53,7 +53,7 @@ def _axes(count: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
 
 def _finish(ax: plt.Axes, label: str, alphas: list[float]) -> None:
     ax.set_title(label)
-    ax.set_xlabel("alpha (share of defective training images)")
+    ax.set_xlabel("alpha")
     ax.set_ylabel("%")
     ax.set_xticks(alphas)
     ax.grid(alpha=0.3)
@@ -71,8 +71,8 @@ def mean_metrics_plot(rows: list[dict], path: Path) -> Path:
         for (mode, backbone), points in sorted(groups.items()):
             _line(ax, points, label=f"{mode} ({backbone})", linestyle="-" if mode == "multi" else "--")
         _finish(ax, PANEL_LABELS[metric], alphas)
-        if groups:
-            ax.legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, max(1, len(labels))), fontsize=8)
     return _save(fig, path)
 
 
@@ -98,7 +98,7 @@ def per_type_plot(rows: list[dict], types: list[str], backbone: str, path: Path)
             _line(ax, means, label="Mean", color="black", linestyle="--", linewidth=2)
         _finish(ax, LABELS[metric], alphas)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize=8)
+    fig.legend(handles, labels, loc="outside lower center", ncols=5, fontsize=8)
     return _save(fig, path)
 
 
