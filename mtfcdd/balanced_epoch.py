@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--categories", type=_categories, help="categories a,b (with --alpha; default: all)")
     parser.add_argument("--json-set", default="fuiad", choices=("fuiad", "standard", "sv"), help="(with --alpha)")
     parser.add_argument("--resolution", default="realiad_256", help="resolution folder (with --alpha)")
+    parser.add_argument("--balance", choices=("types", "binary"), default="types",
+                        help="sampled classes (with --alpha): types (9, the paper's) or binary (normal vs any defect)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, help="images per batch (default 32)")
     parser.add_argument("--method", choices=(*METHODS, "both"), default="exact", help="exact, Monte Carlo or both")
     parser.add_argument("--trials", type=_positive_int, default=10000, help="Monte Carlo trials (default 10000)")
@@ -72,15 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def counts_from_index(
-    root: Path, alpha: float, categories: list[str] | None, json_set: str, resolution: str
+    root: Path, alpha: float, categories: list[str] | None, json_set: str, resolution: str, balance: str = "types"
 ) -> list[int]:
-    """Images per class_index in the training split (classes without images left out)."""
+    """Images per sampler class of the training split (``data.balance``: ``types`` counts per class_index,
+    ``binary`` any defect then normal; classes without images left out)."""
+    from mtfcdd.data.datamodule import sampler_classes
     from mtfcdd.data.realiad import load_split
 
     records = load_split(
         root, split="train", json_set=json_set, alpha=alpha, resolution=resolution, categories=categories
     )
-    per_class = Counter(record.class_index for record in records)
+    per_class = Counter(sampler_classes(records, balance))
     return [per_class[index] for index in sorted(per_class)]
 
 
@@ -104,13 +108,15 @@ def format_table(rows: list[tuple[BalancedEpoch, float]], alpha: float | None) -
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.alpha is None and (args.data_root or args.categories):
-        parser.error("--data-root and --categories go with --alpha (with --counts the counts are given)")
+    if args.alpha is None and (args.data_root or args.categories or args.balance != "types"):
+        parser.error("--data-root, --categories and --balance go with --alpha (with --counts the counts are given)")
     if args.alpha is not None:
         if args.data_root is None:
             parser.error("--alpha needs --data-root DIR (the Real-IAD root)")
         try:
-            counts = counts_from_index(args.data_root, args.alpha, args.categories, args.json_set, args.resolution)
+            counts = counts_from_index(
+                args.data_root, args.alpha, args.categories, args.json_set, args.resolution, args.balance
+            )
         except (UserError, OSError, ValueError) as err:
             parser.exit(2, f"{parser.prog}: error: reading the training index under {args.data_root}: {err}\n")
         if not counts:

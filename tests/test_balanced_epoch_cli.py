@@ -140,6 +140,11 @@ def test_counts_from_a_real_format_index(tmp_path, capsys):
     (row,) = json.loads(capsys.readouterr().out)
     assert row["counts"] == [1, 3, 2, 12]  # AK, HS, ZW, normal (class_index order)
     assert row["draws"] == pytest.approx(expected_draws([1, 3, 2, 12]).mean)
+    args = ["--alpha", "0.2", "--data-root", str(tmp_path), "--categories", "pcb,usb", "--balance", "binary", "--json"]
+    assert main(args) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["counts"] == [6, 12]  # any defect, normal
+    assert row["draws"] == pytest.approx(expected_draws([6, 12]).mean)
 
 
 def test_missing_dataset_root_is_reported(tmp_path, capsys):
