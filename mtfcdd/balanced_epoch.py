@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.alpha is None and (args.data_root or args.categories or args.balance != "types"):
-        parser.error("--data-root, --categories and --balance go with --alpha (with --counts the counts are given)")
+        parser.error("--data-root and --categories go with --alpha, as does --balance (with --counts the counts are given)")
     if args.alpha is not None:
         if args.data_root is None:
             parser.error("--alpha needs --data-root DIR (the Real-IAD root)")
