@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from mtfcdd.data.balance import sampler_classes
 from mtfcdd.data.coupon import METHODS, BalancedEpoch, balanced_epoch
 from mtfcdd.errors import UserError
 
@@ -78,7 +79,6 @@ def counts_from_index(
 ) -> list[int]:
     """Images per sampler class of the training split (``data.balance``: ``types`` counts per class_index,
     ``binary`` any defect then normal; classes without images left out)."""
-    from mtfcdd.data.datamodule import sampler_classes
     from mtfcdd.data.realiad import load_split
 
     records = load_split(
@@ -109,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.alpha is None and (args.data_root or args.categories or args.balance != "types"):
-        parser.error("--data-root and --categories go with --alpha, as does --balance (with --counts the counts are given)")
+        parser.error(
+            "--data-root and --categories go with --alpha, as does --balance (with --counts the counts are given)"
+        )
     if args.alpha is not None:
         if args.data_root is None:
             parser.error("--alpha needs --data-root DIR (the Real-IAD root)")

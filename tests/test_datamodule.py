@@ -224,7 +224,7 @@ def test_balance_binary_draws_normal_and_defective_half_each_and_counts_two_clas
 
 
 def test_balance_auto_follows_the_mode_and_types_counts_nine_classes(root):
-    from mtfcdd.data.datamodule import AUTO_BALANCE
+    from mtfcdd.data.balance import AUTO_BALANCE
 
     assert _module(root, mode="multi").balance == "types"
     assert _module(root, mode="single").balance == AUTO_BALANCE["single"]

@@ -21,10 +21,10 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from mtfcdd.config import ConfigError
+from mtfcdd.data.balance import NUM_SAMPLER_CLASSES, resolve_balance, sampler_classes
 from mtfcdd.data.dataset import MODES, RealIADDataset
 from mtfcdd.data.realiad import (
     DEFECT_CODES,
-    NORMAL_CLASS_INDEX,
     NUM_CLASSES,
     RealIADFormatError,
     Record,
@@ -37,10 +37,6 @@ from mtfcdd.data.summary import format_table, summary_rows
 from mtfcdd.data.transforms import Augment, check_image_size, eval_transform, train_transform
 
 log = logging.getLogger("mtfcdd.data")
-
-BALANCES = ("auto", "types", "binary")
-# what ``balance="auto"`` means per mode (mode single: the one that measured better on the demo set, see README)
-AUTO_BALANCE = {"multi": "types", "single": "types"}
 
 
 def _check_int(name: str, value: object, minimum: int, allow_none: bool = False) -> None:
@@ -99,16 +95,6 @@ def stratified_subset(records: Sequence[Record], max_images: int | None, seed: i
     return [records[i] for i in sorted(keep)]
 
 
-def sampler_classes(records: Sequence[Record], balance: str) -> list[int]:
-    """The balanced sampler's class of every record: ``types``: ``class_index`` (0-7 defect types, 8 normal);
-    ``binary``: 0 for any defect, 1 for normal."""
-    if balance == "types":
-        return [r.class_index for r in records]
-    if balance == "binary":
-        return [int(r.class_index == NORMAL_CLASS_INDEX) for r in records]
-    raise ConfigError(f"data.balance={balance!r} is not valid; choose one of: {', '.join(BALANCES)}")
-
-
 @rank_zero_only
 def _print_summary(table: str) -> None:
     print(f"Real-IAD images per split and class:\n{table}")
@@ -163,8 +149,6 @@ class RealIADDataModule(L.LightningDataModule):
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"mode={mode!r} is not valid; choose one of: {', '.join(MODES)}")
-        if balance not in BALANCES:
-            raise ConfigError(f"data.balance={balance!r} is not valid; choose one of: {', '.join(BALANCES)}")
         self.defect_codes = check_index_args(
             json_set=json_set, alpha=alpha, resolution=resolution, defect_codes=defect_codes, on_missing=on_missing
         )
@@ -184,7 +168,7 @@ class RealIADDataModule(L.LightningDataModule):
         self.root = root
         self.alpha = alpha
         self.mode = mode
-        self.balance = AUTO_BALANCE[mode] if balance == "auto" else balance
+        self.balance = resolve_balance(balance, mode)
         self.json_set = json_set
         self.resolution = resolution
         self.categories = categories
@@ -263,8 +247,8 @@ class RealIADDataModule(L.LightningDataModule):
         """Training images per sampler class (see :func:`sampler_classes`): 9 counts for ``balance="types"``
         (defect types by ``class_index``, then normal), 2 for ``"binary"`` (any defect, normal)."""
         dataset = self._require(self.train_dataset)
-        minlength = NUM_CLASSES if self.balance == "types" else 2
-        return np.bincount(sampler_classes(dataset.records, self.balance), minlength=minlength).tolist()
+        classes = sampler_classes(dataset.records, self.balance)
+        return np.bincount(classes, minlength=NUM_SAMPLER_CLASSES[self.balance]).tolist()
 
     def train_dataloader(self) -> ResumableLoader:
         """Class-balanced draws: ``epoch_draws`` per epoch (the dataset size, with a warning, when unset).
