@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from test_metrics_tables import results_for
 from wandb_offline import run_info
 
+from mtfcdd.data.balance import AUTO_BALANCE
 from mtfcdd.metrics.evaluator import METRICS
 from mtfcdd.metrics.tables import write_result_files
 from mtfcdd.report.__main__ import build_report, main
@@ -40,6 +41,7 @@ def check_rows_against_results(report_dir: Path, job_dirs: list[Path]) -> list[d
         config = OmegaConf.load(job / ".hydra" / "config.yaml")
         assert float(row["alpha"]) == config.alpha and row["mode"] == config.mode == results["mode"]
         assert int(row["seed"]) == config.seed and row["backbone"] == config.model.backbone.name
+        assert row["balance"] == {"multi": "types", "single": AUTO_BALANCE["single"]}[config.mode]
         assert int(row["test_images"]) == results["counts"]["images"]
         for metric in METRICS:
             assert _csv_value(row[metric]) == pytest.approx(results["mean"][metric], nan_ok=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mtfcdd.data.balance import resolve_balance
 from mtfcdd.errors import UserError
 from mtfcdd.metrics.evaluator import METRICS
 from mtfcdd.run_status import read_status
@@ -47,6 +48,15 @@ def config_value(config: DictConfig, key: str):
         return OmegaConf.select(config, key, throw_on_resolution_failure=False)
     except Exception:  # a resolver that only exists inside a Hydra run (hydra:runtime...)
         return None
+
+
+def _balance(config: DictConfig) -> str | None:
+    """The classes the job's sampler drew (``data.balance`` with ``auto`` resolved for its mode)."""
+    balance, mode = config_value(config, "data.balance"), config_value(config, "mode")
+    try:
+        return resolve_balance(balance, mode) if balance is not None else None
+    except (UserError, KeyError):
+        return balance
 
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:
@@ -106,7 +116,7 @@ def load_job(path: Path, base: Path | None = None) -> Job:
         "mode": config_value(config, "mode"),
         "backbone": config_value(config, "model.backbone.name"),
         "seed": config_value(config, "seed"),
-        "balance": config_value(config, "data.balance"),
+        "balance": _balance(config),
         "protocol": results["protocol"] if results else config_value(config, "model.evaluation.protocol"),
         "image_score": results["image_score"] if results else config_value(config, "model.evaluation.image_score"),
     }
