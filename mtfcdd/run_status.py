@@ -1,7 +1,9 @@
 """``status.json`` in a run directory: whether the job is running, finished or failed (read by ``mtfcdd.report``).
 
 A job writes ``running`` (with its host and process id) when it starts and ``finished`` or ``failed`` (with the
-error) when it ends; a ``running`` job whose process is gone from this host is reported as ``died``.
+error) when it ends; a ``running`` job whose process is gone from this host is reported as ``died``. Each record also
+holds the W&B project, entity, group and offline flag the job logged to (``wandb``; null without W&B), as resolved
+inside the job (a sweep's group depends on Hydra's runtime, which a later reader does not have).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig
 
 from mtfcdd.atomic_io import write_bytes_atomic
 
@@ -20,12 +23,25 @@ STATUS_FILE = "status.json"
 STATES = ("running", "finished", "failed", "died")
 
 
+WANDB_KEYS = ("project", "entity", "group", "offline")
+
+
+def wandb_target(cfg: DictConfig) -> dict | None:
+    """Where the run's W&B logger writes: ``logger.wandb`` project, entity, group and offline, resolved (None
+    without a W&B logger)."""
+    logger = (cfg.get("logger") or {}).get("wandb")
+    if logger is None:
+        return None
+    return {key: logger.get(key) for key in WANDB_KEYS}
+
+
 @rank_zero_only
-def write_status(run_dir: Path | str, state: str, error: str | None = None) -> None:
-    """Record ``state`` (running, finished or failed) of the job writing into ``run_dir`` (global rank 0 only)."""
+def write_status(run_dir: Path | str, state: str, error: str | None = None, wandb: dict | None = None) -> None:
+    """Record ``state`` (running, finished or failed) of the job writing into ``run_dir`` (global rank 0 only), with
+    its W&B target (:func:`wandb_target`)."""
     if state not in STATES[:3]:
         raise ValueError(f"state must be one of running, finished, failed; got {state!r}")
-    status = {"state": state, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+    status = {"state": state, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "wandb": wandb}
     if error is not None:
         status["error"] = error
     write_bytes_atomic(Path(run_dir) / STATUS_FILE, (json.dumps(status, indent=2) + "\n").encode())

@@ -23,7 +23,7 @@ from mtfcdd.errors import exit_on_user_error
 from mtfcdd.model.build import build_module
 from mtfcdd.reporting import finish_wandb, log_run_setup, write_results
 from mtfcdd.resume import resume_checkpoint, set_wandb_run_id
-from mtfcdd.run_status import write_status
+from mtfcdd.run_status import wandb_target, write_status
 
 log = logging.getLogger("mtfcdd")
 
@@ -97,15 +97,16 @@ def run_task(cfg: DictConfig) -> float | None:
     """Run :func:`train`, always closing experiment loggers (one W&B run per multirun job), record the job's
     ``status.json`` (running, then finished or failed) and print where things went."""
     output_dir = Path(cfg.paths.output_dir)
-    write_status(output_dir, "running")
+    wandb = wandb_target(cfg)
+    write_status(output_dir, "running", wandb=wandb)
     try:
         metrics, objects = train(cfg)
     except BaseException as err:
-        write_status(output_dir, "failed", error=f"{type(err).__name__}: {err}")
+        write_status(output_dir, "failed", error=f"{type(err).__name__}: {err}", wandb=wandb)
         raise
     finally:
         finish_wandb()
-    write_status(output_dir, "finished")
+    write_status(output_dir, "finished", wandb=wandb)
     print(f"\nrun directory: {output_dir}")
     for name, path in objects["checkpoints"].items():
         print(f"{name} checkpoint: {path or '-'}")

@@ -95,6 +95,21 @@ def test_report_rows_match_results_and_unfinished_jobs_are_listed(tmp_path):
         assert f"](plots/{name})" in markdown
 
 
+def test_the_summary_run_goes_where_the_jobs_logged(tmp_path):
+    from mtfcdd.report.jobs import load_jobs
+    from mtfcdd.report.wandb_summary import wandb_settings
+
+    sweep = tmp_path / "sweep"
+    target = {"project": "mtfcdd", "entity": None, "group": "paper_2026-11-29_10-00-00", "offline": True}
+    for num in range(3):
+        job = _fake_job(sweep, f"{num}_alpha=0.2_mode=multi", tmp_path, ["alpha=0.2"])
+        write_status(job, "finished", wandb=target)  # as resolved inside the job (the config holds the resolver)
+    assert wandb_settings(load_jobs([sweep])) == target
+    plain = _fake_job(tmp_path / "single", "run", tmp_path, ["logger=csv"])
+    write_status(plain, "finished", wandb=None)
+    assert wandb_settings(load_jobs([plain])) is None
+
+
 def test_a_job_whose_process_is_gone_is_reported_as_died(tmp_path):
     job = _fake_job(tmp_path / "sweep", "0_alpha=0.2_mode=multi", tmp_path, [])
     write_status(job, "running")
@@ -138,8 +153,9 @@ def test_report_of_a_real_four_job_sweep_with_a_wandb_summary_run(tmp_path, tiny
     runs = list((sweep / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     info = run_info(runs[0])
-    group = OmegaConf.load(jobs[0] / ".hydra" / "config.yaml").experiment_name  # logger.wandb.group: ${experiment_name}
-    assert (info.run_group, info.job_type, info.project) == (group, "report", "mtfcdd")
+    job_groups = {run_info(next(job.glob("wandb/offline-run-*"))).run_group for job in jobs}
+    assert job_groups == {f"default_{sweep.name}"}  # one group for the sweep's jobs
+    assert (info.run_group, info.job_type, info.project) == (f"default_{sweep.name}", "report", "mtfcdd")
     table_files = [p for p in runs[0].glob("files/media/table/report/jobs_*.table.json")
                    if re.fullmatch(r"jobs_\d+_[0-9a-f]+\.table\.json", p.name)]
     assert len(table_files) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra_compose import compose_config
 from test_train import tiny_overrides
-from wandb_offline import history, records
+from wandb_offline import history, records, run_info
 
 from mtfcdd.callbacks.wandb_dashboard import confusion_labels
 from mtfcdd.train import run_task
@@ -74,5 +74,7 @@ def test_test_confusion_matrix_chart_and_per_type_bars(offline_run):
 
 def test_heatmap_grid_per_validation_epoch(offline_run):
     output, run_dir = offline_run
+    status = json.loads((output / "status.json").read_text())
+    assert status["wandb"]["group"] == run_info(run_dir).run_group == "default"
     assert sorted(p.name for p in (output / "heatmaps").glob("val_epoch*.png")) == ["val_epoch000.png", "val_epoch001.png"]
     assert len(list(run_dir.glob("files/media/images/val/heatmaps_*.png"))) == 2

@@ -26,7 +26,8 @@ class ReportError(UserError):
 @dataclass
 class Job:
     """One run directory: ``state`` is finished, failed, running, died or unknown (no ``status.json``);
-    ``results`` the parsed ``results.json`` (None when absent); ``detail`` what went wrong, for the listing."""
+    ``results`` the parsed ``results.json`` (None when absent); ``detail`` what went wrong, for the listing;
+    ``status`` the job's ``status.json`` (None when it wrote none)."""
 
     path: Path
     name: str
@@ -35,6 +36,7 @@ class Job:
     results: dict | None = None
     detail: str = ""
     settings: dict = field(default_factory=dict)
+    status: dict | None = None
 
     @property
     def reported(self) -> bool:
@@ -110,7 +112,7 @@ def load_job(path: Path, base: Path | None = None) -> Job:
         state, detail = "finished", ""
     else:
         state, detail = "unknown", "no status.json and no results.json (interrupted, or written by an older version)"
-    job = Job(path=path, name=name, config=config, state=state, results=results, detail=detail)
+    job = Job(path=path, name=name, config=config, state=state, results=results, detail=detail, status=status)
     job.settings = {
         "alpha": config_value(config, "alpha"),
         "mode": config_value(config, "mode"),

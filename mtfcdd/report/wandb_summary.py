@@ -1,5 +1,6 @@
 """One W&B run holding a sweep's report: the summary table, the jobs without results and every plot, in the W&B
-project and group the jobs logged to (``logger.wandb.*`` of their configs), offline when they were."""
+project and group the jobs logged to (as each job recorded it in ``status.json``; else ``logger.wandb.*`` of its
+saved config), offline when they were."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from pathlib import Path
 
 from mtfcdd.report.files import problems_table
 from mtfcdd.report.jobs import Job, config_value
+from mtfcdd.run_status import WANDB_KEYS
 
 log = logging.getLogger("mtfcdd.report")
-
-KEYS = ("project", "entity", "group", "offline")
 
 
 def wandb_settings(jobs: list[Job]) -> dict | None:
@@ -20,14 +20,17 @@ def wandb_settings(jobs: list[Job]) -> dict | None:
     W&B); a warning when the jobs disagree."""
     found = []
     for job in jobs:
-        if config_value(job.config, "logger.wandb") is not None:
-            found.append(tuple(config_value(job.config, f"logger.wandb.{key}") for key in KEYS))
+        recorded = (job.status or {}).get("wandb")
+        if recorded is not None:
+            found.append(tuple(recorded.get(key) for key in WANDB_KEYS))
+        elif job.status is None and config_value(job.config, "logger.wandb") is not None:
+            found.append(tuple(config_value(job.config, f"logger.wandb.{key}") for key in WANDB_KEYS))
     if not found:
         return None
     counts = Counter(found)
     if len(counts) > 1:
         log.warning("the jobs logged to %d W&B project/group settings; the report goes to the most common", len(counts))
-    return dict(zip(KEYS, counts.most_common(1)[0][0]))
+    return dict(zip(WANDB_KEYS, counts.most_common(1)[0][0]))
 
 
 def log_summary_run(settings: dict, jobs: list[Job], rows: list[dict], plots: list[Path], out_dir: Path) -> Path:
