@@ -14,7 +14,7 @@ from mtfcdd.data.realiad import NORMAL_CLASS_INDEX, NUM_CLASSES, Record
 
 BALANCES = ("auto", "types", "binary")
 # what ``balance="auto"`` means per mode (mode single: the one that measured better on the demo set, see README)
-AUTO_BALANCE = {"multi": "types", "single": "types"}
+AUTO_BALANCE = {"multi": "types", "single": "binary"}
 # sampler classes per balance
 NUM_SAMPLER_CLASSES = {"types": NUM_CLASSES, "binary": 2}
 
