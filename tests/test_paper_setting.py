@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hydra.utils import instantiate
 from hydra_compose import compose_config
 
 from mtfcdd.config import ConfigError, validate
