@@ -19,7 +19,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -27,6 +26,7 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mtfcdd.benchmark import time_rounds  # noqa: E402
 from mtfcdd.config import config_dir  # noqa: E402
 from mtfcdd.inference.cpu import cpu_supports_bf16, instruction_sets  # noqa: E402
 from mtfcdd.model.build import build_module  # noqa: E402
@@ -72,17 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
             module.train()
             variants[f"{precision}, {memory}"] = make_step(module, batch, precision == "bf16-mixed")
     load_start = os.getloadavg()[0]
-    for _ in range(args.warmup):
-        for step in variants.values():
-            step()
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
-    for index in range(args.rounds):
-        shift = index % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            variants[name]()
-            times[name].append(time.perf_counter() - start)
+    times = time_rounds(variants, rounds=args.rounds, warmup=args.warmup)
     size = len(batch["image"])
     medians = {name: statistics.median(values) for name, values in times.items()}
     results = {

@@ -16,13 +16,13 @@ import copy
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mtfcdd.benchmark import time_rounds  # noqa: E402
 from mtfcdd.inference.cpu import cpu_supports_bf16  # noqa: E402
 from mtfcdd.model.backbones import FrozenBackbone  # noqa: E402
 from mtfcdd.model.loss import MultiTypeFCDDLoss  # noqa: E402
@@ -89,17 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         net_bf16.backbone_autocast = torch.bfloat16
         candidates["ours + bf16 backbone autocast"] = make_step(net_bf16, ours, images, labels)
 
-    for _ in range(args.warmup):
-        for step in candidates.values():
-            step()
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    names = list(candidates)
-    for index in range(args.rounds):
-        shift = index % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            candidates[name]()
-            times[name].append(time.perf_counter() - start)
+    times = time_rounds(candidates, rounds=args.rounds, warmup=args.warmup)
 
     naive_median = statistics.median(times["naive (graph through backbone)"])
     results = {

@@ -17,6 +17,7 @@ Nothing about time is asserted.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -61,23 +62,22 @@ def saved_weights_mb(net: torch.nn.Module) -> float:
         return path.stat().st_size / 1e6
 
 
-def time_interleaved(
-    functions: dict[str, Callable[[torch.Tensor], Any]],
-    inputs: torch.Tensor,
+def time_rounds(
+    calls: dict[str, Callable[[], Any]],
     rounds: int = 5,
     warmup: int = 1,
     synchronize: Callable[[], None] | None = None,
 ) -> dict[str, list[float]]:
-    """Seconds per image of each function on ``inputs``, measured ``rounds`` times, round-robin.
+    """Seconds per call of each function, measured ``rounds`` times, round-robin.
 
     Each round calls every function once, in an order rotated by one each round, so that slow phases of a shared
     machine land on every function alike; compare medians.
     """
     sync = synchronize or (lambda: None)
-    names = list(functions)
+    names = list(calls)
     for _ in range(warmup):
         for name in names:
-            functions[name](inputs)
+            calls[name]()
             sync()
     times: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(rounds):
@@ -85,10 +85,23 @@ def time_interleaved(
         for name in names[shift:] + names[:shift]:
             sync()
             start = time.perf_counter()
-            functions[name](inputs)
+            calls[name]()
             sync()
-            times[name].append((time.perf_counter() - start) / len(inputs))
+            times[name].append(time.perf_counter() - start)
     return times
+
+
+def time_interleaved(
+    functions: dict[str, Callable[[torch.Tensor], Any]],
+    inputs: torch.Tensor,
+    rounds: int = 5,
+    warmup: int = 1,
+    synchronize: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds per image of each function on ``inputs`` (:func:`time_rounds` divided by the batch size)."""
+    calls = {name: functools.partial(function, inputs) for name, function in functions.items()}
+    times = time_rounds(calls, rounds, warmup, synchronize)
+    return {name: [t / len(inputs) for t in values] for name, values in times.items()}
 
 
 def _batched(engine: Callable[[torch.Tensor], PipelineOutput], images: torch.Tensor, batch: int = 8) -> PipelineOutput:
