@@ -26,7 +26,7 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtfcdd.benchmark import time_rounds  # noqa: E402
+from mtfcdd.measure import time_rounds  # noqa: E402
 from mtfcdd.config import config_dir  # noqa: E402
 from mtfcdd.inference.cpu import cpu_supports_bf16, instruction_sets  # noqa: E402
 from mtfcdd.model.build import build_module  # noqa: E402

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtfcdd.benchmark import time_rounds  # noqa: E402
+from mtfcdd.measure import time_rounds  # noqa: E402
 from mtfcdd.inference.cpu import cpu_supports_bf16  # noqa: E402
 from mtfcdd.model.backbones import FrozenBackbone  # noqa: E402
 from mtfcdd.model.loss import MultiTypeFCDDLoss  # noqa: E402

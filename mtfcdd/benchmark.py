@@ -17,14 +17,12 @@ Nothing about time is asserted.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +33,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtfcdd.config import ConfigError, config_dir
+from mtfcdd.measure import saved_weights_mb, time_interleaved
 from mtfcdd.errors import exit_on_user_error
 from mtfcdd.inference.calibration import load_images, recalibrate_batchnorm
 from mtfcdd.inference.deviation import median_thresholds, output_deviation
@@ -52,56 +51,6 @@ from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 log = logging.getLogger(__name__)
 
 UNTRAINED_CHOICES = ("recalibrate_bn", "none")
-
-
-def saved_weights_mb(net: torch.nn.Module) -> float:
-    """Size in MB (10^6 bytes) of ``torch.save(net.state_dict())``, buffers included."""
-    with tempfile.TemporaryDirectory(prefix="mtfcdd-size-") as tmp:
-        path = Path(tmp, "weights.pt")
-        torch.save(net.state_dict(), path)
-        return path.stat().st_size / 1e6
-
-
-def time_rounds(
-    calls: dict[str, Callable[[], Any]],
-    rounds: int = 5,
-    warmup: int = 1,
-    synchronize: Callable[[], None] | None = None,
-) -> dict[str, list[float]]:
-    """Seconds per call of each function, measured ``rounds`` times, round-robin.
-
-    Each round calls every function once, in an order rotated by one each round, so that slow phases of a shared
-    machine land on every function alike; compare medians.
-    """
-    sync = synchronize or (lambda: None)
-    names = list(calls)
-    for _ in range(warmup):
-        for name in names:
-            calls[name]()
-            sync()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            sync()
-            start = time.perf_counter()
-            calls[name]()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
-def time_interleaved(
-    functions: dict[str, Callable[[torch.Tensor], Any]],
-    inputs: torch.Tensor,
-    rounds: int = 5,
-    warmup: int = 1,
-    synchronize: Callable[[], None] | None = None,
-) -> dict[str, list[float]]:
-    """Seconds per image of each function on ``inputs`` (:func:`time_rounds` divided by the batch size)."""
-    calls = {name: functools.partial(function, inputs) for name, function in functions.items()}
-    times = time_rounds(calls, rounds, warmup, synchronize)
-    return {name: [t / len(inputs) for t in values] for name, values in times.items()}
 
 
 def _batched(engine: Callable[[torch.Tensor], PipelineOutput], images: torch.Tensor, batch: int = 8) -> PipelineOutput:

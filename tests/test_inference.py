@@ -13,7 +13,8 @@ import torch
 from hydra_compose import compose_config
 from torch import nn
 
-from mtfcdd.benchmark import benchmark, format_table, saved_weights_mb, time_interleaved
+from mtfcdd.benchmark import benchmark, format_table
+from mtfcdd.measure import saved_weights_mb, time_interleaved
 from mtfcdd.inference import (
     ENGINES,
     FastTorchEngine,

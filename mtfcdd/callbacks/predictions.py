@@ -109,7 +109,7 @@ class PredictionWriter(L.Callback):
             save_png(figure_grid([row], self.type_names), self.output_dir / "overlays" / name)
 
     def _finish(self) -> None:
-        for name, handle in self._files.items():
+        for handle in self._files.values():
             self.summary["files"].append(str(handle.commit()))
         self._files = {}
         self.summary["errors"] = len(self._errors)

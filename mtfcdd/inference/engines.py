@@ -47,7 +47,6 @@ class Engine(ABC):
 
     def __init__(self, pipeline: InferencePipeline, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
-        self.num_types = pipeline.num_types
 
     @abstractmethod
     def run(self, images: torch.Tensor) -> PipelineOutput:
