@@ -5,8 +5,9 @@
 The graph is :class:`~mtfcdd.model.pipeline.InferencePipeline` itself: RGB images [B, 3, H, W] (uint8 0..255 or
 float in [0, 1]; the trained input size, any batch) in; the fields of
 :class:`~mtfcdd.model.pipeline.PipelineOutput` out, by name (``maps``, ``heatmaps``, ``calibrated``, ``scores``,
-``decisions``, ``anomalous``, ``predicted_type``). ``metadata_props`` hold, as JSON: type names, input
-size/format/layout, mean/std, heat_min/heat_max, image thresholds (null where none was calibrated), the image score,
+``decisions``, ``anomaly_map``, ``anomaly_score``, ``anomalous``, ``predicted_type``). ``metadata_props`` hold, as
+JSON: type names, input size/format/layout, mean/std, heat_min/heat_max, image thresholds (null where none was
+calibrated), the any-defect scales and threshold, the image score,
 the type rule, the backbone, the mode, the outputs. The file is written atomically and only after its outputs
 matched PyTorch's (``verify``).
 """
@@ -51,7 +52,9 @@ OUTPUT_DESCRIPTIONS = {
     "calibrated": "A'_k normalised per type with heat_min/heat_max, clamped to [0, 1]",
     "scores": "[B, M] image score per type (image_score of the heatmap)",
     "decisions": "[B, M] bool, scores >= image_threshold (all false where no threshold was calibrated)",
-    "anomalous": "[B] bool, any type decided",
+    "anomaly_map": "[B, H, W] any-defect map: max over the channels divided by anomaly_scale",
+    "anomaly_score": "[B] any-defect image score: max over the type scores divided by anomaly_scale",
+    "anomalous": "[B] bool, anomaly_score >= anomaly_threshold (all false where none was calibrated)",
     "predicted_type": "[B] int64, index into type_names of the most likely type (read it where anomalous)",
 }
 
@@ -86,6 +89,8 @@ def export_metadata(pipeline: InferencePipeline, cfg: DictConfig, input_format: 
         "heat_min": _floats(pipeline.heat_min),
         "heat_max": _floats(pipeline.heat_max),
         "image_threshold": _floats(pipeline.image_threshold),
+        "anomaly_scale": _floats(pipeline.anomaly_scale),
+        "anomaly_threshold": _floats(pipeline.anomaly_threshold)[0],
         "image_score": pipeline.image_score,
         "type_rule": pipeline.type_rule,
         "upsample": pipeline.net.upsample,

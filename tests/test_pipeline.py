@@ -47,6 +47,9 @@ def test_every_output_follows_from_the_heatmaps_and_the_buffers(image_score):
         h = probe.heatmaps.flatten(2)
         thresholds = torch.quantile(h.amax(2) if image_score == "max" else h.mean(2), 0.5, dim=0)
         pipeline.set_calibration(h.amin(dim=(0, 2)), h.amax(dim=(0, 2)) * 0.5, thresholds)
+        scale = torch.tensor([0.5, 2.0, 1.0])
+        any_scores = ((h.amax(2) if image_score == "max" else h.mean(2)) / scale).amax(dim=1)
+        pipeline.set_any_defect(scale, float(any_scores.median()))
         out = pipeline(images)
     assert out.heatmaps.shape == (4, 3, 40, 40) and out.maps.shape == (4, 3, 5, 5)
     flat = out.heatmaps.flatten(2)
@@ -54,7 +57,12 @@ def test_every_output_follows_from_the_heatmaps_and_the_buffers(image_score):
     span = (pipeline.heat_max - pipeline.heat_min).view(1, -1, 1, 1)
     assert torch.allclose(out.calibrated, ((out.heatmaps - pipeline.heat_min.view(1, -1, 1, 1)) / span).clamp(0, 1))
     assert torch.equal(out.decisions, out.scores >= thresholds)
-    assert torch.equal(out.anomalous, out.decisions.any(dim=1))
+    assert torch.equal(out.anomaly_map, (out.heatmaps / scale.view(1, -1, 1, 1)).amax(dim=1))
+    assert torch.equal(out.anomaly_score, (out.scores / scale).amax(dim=1))
+    if image_score == "max":
+        assert torch.equal(out.anomaly_score, out.anomaly_map.flatten(1).amax(dim=1))
+    assert torch.equal(out.anomalous, out.anomaly_score >= float(any_scores.median()))
+    assert 0 < int(out.anomalous.sum()) < 4
     assert torch.equal(out.predicted_type, (out.scores / thresholds).argmax(dim=1))
 
 
@@ -112,6 +120,18 @@ def test_validation_calibrates_each_type_from_its_own_channel(trained_run):
         best = max(_f1_at(scores[:, k], positive, t) for t in scores[:, k])
         assert _f1_at(scores[:, k], positive, nearest) == pytest.approx(best, abs=1e-9)
     assert finite >= 2
+    # any-defect view: each channel divided by the 0.95 quantile of its normal images' scores, then F1-max over
+    # every image with positives = any defect
+    normal = scores[types < 0]
+    scale = np.quantile(normal, cfg.model.evaluation.any_defect_quantile, axis=0)
+    assert pipeline.anomaly_scale.double().numpy() == pytest.approx(scale, rel=1e-5)
+    assert len(set(np.round(scale, 6))) == len(scale) and not np.allclose(scale, 1.0)
+    any_scores = (scores / scale).max(axis=1)
+    threshold = float(pipeline.anomaly_threshold)
+    best = max(_f1_at(any_scores, types >= 0, t) for t in any_scores)
+    nearest = any_scores[np.argmin(np.abs(any_scores - threshold))]
+    assert abs(nearest - threshold) <= 1e-5 * abs(threshold)
+    assert _f1_at(any_scores, types >= 0, nearest) == pytest.approx(best, abs=1e-9)
 
 
 @pytest.mark.parametrize("image_score", ["max", "mean"])

@@ -3,8 +3,8 @@
 In the run directory, for the predict stage (``python -m mtfcdd.predict``) and the test stage (``evaluate``):
 
 - ``predictions.csv`` and ``predictions.jsonl``: one row per image: ``path``, ``score_<type>`` per type,
-  ``decision_<type>`` per type (0/1), ``anomalous`` (0/1: any type decided), ``predicted_type`` (the most likely
-  defect type; read it where ``anomalous``), and in the test stage ``true_type`` (``normal`` for OK images);
+  ``decision_<type>`` per type (0/1), ``anomaly_score`` (the any-defect score), ``anomalous`` (0/1: the any-defect
+  decision), ``predicted_type`` (the most likely defect type; read it where ``anomalous``), and in the test stage ``true_type`` (``normal`` for OK images);
 - ``errors.csv``: ``path``, ``error`` for every file that could not be read (only when there is one);
 - ``overlays/<NNNNNN>_<name>.png`` (``save_overlays``): the image, then one overlay per type channel, titled with the
   type and its score, decided types framed.
@@ -54,7 +54,8 @@ class PredictionWriter(L.Callback):
         self.output_dir = Path(trainer.default_root_dir)
         self.type_names = list(pl_module.type_names)
         self.columns = ["path", *(f"score_{column_name(n)}" for n in self.type_names),
-                        *(f"decision_{column_name(n)}" for n in self.type_names), "anomalous", "predicted_type"]
+                        *(f"decision_{column_name(n)}" for n in self.type_names), "anomaly_score", "anomalous",
+                        "predicted_type"]
         if stage == "test":
             self.columns.append("true_type")
             codes = trainer.datamodule.defect_codes
@@ -83,6 +84,7 @@ class PredictionWriter(L.Callback):
             record: dict[str, Any] = {"path": path}
             record.update({f"score_{column_name(n)}": scores[j][k] for k, n in enumerate(self.type_names)})
             record.update({f"decision_{column_name(n)}": int(decisions[j][k]) for k, n in enumerate(self.type_names)})
+            record["anomaly_score"] = float(rows.anomaly_score[j])
             record["anomalous"] = int(rows.anomalous[j])
             record["predicted_type"] = self.type_names[int(rows.predicted_type[j])]
             if stage == "test":

@@ -13,7 +13,7 @@ import math
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
-from mtfcdd.metrics.evaluator import METRICS
+from mtfcdd.metrics.evaluator import ANY_DEFECT, METRICS
 from mtfcdd.metrics.tables import LABELS, display_name, percent
 
 
@@ -53,11 +53,11 @@ class WandbDashboard(L.Callback):
         epochs = [epoch for epoch, _ in self.val_history]
         charts = {}
         for metric in METRICS:
-            ys = [[_finite(values.get(f"val/{metric}/{name}")) for _, values in self.val_history]
-                  for name in pl_module.type_names]
+            names = [*pl_module.type_names, ANY_DEFECT]
+            ys = [[_finite(values.get(f"val/{metric}/{name}")) for _, values in self.val_history] for name in names]
             charts[f"val/curves/{metric}"] = wandb.plot.line_series(
-                xs=epochs, ys=ys, keys=[display_name(n) for n in pl_module.type_names],
-                title=f"validation {LABELS[metric]} per defect type", xname="epoch",
+                xs=epochs, ys=ys, keys=[display_name(n) for n in names],
+                title=f"validation {LABELS[metric]} per defect type and any defect", xname="epoch",
             )
         for logger in loggers:
             logger.experiment.log({**charts, "trainer/global_step": trainer.global_step})

@@ -25,7 +25,6 @@ that add up (pixel counts, region mass, region counts), so evaluators merge exac
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from mtfcdd.metrics.any_defect import any_defect_map, any_defect_scores
 from mtfcdd.metrics.aupro import AUPRO_FPR_LIMIT, aupro_from_counts, region_weights
 from mtfcdd.metrics.image_metrics import (
     AP_DEFINITION,
@@ -54,13 +54,14 @@ from mtfcdd.metrics.pixel_curves import (
     roc_auc_from_counts,
     type_histograms,
 )
+from mtfcdd.metrics.scopes import NAME_BYTES, category_code, decode_name, encode_name
 
 METRICS = ("i_auroc", "ap", "f1max", "p_auroc", "aupro")
 """Metric keys of every type entry (fractions in [0, 1])."""
 PROTOCOLS = ("paper", "typed")
 MODES = ("multi", "single")
-NAME_BYTES = 64
-"""Longest category name (UTF-8 bytes) the per-category states hold."""
+ANY_DEFECT = "any_defect"
+"""Results key (and logger key part) of the any-defect view (:mod:`mtfcdd.metrics.any_defect`)."""
 _HIST = ("hist_keys", "hist_counts", "hist_mass")
 _STATES = ("scores", "types", "predicted", "image_scopes", "scope_names", *_HIST, "region_scopes", "region_counts")
 
@@ -73,22 +74,6 @@ def _choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
     return value
-
-
-def _category_code(name: str) -> int:
-    """A category's scope code: 48 bits of its BLAKE2b hash, the same in every process (histogram keys hold it)."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=6).digest(), "big")
-
-
-def _encode_name(name: str) -> torch.Tensor:
-    data = name.encode()
-    if len(data) > NAME_BYTES:
-        raise ValueError(f"category {name!r}: names of at most {NAME_BYTES} UTF-8 bytes are supported")
-    return torch.tensor(list(data.ljust(NAME_BYTES, b"\0")), dtype=torch.uint8)
-
-
-def _decode_name(row: torch.Tensor) -> str:
-    return bytes(row.tolist()).rstrip(b"\0").decode()
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -163,7 +148,7 @@ class MultiTypeEvaluator(Metric):
 
     def _add_empty_rows(self) -> None:
         """One zero-row tensor per state, so that every rank syncs tensors of the same rank (dimensions) and dtype."""
-        m, device = self.num_types, self.device
+        m, device = self.num_types + 1, self.device  # + the any-defect channel
         empty = {
             "scores": torch.zeros(0, m, dtype=torch.float64),
             "types": torch.zeros(0, dtype=torch.int64),
@@ -201,6 +186,8 @@ class MultiTypeEvaluator(Metric):
         category: Sequence[str] | None = None,
         scores: torch.Tensor | None = None,
         predicted_type: torch.Tensor | None = None,
+        anomaly_map: torch.Tensor | None = None,
+        anomaly_score: torch.Tensor | None = None,
     ) -> None:
         """Add one batch.
 
@@ -213,6 +200,8 @@ class MultiTypeEvaluator(Metric):
             scores: float [B, M] image scores as the inference pipeline computed them; None: ``image_scores`` of
                 ``maps`` with this evaluator's ``image_score``.
             predicted_type: int [B] the pipeline's predicted type per image; None: the argmax of ``scores``.
+            anomaly_map, anomaly_score: the pipeline's any-defect map [B, H, W] and image score [B]; None: the
+                any-defect view of ``maps``/``scores`` without cross-channel normalisation (scale 1).
         """
         maps = maps.detach()
         self._check_batch(maps, masks, type_index, category)
@@ -235,8 +224,9 @@ class MultiTypeEvaluator(Metric):
         predicted = scores.argmax(dim=1) if predicted_type is None else predicted_type.detach().long()
         if tuple(predicted.shape) != (len(types),):
             raise ValueError(f"predicted_type: expected [{len(types)}], got {tuple(predicted.shape)}")
-        codes = [_category_code(name) for name in category] if self.per_category else [0] * len(types)
-        names = {code: _encode_name(name) for code, name in zip(codes, category)} if self.per_category else {}
+        maps, scores = self._with_any_defect(maps, scores, anomaly_map, anomaly_score)
+        codes = [category_code(name) for name in category] if self.per_category else [0] * len(types)
+        names = {code: encode_name(name) for code, name in zip(codes, category)} if self.per_category else {}
         self._append("scores", scores)
         self._append("types", torch.from_numpy(types))
         self._append("predicted", predicted)
@@ -259,14 +249,37 @@ class MultiTypeEvaluator(Metric):
             if self.per_category and code not in self._local_codes():
                 self._append("scope_names", names[code][None])
 
+    def _with_any_defect(
+        self,
+        maps: torch.Tensor,
+        scores: torch.Tensor,
+        anomaly_map: torch.Tensor | None,
+        anomaly_score: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """maps [B, M + 1, H, W] and scores float64 [B, M + 1]: the type channels, then the any-defect view."""
+        if (anomaly_map is None) != (anomaly_score is None):
+            raise ValueError("anomaly_map and anomaly_score: give both (the pipeline's any-defect view) or neither")
+        if anomaly_map is None:
+            ones = torch.ones(self.num_types, device=maps.device, dtype=maps.dtype)
+            anomaly_map, anomaly_score = any_defect_map(maps, ones), any_defect_scores(scores, ones.double())
+        anomaly_map, anomaly_score = anomaly_map.detach().to(maps.device), anomaly_score.detach()
+        if tuple(anomaly_map.shape) != (maps.shape[0], *maps.shape[2:]) or tuple(anomaly_score.shape) != maps.shape[:1]:
+            raise ValueError(
+                f"anomaly_map/anomaly_score: expected [{maps.shape[0]}, {maps.shape[2]}, {maps.shape[3]}] and "
+                f"[{maps.shape[0]}], got {tuple(anomaly_map.shape)} and {tuple(anomaly_score.shape)}"
+            )
+        maps = torch.cat([maps, anomaly_map[:, None].to(maps.dtype)], dim=1)
+        return maps, torch.cat([scores, anomaly_score.to(scores)[:, None]], dim=1)
+
     def _positive_types(self, types: np.ndarray) -> np.ndarray:
-        """bool [B, M]: whether an image's defect pixels are positive for channel k (module docstring)."""
+        """bool [B, M + 1]: whether an image's defect pixels are positive for channel k (module docstring); the
+        any-defect channel's positives are every defect pixel."""
         if self.mode == "single" or self.protocol == "paper":
-            return np.ones((len(types), self.num_types), dtype=bool)
-        return types[:, None] == np.arange(self.num_types)[None, :]
+            return np.ones((len(types), self.num_types + 1), dtype=bool)
+        return np.concatenate([types[:, None] == np.arange(self.num_types)[None, :], np.ones((len(types), 1), bool)], 1)
 
     def _local_codes(self) -> set[int]:
-        return {_category_code(_decode_name(row)) for row in self.scope_names[0].cpu()}
+        return {category_code(decode_name(row)) for row in self.scope_names[0].cpu()}
 
     def _check_batch(
         self, maps: torch.Tensor, masks: torch.Tensor, type_index: torch.Tensor, category: Sequence[str] | None
@@ -306,7 +319,7 @@ class MultiTypeEvaluator(Metric):
         self._add_to(("region_scopes", "region_counts"), (_rows(other.region_scopes), _rows(other.region_counts)))
         known = self._local_codes()
         for row in _rows(other.scope_names):
-            if _category_code(_decode_name(row)) not in known:
+            if category_code(decode_name(row)) not in known:
                 self._append("scope_names", row[None])
 
     def compute(self) -> dict:
@@ -315,8 +328,9 @@ class MultiTypeEvaluator(Metric):
         Returns a dict: ``protocol``, ``image_score``, ``mode``, ``type_names``, ``definitions`` (how each metric
         is computed), then for all images ``counts``, ``types`` (name -> ``i_auroc``, ``ap``, ``f1max``,
         ``f1_threshold``, ``p_auroc``, ``aupro``, ``positive_images``, ``positive_pixels``, ``regions``),
-        ``mean`` (NaN-skipping mean over types of each of ``METRICS``) and ``type_classification`` (mode multi,
-        else None); with ``per_category`` also ``per_category``: category -> the same four entries.
+        ``mean`` (NaN-skipping mean over types of each of ``METRICS``), ``type_classification`` (mode multi,
+        else None) and ``any_defect`` (the any-defect view, an entry like a type's, positives = every defect); with
+        ``per_category`` also ``per_category``: category -> the same five entries.
         """
         scores = _rows(self.scores).cpu().numpy()
         types = _rows(self.types).cpu().numpy()
@@ -340,11 +354,11 @@ class MultiTypeEvaluator(Metric):
             },
             **self._scope_results(
                 "all images", scores, types, predicted, overall,
-                sum(regions.values(), np.zeros(self.num_types, np.int64)),
+                sum(regions.values(), np.zeros(self.num_types + 1, np.int64)),
             ),
         }
         if self.per_category:
-            names = {_category_code(name): name for name in map(_decode_name, _rows(self.scope_names).cpu())}
+            names = {category_code(name): name for name in map(decode_name, _rows(self.scope_names).cpu())}
             scope_of_row = keys // NUM_BLOCKS
             results["per_category"] = {}
             for code, name in sorted(names.items(), key=lambda item: item[1]):
@@ -365,12 +379,10 @@ class MultiTypeEvaluator(Metric):
         hist: HistogramRows,
         num_regions: np.ndarray,
     ) -> dict:
-        entries: dict[str, dict] = {}
-        for k, name in enumerate(self.type_names):
-            positive = types >= 0 if self.mode == "single" else types == k
+        def entry(k: int, positive: np.ndarray) -> dict:
             image = binary_image_metrics(scores[:, k], positive)
             negatives, positives, mass = type_histograms(hist, k)
-            entries[name] = {
+            return {
                 "i_auroc": image.auroc,
                 "ap": image.ap,
                 "f1max": image.f1max,
@@ -381,7 +393,13 @@ class MultiTypeEvaluator(Metric):
                 "positive_pixels": int(positives.sum()),
                 "regions": int(num_regions[k]),
             }
-        self._warn_undefined(scope, entries, num_images=len(types))
+
+        entries = {
+            name: entry(k, types >= 0 if self.mode == "single" else types == k)
+            for k, name in enumerate(self.type_names)
+        }
+        any_defect = entry(self.num_types, types >= 0)
+        self._warn_undefined(scope, {**entries, ANY_DEFECT: any_defect}, num_images=len(types))
         anomalous = types >= 0
         classification = None
         if self.mode == "multi":
@@ -391,7 +409,13 @@ class MultiTypeEvaluator(Metric):
             "types": entries,
             "mean": {metric: _nanmean([entry[metric] for entry in entries.values()]) for metric in METRICS},
             "type_classification": classification,
+            "any_defect": any_defect,
         }
+
+    def image_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(per-type image scores float64 [N, M], types int64 [N], -1 = normal) of every image seen, all ranks'."""
+        with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync):
+            return _rows(self.scores).cpu().numpy()[:, : self.num_types], _rows(self.types).cpu().numpy()
 
     @staticmethod
     def _warn_undefined(scope: str, entries: dict[str, dict], num_images: int) -> None:
@@ -408,10 +432,11 @@ class MultiTypeEvaluator(Metric):
 
     @staticmethod
     def flat_metrics(results: dict, prefix: str) -> dict[str, float]:
-        """``{prefix}/{metric}/{type or 'mean'}`` -> value for every metric of all images, plus
+        """``{prefix}/{metric}/{type, 'mean' or 'any_defect'}`` -> value for every metric of all images, plus
         ``{prefix}/type_accuracy`` and ``{prefix}/type_macro_f1`` in mode multi (for loggers)."""
         flat = {f"{prefix}/{m}/{name}": entry[m] for name, entry in results["types"].items() for m in METRICS}
         flat.update({f"{prefix}/{m}/mean": results["mean"][m] for m in METRICS})
+        flat.update({f"{prefix}/{m}/{ANY_DEFECT}": results[ANY_DEFECT][m] for m in METRICS})
         classification = results["type_classification"]
         if classification is not None:
             flat[f"{prefix}/type_accuracy"] = classification["accuracy"]

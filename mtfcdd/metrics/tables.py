@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from mtfcdd.atomic_io import write_bytes_atomic
-from mtfcdd.metrics.evaluator import METRICS
+from mtfcdd.metrics.evaluator import ANY_DEFECT, METRICS
 
 LABELS = {"i_auroc": "I-AUROC", "ap": "AP", "f1max": "F1m", "p_auroc": "P-AUROC", "aupro": "AUPRO"}
 IMAGE_METRICS = ("i_auroc", "ap", "f1max")
@@ -57,12 +57,13 @@ def paper_table(results: dict, paper: dict[str, float]) -> tuple[list[str], list
 def results_table(results: dict, paper: dict[str, float] | None = None) -> dict[str, tuple[list[str], list[list]]]:
     """Tables as ``key -> (columns, rows)`` for ``wandb.Table`` (values in percent, None for NaN).
 
-    Keys: ``image`` and ``pixel`` (per type + Mean), ``single`` (mode single: I-AUROC, AUPRO), ``type_confusion``
+    Keys: ``any_defect`` (the any-defect view: every metric, one row), ``image`` and ``pixel`` (per type + Mean), ``single`` (mode single: I-AUROC, AUPRO), ``type_confusion``
     (mode multi: rows = true type, columns = predicted), ``per_category`` (when present: the mean over types of
     every metric and the type accuracy, per category), ``paper`` (when ``paper`` means are given: see
     :func:`paper_table`).
     """
     tables = {
+        ANY_DEFECT: (["view", *(LABELS[m] for m in METRICS)], [["Any defect", *(percent(results[ANY_DEFECT][m]) for m in METRICS)]]),
         "image": (["Anomaly Type", *(LABELS[m] for m in IMAGE_METRICS)], _metric_rows(results, IMAGE_METRICS)),
         "pixel": (["Anomaly Type", *(LABELS[m] for m in PIXEL_METRICS)], _metric_rows(results, PIXEL_METRICS)),
     }
@@ -122,6 +123,12 @@ def markdown_report(results: dict, paper: dict[str, float] | None = None, alpha:
             f"## Against the paper (alpha = {alpha}, mode {results['mode']}; {source})",
             markdown_table(*tables["paper"]),
         ]
+    parts += [
+        "## Any defect (is this part defective?)",
+        "One map and one score per image from every channel (each divided by a high quantile of its scores on "
+        "normal validation images, then the maximum); positives = every defect image and pixel.",
+        markdown_table(*tables[ANY_DEFECT]),
+    ]
     if results["mode"] == "single":
         parts += ["## Multi-class anomaly detection (as Table 5)", markdown_table(*tables["single"])]
     parts += [

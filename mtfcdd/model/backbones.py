@@ -116,6 +116,8 @@ class FrozenBackbone(nn.Module):
     """A timm feature extractor cut after stage ``out_index``, frozen and always in eval mode.
 
     Input: images [B, 3, H, W] normalised with ``mean``/``std``. Output: features [B, C, H/stride, W/stride].
+    ``output_stride`` (8 or 16, where timm supports it) dilates the later stages instead of downsampling, so a deeper
+    stage keeps a finer stride (same weights).
     """
 
     def __init__(
@@ -125,10 +127,12 @@ class FrozenBackbone(nn.Module):
         pretrained: bool = True,
         weights_path: str | None = None,
         weights_mapping: str = "by_name",
+        output_stride: int | None = None,
     ) -> None:
         super().__init__()
         self.name = name
-        self.body = timm.create_model(name, pretrained=False, features_only=True, out_indices=(out_index,))
+        options = {} if output_stride is None else {"output_stride": output_stride}
+        self.body = timm.create_model(name, pretrained=False, features_only=True, out_indices=(out_index,), **options)
         _drop_unused_blocks(self.body)
         if pretrained:
             self._load_pretrained(weights_path, weights_mapping)

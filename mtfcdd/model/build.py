@@ -60,5 +60,6 @@ def build_module(cfg: DictConfig, pipeline: InferencePipeline | None = None) -> 
         mode=cfg.mode,
         protocol=cfg.model.evaluation.protocol,
         per_category=cfg.model.evaluation.per_category,
+        any_defect_quantile=cfg.model.evaluation.any_defect_quantile,
         channels_last=cfg.model.channels_last,
     )

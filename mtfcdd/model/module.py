@@ -3,7 +3,8 @@
 Batches are dicts with the named fields of :mod:`mtfcdd.data.dataset` (``image`` raw RGB in [0, 1], ``label``,
 ``mask``, ``type_index``, ``category``, ``path``). Validation, test and prediction run the pipeline (or, for test
 and prediction, an ``engine`` built from it); validation also calibrates the pipeline's per-type heat range and
-image thresholds (buffers that travel with checkpoints).
+image thresholds and its any-defect scales and threshold (buffers that travel with checkpoints). The validation
+metrics of the any-defect view use the scales of the previous validation (1 at the first).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Callable
 import lightning as L
 import torch
 
+from mtfcdd.metrics.any_defect import ANY_DEFECT_QUANTILE, fit_any_defect
 from mtfcdd.metrics.evaluator import MultiTypeEvaluator, UndefinedMetricWarning
 from mtfcdd.model.loss import MultiTypeFCDDLoss
 from mtfcdd.model.network import map_scores
@@ -47,12 +49,16 @@ class MultiTypeFCDDModule(L.LightningModule):
         protocol: str = "typed",
         per_category: bool = False,
         channels_last: bool = True,
+        any_defect_quantile: float = ANY_DEFECT_QUANTILE,
     ) -> None:
         super().__init__()
         if len(type_names) != pipeline.num_types:
             raise ValueError(f"{len(type_names)} type names for a network with {pipeline.num_types} channels")
         self.pipeline = pipeline.to(memory_format=torch.channels_last) if channels_last else pipeline
         self.channels_last = channels_last
+        if not 0.0 < any_defect_quantile <= 1.0:
+            raise ValueError(f"any_defect_quantile={any_defect_quantile!r}: expected a number in (0, 1]")
+        self.any_defect_quantile = any_defect_quantile
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -94,7 +100,8 @@ class MultiTypeFCDDModule(L.LightningModule):
         loss = self.loss(map_scores(out.maps), batch["label"])
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch["image"]), sync_dist=True)
         evaluator.update(out.heatmaps, batch["mask"], batch["type_index"], list(batch["category"]),
-                         scores=out.scores, predicted_type=out.predicted_type)
+                         scores=out.scores, predicted_type=out.predicted_type,
+                         anomaly_map=out.anomaly_map, anomaly_score=out.anomaly_score)
         return out
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -126,6 +133,8 @@ class MultiTypeFCDDModule(L.LightningModule):
         if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
             low, high = self.pipeline.heat_min, self.pipeline.heat_max
         self.pipeline.set_calibration(low, high, torch.tensor(self.val_evaluator.f1_thresholds(results)))
+        scale, threshold = fit_any_defect(*self.val_evaluator.image_table(), quantile=self.any_defect_quantile)
+        self.pipeline.set_any_defect(torch.from_numpy(scale), threshold)
 
     def test_step(self, batch: dict, batch_idx: int) -> PipelineOutput:
         return self._eval_step(batch, self.test_evaluator, "test")

@@ -2,8 +2,9 @@
 
 ``raw RGB (uint8 0..255 or float [0, 1]) -> normalise (pixel_mean/pixel_std) -> backbone -> head -> pseudo-Huber
 maps A_k -> upsample to the input size (A'_k) -> calibrated heatmaps in [0, 1] (heat_min/heat_max) -> per-type image
-scores (max or mean of A'_k) -> per-type decisions (score >= image_threshold) -> any-defect decision and predicted
-type``.
+scores (max or mean of A'_k) -> per-type decisions (score >= image_threshold) -> the any-defect view (channels
+divided by anomaly_scale, their maximum; :mod:`mtfcdd.metrics.any_defect`) and its decision (>= anomaly_threshold)
+-> predicted type``.
 
 Validation, test, ``evaluate``, ``predict``, the inference engines, the ONNX export and the benchmark all run this
 module; an engine may fold, compile or quantise it, never re-write a step. The normalisation, heat range and
@@ -18,6 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from mtfcdd.metrics.any_defect import any_defect_map, any_defect_scores
 from mtfcdd.metrics.image_metrics import IMAGE_SCORES, image_scores
 from mtfcdd.model.network import MultiTypeFCDD
 
@@ -32,8 +34,10 @@ class PipelineOutput(NamedTuple):
     maps: pseudo-Huber maps A_k float32 [B, M, h, w] at feature resolution (their means are Eq. 2's scores);
     heatmaps: A'_k float32 [B, M, H, W]; calibrated: A'_k mapped to [0, 1] per type with heat_min/heat_max
     [B, M, H, W]; scores: per-type image scores [B, M]; decisions: bool [B, M], score >= the type's threshold
-    (all False where none was calibrated); anomalous: bool [B], any type decided; predicted_type: int64 [B], index of
-    the most likely defect type (read it where ``anomalous``).
+    (all False where none was calibrated); anomaly_map: the any-defect map [B, H, W] (max over the channels divided by
+    ``anomaly_scale``); anomaly_score: the any-defect image score [B] (max over the scaled type scores); anomalous:
+    bool [B], anomaly_score >= anomaly_threshold (all False where none was calibrated); predicted_type: int64 [B],
+    index of the most likely defect type (read it where ``anomalous``).
     """
 
     maps: torch.Tensor
@@ -41,6 +45,8 @@ class PipelineOutput(NamedTuple):
     calibrated: torch.Tensor
     scores: torch.Tensor
     decisions: torch.Tensor
+    anomaly_map: torch.Tensor
+    anomaly_score: torch.Tensor
     anomalous: torch.Tensor
     predicted_type: torch.Tensor
 
@@ -77,6 +83,8 @@ class InferencePipeline(nn.Module):
         self.register_buffer("heat_min", torch.zeros(m))
         self.register_buffer("heat_max", torch.ones(m))
         self.register_buffer("image_threshold", torch.full((m,), float("inf")))
+        self.register_buffer("anomaly_scale", torch.ones(m))
+        self.register_buffer("anomaly_threshold", torch.tensor(float("inf")))
 
     @property
     def num_types(self) -> int:
@@ -102,9 +110,17 @@ class InferencePipeline(nn.Module):
         span = (self.heat_max - self.heat_min).clamp_min(1e-12).view(1, -1, 1, 1)
         calibrated = ((heatmaps - low) / span).clamp(0.0, 1.0)
         scores = image_scores(heatmaps, self.image_score)
-        decisions = scores >= self.image_threshold
+        anomaly_score = any_defect_scores(scores, self.anomaly_scale)
         return PipelineOutput(
-            maps, heatmaps, calibrated, scores, decisions, decisions.any(dim=1), self.type_scores(scores).argmax(dim=1)
+            maps,
+            heatmaps,
+            calibrated,
+            scores,
+            scores >= self.image_threshold,
+            any_defect_map(heatmaps, self.anomaly_scale),
+            anomaly_score,
+            anomaly_score >= self.anomaly_threshold,
+            self.type_scores(scores).argmax(dim=1),
         )
 
     def type_scores(self, scores: torch.Tensor) -> torch.Tensor:
@@ -128,3 +144,11 @@ class InferencePipeline(nn.Module):
             if value.shape != buffer.shape:
                 raise ValueError(f"{name}: expected shape {tuple(buffer.shape)}, got {tuple(value.shape)}")
             buffer.copy_(value)
+
+    def set_any_defect(self, scale: torch.Tensor, threshold: float) -> None:
+        """Store the any-defect view's per-type scales [M] (> 0) and its image threshold (``inf``: never decides)."""
+        scale = torch.as_tensor(scale, dtype=self.anomaly_scale.dtype, device=self.anomaly_scale.device)
+        if scale.shape != self.anomaly_scale.shape or not bool((scale > 0).all()):
+            raise ValueError(f"anomaly_scale: expected {self.num_types} positive values, got {scale.tolist()}")
+        self.anomaly_scale.copy_(scale)
+        self.anomaly_threshold.fill_(float(threshold))

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from mtfcdd.atomic_io import write_bytes_atomic
-from mtfcdd.metrics.evaluator import METRICS
+from mtfcdd.metrics.evaluator import ANY_DEFECT, METRICS
 from mtfcdd.metrics.tables import LABELS, display_name, markdown_table, percent
 from mtfcdd.report.jobs import SETTINGS, Job
 
@@ -32,6 +32,18 @@ def summary_table(rows: list[dict]) -> tuple[list[str], list[list]]:
     data = [
         [row["job"], *(row[key] for key in SETTINGS), row["test_images"],
          *(None if row[m] is None else percent(row[m]) for m in metrics)]
+        for row in rows
+    ]
+    return columns, data
+
+
+def any_defect_table(rows: list[dict]) -> tuple[list[str], list[list]]:
+    """The side-by-side of "is this part defective?": job, model, settings, the any-defect view's metrics and the
+    type accuracy (n/a for models without type channels), in percent."""
+    columns = ["job", *SETTINGS, *(LABELS[m] for m in METRICS), SUMMARY_LABELS["type_accuracy"]]
+    data = [
+        [row["job"], *(row[key] for key in SETTINGS), *(_pct(row[f"{ANY_DEFECT}/{m}"]) for m in METRICS),
+         _pct(row["type_accuracy"])]
         for row in rows
     ]
     return columns, data
@@ -67,6 +79,8 @@ def markdown(jobs: list[Job], rows: list[dict], types: list[str], plots: list[Pa
         f"{len(jobs)} jobs: " + ", ".join(f"{n} {state}" for state, n in counts.items())
         + f"; {len(rows)} with test results. Values in percent (report.csv: fractions, as in each results.json); "
         "n/a = undefined or not applicable.",
+        "## Any defect (is this part defective?)",
+        markdown_table(*any_defect_table(rows)) if rows else "No job has test results yet.",
         "## Mean over defect types",
         markdown_table(*summary_table(rows)) if rows else "No job has test results yet.",
     ]

@@ -10,13 +10,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.data.balance import resolve_balance
 from mtfcdd.errors import UserError
-from mtfcdd.metrics.evaluator import METRICS
+from mtfcdd.metrics.evaluator import ANY_DEFECT, METRICS
 from mtfcdd.run_status import read_status
 
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 RESULTS_FILE = "results.json"
-SETTINGS = ("alpha", "mode", "backbone", "seed", "balance", "protocol", "image_score")
-"""The columns that say which run a row is (the first four are what a sweep usually varies)."""
+SETTINGS = ("model", "alpha", "mode", "backbone", "seed", "balance", "protocol", "image_score")
+"""The columns that say which run a row is (the first five are what a sweep usually varies)."""
 
 
 class ReportError(UserError):
@@ -114,6 +114,7 @@ def load_job(path: Path, base: Path | None = None) -> Job:
         state, detail = "unknown", "no status.json and no results.json (interrupted, or written by an older version)"
     job = Job(path=path, name=name, config=config, state=state, results=results, detail=detail, status=status)
     job.settings = {
+        "model": config_value(config, "model.name") or "mtfcdd",
         "alpha": config_value(config, "alpha"),
         "mode": config_value(config, "mode"),
         "backbone": config_value(config, "model.backbone.name"),
@@ -146,6 +147,7 @@ def job_row(job: Job, types: list[str]) -> dict:
     results = job.results
     row = {"job": job.name, **job.settings, "test_images": results["counts"]["images"]}
     row.update({metric: results["mean"][metric] for metric in METRICS})
+    row.update({f"{ANY_DEFECT}/{metric}": results[ANY_DEFECT][metric] for metric in METRICS})
     classification = results.get("type_classification")
     row["type_accuracy"] = classification["accuracy"] if classification else None
     row["type_macro_f1"] = classification["macro_f1"] if classification else None
