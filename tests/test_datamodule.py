@@ -12,7 +12,8 @@ from test_realiad_index import LAYOUT, expected_counts, write_realiad
 from mtfcdd.config import ConfigError
 from mtfcdd.data.datamodule import RealIADDataModule, split_by_sample, stratified_subset
 from mtfcdd.data.resumable import ResumableLoader, SeededDraws
-from mtfcdd.data.realiad import DEFECT_CODES, NORMAL_CLASS_INDEX, Record, load_split
+from mtfcdd.data.realiad import NORMAL_CLASS_INDEX, Record, load_split
+from mtfcdd.defect_types import DEFECT_CODES
 from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
 from mtfcdd.data.summary import format_table, summary_rows
 

@@ -17,8 +17,6 @@ import pytest
 
 from mtfcdd.config import ConfigError
 from mtfcdd.data.realiad import (
-    DEFECT_CODES,
-    DEFECT_NAMES,
     NORMAL_CLASS_INDEX,
     RealIADFormatError,
     Record,
@@ -26,6 +24,7 @@ from mtfcdd.data.realiad import (
     load_splits,
     missing_files,
 )
+from mtfcdd.defect_types import DEFECT_CODES, DEFECT_NAMES
 
 VIEWS = ("C1", "C2")
 # category -> split -> list of (folder kind, sample number, per-view anomaly class ("OK" or the sample's code))

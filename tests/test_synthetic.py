@@ -17,7 +17,8 @@ import pytest
 
 from mtfcdd.data import synthetic
 from mtfcdd.data.synthetic import build, layout
-from mtfcdd.data.realiad import DEFECT_CODES, NORMAL_CLASS, load_split, load_splits
+from mtfcdd.data.realiad import load_split, load_splits
+from mtfcdd.defect_types import DEFECT_CODES, NORMAL_CLASS
 from mtfcdd.data.synthetic import (
     MARKER_NAME,
     PRESETS,

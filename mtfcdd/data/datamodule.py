@@ -24,7 +24,6 @@ from mtfcdd.config import ConfigError
 from mtfcdd.data.balance import NUM_SAMPLER_CLASSES, resolve_balance, sampler_classes
 from mtfcdd.data.dataset import MODES, RealIADDataset
 from mtfcdd.data.realiad import (
-    DEFECT_CODES,
     NUM_CLASSES,
     RealIADFormatError,
     Record,
@@ -35,6 +34,7 @@ from mtfcdd.data.resumable import ResumableLoader, SeededDraws
 from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
 from mtfcdd.data.summary import format_table, summary_rows
 from mtfcdd.data.transforms import Augment, check_image_size, eval_transform, train_transform
+from mtfcdd.defect_types import DEFECT_CODES
 
 log = logging.getLogger("mtfcdd.data")
 

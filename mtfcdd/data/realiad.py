@@ -18,23 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from mtfcdd.config import ConfigError
+from mtfcdd.defect_types import DEFECT_CODES
 from mtfcdd.errors import UserError
 
 log = logging.getLogger("mtfcdd.data")
 
-DEFECT_CODES: tuple[str, ...] = ("AK", "BX", "CH", "HS", "PS", "QS", "YW", "ZW")
-"""Real-IAD defect codes in the fixed channel order of multi-type models."""
-DEFECT_NAMES: dict[str, str] = {
-    "AK": "pit",
-    "BX": "deformation",
-    "CH": "abrasion",
-    "HS": "scratch",
-    "PS": "damage",
-    "QS": "missing_parts",
-    "YW": "foreign_objects",
-    "ZW": "contamination",
-}
-NORMAL_CLASS = "OK"
 NORMAL_CLASS_INDEX = len(DEFECT_CODES)
 """Sampler class of normal images; defect images use their type index (0..7)."""
 NUM_CLASSES = len(DEFECT_CODES) + 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from mtfcdd.data.realiad import DEFECT_CODES, NORMAL_CLASS, Record
+from mtfcdd.data.realiad import Record
+from mtfcdd.defect_types import DEFECT_CODES, NORMAL_CLASS
 
 
 def summary_rows(

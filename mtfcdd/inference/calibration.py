@@ -30,7 +30,7 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def _synthetic_images(count: int, offset: int, seed: int) -> list[torch.Tensor]:
-    from mtfcdd.data.realiad import DEFECT_CODES
+    from mtfcdd.defect_types import DEFECT_CODES
     from mtfcdd.data.synthetic import CATEGORY_STYLES, render_sample
 
     categories = list(CATEGORY_STYLES)

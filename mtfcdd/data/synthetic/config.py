@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mtfcdd.data.realiad import DEFECT_CODES, FUIAD_ALPHAS
+from mtfcdd.data.realiad import FUIAD_ALPHAS
 from mtfcdd.data.synthetic.styles import CATEGORY_STYLES
+from mtfcdd.defect_types import DEFECT_CODES
 from mtfcdd.errors import UserError
 
 _MIN_SIZE, _MAX_SIZE = 48, 1024
