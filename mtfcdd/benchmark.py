@@ -21,32 +21,31 @@ import json
 import logging
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mtfcdd.config import ConfigError, config_dir
+from mtfcdd.atomic_io import write_bytes_atomic
+from mtfcdd.config import ConfigError
 from mtfcdd.measure import saved_weights_mb, time_interleaved
-from mtfcdd.errors import exit_on_user_error
 from mtfcdd.inference.calibration import load_images, recalibrate_batchnorm
 from mtfcdd.inference.deviation import median_thresholds, output_deviation
-from mtfcdd.inference.cpu import cpu_has_int8_dot_product, cpu_supports_bf16, instruction_sets, isa_level, physical_cores
+from mtfcdd.inference.cpu import (
+    cpu_has_int8_dot_product, cpu_name, cpu_supports_bf16, instruction_sets, isa_level, physical_cores,
+)
 from mtfcdd.inference.engines import Engine, build_engine
 from mtfcdd.inference.metric_change import (
     COMPARED_MEANS,
-    checkpoint_datamodule,
     engine_test_results,
     metric_changes,
-    training_images,
 )
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
+from mtfcdd.run import build_datamodule, entry_point
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ def machine_info() -> dict[str, Any]:
     import onnxruntime
 
     info = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "physical_cores": physical_cores(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -128,13 +127,6 @@ def machine_info() -> dict[str, Any]:
         "openvino": _version("openvino"),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
     return info
 
 
@@ -195,8 +187,10 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     size = int(net_cfg.data.image_size)
     datamodule = None
     if notes["trained"] and cfg.test.enabled:  # the checkpoint's own data: training images calibrate, test judges
-        datamodule = checkpoint_datamodule(net_cfg, cfg.test.max_images)
-        calibration = torch.stack(training_images(datamodule, cfg.calibration.images))
+        with open_dict(net_cfg):
+            net_cfg.data.test_max_images = cfg.test.max_images  # a stratified subset (None: all)
+        datamodule = build_datamodule(net_cfg)
+        calibration = torch.stack(datamodule.int8_calibration_images(cfg.calibration.images))
         test_set = datamodule.test_dataset
         step = max(1, len(test_set) // cfg.deviation_images)
         images = torch.stack([test_set[i]["image"] for i in range(0, len(test_set), step)][: cfg.deviation_images])
@@ -295,7 +289,7 @@ def best_engine(rows: list[dict[str, Any]], batch: int) -> dict[str, Any] | None
             "speedup_vs_eager": row[f"b{batch}"]["speedup_vs_eager"]}
 
 
-def format_table(results: dict[str, Any]) -> str:
+def format_benchmark_table(results: dict[str, Any]) -> str:
     """The results as a Markdown table with a header of network and machine facts."""
     net, machine = results["network"], results["machine"]
     batches = results["settings"]["batch_sizes"]
@@ -367,21 +361,23 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(results: dict[str, Any], output_dir: Path) -> tuple[Path, Path]:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    table, raw = output_dir / "benchmark.md", output_dir / "benchmark.json"
-    table.write_text(format_table(results))
-    raw.write_text(json.dumps(results, indent=2, default=str))
+def write_benchmark_files(results: dict[str, Any], output_dir: Path) -> tuple[Path, Path]:
+    """``benchmark.md`` (the table) and ``benchmark.json`` (every measurement) in ``output_dir``, written atomically."""
+    table = write_bytes_atomic(output_dir / "benchmark.md", format_benchmark_table(results).encode())
+    raw = write_bytes_atomic(output_dir / "benchmark.json", json.dumps(results, indent=2, default=str).encode())
     return table, raw
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="benchmark")
-def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        results = benchmark(cfg)
-        print(format_table(results))
-        table, raw = write_results(results, Path(cfg.paths.output_dir))
-        print(f"written: {table}, {raw}")
+def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
+    """The command: measure, print the table, write the files; returns the results."""
+    results = benchmark(cfg)
+    print(format_benchmark_table(results))
+    table, raw = write_benchmark_files(results, Path(cfg.paths.output_dir))
+    print(f"written: {table}, {raw}")
+    return results
+
+
+main = entry_point("benchmark")(run_benchmark)
 
 
 if __name__ == "__main__":

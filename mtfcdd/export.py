@@ -21,14 +21,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.atomic_io import write_bytes_atomic
-from mtfcdd.config import ConfigError, config_dir
-from mtfcdd.errors import UserError, exit_on_user_error
+from mtfcdd.config import ConfigError
+from mtfcdd.errors import UserError
 from mtfcdd.inference.calibration import load_images
 from mtfcdd.inference.onnx_pipeline import (
     INPUT_FORMATS,
@@ -41,6 +40,7 @@ from mtfcdd.inference.onnx_pipeline import (
 )
 from mtfcdd.inference.onnx_runtime import make_session
 from mtfcdd.model.pipeline import InferencePipeline
+from mtfcdd.run import entry_point
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +212,7 @@ def export(cfg: DictConfig) -> Path:
     return output
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
-def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        export(cfg)
+main = entry_point("export")(export)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from hydra_compose import compose_config
 
 from mtfcdd.config import CONFIG_DIR, ConfigError, validate
 from mtfcdd.model.build import build_module
-from mtfcdd.train import build_callbacks, build_loggers, instantiate_datamodule
+from mtfcdd.run import build_callbacks, build_loggers, instantiate_datamodule
 
 OFFLINE = ["model/backbone=efficientnet_lite0", "model.head_width=8"]
 

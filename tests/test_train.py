@@ -40,7 +40,7 @@ def test_fast_training_run_writes_checkpoints_and_results(tmp_path, tiny_realiad
 def test_backbone_weights_and_batchnorm_buffers_do_not_move(tmp_path, tiny_realiad):
     cfg = compose_config(tmp_path, [*tiny_overrides(tiny_realiad), "test=false"])
     from mtfcdd.model.build import build_module
-    from mtfcdd.train import build_datamodule
+    from mtfcdd.run import build_datamodule
     import lightning as L
     from hydra.utils import instantiate
 

@@ -35,7 +35,7 @@ def summary_rows(
     return rows
 
 
-def format_table(rows: Sequence[Mapping[str, str | float]]) -> str:
+def format_summary_table(rows: Sequence[Mapping[str, str | float]]) -> str:
     """Fixed-width text table of ``rows`` (columns of the first row): text left-aligned, numbers right-aligned."""
     if not rows:
         return "(no rows)"
