@@ -46,7 +46,7 @@ def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
     return merged
 
 
-def calibration_images(datamodule: L.LightningDataModule, cfg_inference: DictConfig) -> list | None:
+def int8_calibration_set(datamodule: L.LightningDataModule, cfg_inference: DictConfig) -> list | None:
     """Raw training images for int8 calibration, when the engine (or ``auto``) may need them; None otherwise."""
     if cfg_inference.engine not in CALIBRATED_ENGINES + ("auto",):
         return None
@@ -62,7 +62,7 @@ def evaluate(cfg: DictConfig) -> dict:
     model = build_module(run_cfg, pipeline)
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, loggers)
-    model.engine = build_engine(model.pipeline, cfg.inference, calibration_images(datamodule, cfg.inference),
+    model.engine = build_engine(model.pipeline, cfg.inference, int8_calibration_set(datamodule, cfg.inference),
                                 device=trainer.strategy.root_device)
     print(f"inference engine: {model.engine.describe()}")
     trainer.test(model=model, datamodule=datamodule)

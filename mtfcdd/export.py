@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from mtfcdd.atomic_io import write_bytes_atomic
 from mtfcdd.config import ConfigError
 from mtfcdd.errors import UserError
-from mtfcdd.inference.calibration import load_images
+from mtfcdd.inference.int8_images import load_images
 from mtfcdd.inference.onnx_pipeline import (
     INPUT_FORMATS,
     OUTPUT_NAMES,
@@ -186,8 +186,8 @@ def export(cfg: DictConfig) -> Path:
     calibration = None
     if fmt == "onnx_int8":
         images = load_images(
-            cfg.int8.calibration_images, size, source=cfg.calibration.source, seed=cfg.calibration.seed,
-            root=cfg.calibration.root,
+            cfg.int8.calibration_images, size, source=cfg.int8_images.source, seed=cfg.int8_images.seed,
+            root=cfg.int8_images.root,
         )
         calibration = (images * 255).round().to(torch.uint8) if input_format == "uint8" else images
     model = build_onnx(

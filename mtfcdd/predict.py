@@ -41,7 +41,7 @@ def predict(cfg: DictConfig) -> dict:
     if not writers:
         raise UserError("callbacks: predict needs the predictions callback (callbacks=predict)")
     trainer = build_trainer(cfg, build_loggers(cfg), callbacks)
-    model.engine = build_engine(model.pipeline, cfg.inference, calibration_images(dataset, cfg.inference),
+    model.engine = build_engine(model.pipeline, cfg.inference, int8_calibration_set(dataset, cfg.inference),
                                 device=trainer.strategy.root_device)
     print(f"{len(paths)} images from {cfg.input}; inference engine: {model.engine.describe()}")
     trainer.predict(model=model, dataloaders=loader, return_predictions=False)
@@ -52,7 +52,7 @@ def predict(cfg: DictConfig) -> dict:
     return summary
 
 
-def calibration_images(dataset: ImageFileDataset, cfg_inference: DictConfig) -> list | None:
+def int8_calibration_set(dataset: ImageFileDataset, cfg_inference: DictConfig) -> list | None:
     """For ``onnx_int8``: the first readable input images (the checkpoint's training data need not be at hand where
     a model is deployed); None for the other engines."""
     if cfg_inference.engine != "onnx_int8":

@@ -25,7 +25,7 @@ from mtfcdd.inference import (
     median_thresholds,
     output_deviation,
 )
-from mtfcdd.inference.calibration import recalibrate_batchnorm
+from mtfcdd.benchmark_subject import recalibrate_batchnorm
 from mtfcdd.inference.folding import FoldingError
 from mtfcdd.inference.cpu import physical_cores
 from mtfcdd.inference.engines import CALIBRATED_ENGINES, inference_config
@@ -345,7 +345,7 @@ def test_benchmark_reports_every_engine_against_eager(tmp_path):
         [
             "model/backbone=efficientnet_lite0", "model.backbone.pretrained=false", "model.head_width=8",
             "data.image_size=64", "batch_sizes=[1,2]", "rounds=1", "warmup=0", "deviation_images=4",
-            "calibration.images=4", "calibration.source=skimage", "gpu=false",
+            "calibration_images=4", "int8_images.source=skimage", "gpu=false",
         ],
         config_name="benchmark",
     )
@@ -382,7 +382,7 @@ def test_benchmark_on_a_checkpoint_reports_test_metric_changes(tmp_path, trained
     cfg = compose_config(
         tmp_path,
         [f"ckpt_path={checkpoint}", "run=[eager,fast,onnx_int8]", "batch_sizes=[1,2]", "rounds=1", "warmup=0",
-         "deviation_images=4", "calibration.images=4", "gpu=false", "test.max_images=24"],
+         "deviation_images=4", "calibration_images=4", "gpu=false", "test.max_images=24"],
         config_name="benchmark",
     )
     results = benchmark(cfg)

@@ -87,3 +87,17 @@ def render_sample(category: str, kind: str, number: int, *, size: int, seed: int
         f"{category} {kind} sample {number}: no defect with a mask of {MASK_AREA[0]:.2%}-{MASK_AREA[1]:.2%} of the "
         f"image in 30 tries at {size} px"
     )
+
+
+def rendered_views(count: int, offset: int, seed: int, size: int = 256) -> list[np.ndarray]:
+    """``count`` RGB uint8 (S, S, 3) views rendered in memory, like a training set (every category in turn, one
+    sample in five defective, the types in turn), starting at sample ``offset``: disjoint sets for disjoint ranges."""
+    categories = list(CATEGORY_STYLES)
+    views: list[np.ndarray] = []
+    number = offset
+    while len(views) < count:
+        category = categories[number % len(categories)]
+        kind = DEFECT_CODES[(number // 5) % len(DEFECT_CODES)] if number % 5 == 4 else NORMAL_CLASS
+        views.extend(render_sample(category, kind, number + 1, size=size, seed=seed).images[: count - len(views)])
+        number += 1
+    return views
