@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtfcdd.atomic_io import write_bytes_atomic
 from mtfcdd.benchmark_subject import build_benchmark_pipeline, machine_info, recalibrate_batchnorm
-from mtfcdd.config import ConfigError
+from mtfcdd.config import ConfigError, check_choice
 from mtfcdd.measure import saved_weights_mb, time_interleaved
 from mtfcdd.inference.int8_images import load_images
 from mtfcdd.inference.deviation import median_thresholds, output_deviation
@@ -106,8 +106,7 @@ def _threshold_source(thresholds: torch.Tensor) -> str:
 
 def benchmark(cfg: DictConfig) -> dict[str, Any]:
     """Run the benchmark of ``cfg`` (``conf/benchmark.yaml``); returns the results that the table shows."""
-    if cfg.untrained not in UNTRAINED_CHOICES:
-        raise ConfigError(f"untrained={cfg.untrained!r}: expected one of {UNTRAINED_CHOICES}")
+    check_choice("untrained", cfg.untrained, UNTRAINED_CHOICES)
     unknown = [name for name in cfg.run if name not in cfg.engines]
     if unknown:
         raise ConfigError(f"run: engines {unknown} have no settings under engines (known: {list(cfg.engines)})")

@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.atomic_io import write_bytes_atomic
-from mtfcdd.config import ConfigError
+from mtfcdd.config import ConfigError, check_choice
 from mtfcdd.errors import UserError
 from mtfcdd.inference.int8_images import load_images
 from mtfcdd.inference.onnx_pipeline import (
@@ -157,10 +157,8 @@ def build_onnx(
 
     ``calibration`` (``onnx_int8`` only): raw images [N, 3, H, W] in the export's ``input_format``.
     """
-    if fmt not in FORMATS:
-        raise ConfigError(f"format={fmt!r}: expected one of {FORMATS}")
-    if input_format not in INPUT_FORMATS:
-        raise ConfigError(f"input_format={input_format!r}: expected one of {INPUT_FORMATS}")
+    check_choice("format", fmt, FORMATS)
+    check_choice("input_format", input_format, INPUT_FORMATS)
     size = size or (int(cfg.data.image_size),) * 2
     model = pipeline_to_onnx(pipeline.cpu().eval(), input_format, size, opset=opset, dynamo=dynamo)
     if fmt == "onnx_int8":
