@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mtfcdd.data.datamodule import RealIADDataModule
 from mtfcdd.data.synthetic import SyntheticConfig, ensure_synthetic
-from mtfcdd.data.summary import format_table
+from mtfcdd.data.summary import format_summary_table
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "data" / "synthetic-bench"
 BENCH_SET = SyntheticConfig(categories=("audiojack", "pcb"), size=256, train_samples=20, test_ok_samples=1, test_ng_samples=1)
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
             "ms_per_image": round(1000 / result["images_per_s"], 1),
         })
     print(f"\ntraining input pipeline, {args.batch_size} per batch, {args.image_size} px, {os.cpu_count()} CPUs:")
-    print(format_table(rows))
+    print(format_summary_table(rows))
     return rows
 
 

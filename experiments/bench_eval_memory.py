@@ -24,7 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mtfcdd.data.realiad import DEFECT_NAMES
+from mtfcdd.defect_types import DEFECT_NAMES
 from mtfcdd.metrics.evaluator import MultiTypeEvaluator
 
 TYPE_NAMES = list(DEFECT_NAMES.values())

@@ -30,7 +30,7 @@ from mtfcdd.measure import time_rounds  # noqa: E402
 from mtfcdd.config import config_dir  # noqa: E402
 from mtfcdd.inference.cpu import cpu_supports_bf16, instruction_sets  # noqa: E402
 from mtfcdd.model.build import build_module  # noqa: E402
-from mtfcdd.train import build_datamodule  # noqa: E402
+from mtfcdd.run import build_datamodule  # noqa: E402
 
 
 def make_step(module, batch: dict, bf16: bool):

@@ -88,7 +88,7 @@ def counts_from_index(
     return [per_class[index] for index in sorted(per_class)]
 
 
-def format_table(rows: list[tuple[BalancedEpoch, float]], alpha: float | None) -> str:
+def format_balanced_epochs(rows: list[tuple[BalancedEpoch, float]], alpha: float | None) -> str:
     """Table 2 columns, one line per method; ``rows`` holds (result, seconds taken)."""
     header = [
         "method", "alpha", "total images", "classes", "mu_T", "+- stderr", "mu_T^batch", "std iterations",
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         print(json.dumps(payload, indent=2))
     else:
-        print(format_table(rows, args.alpha))
+        print(format_balanced_epochs(rows, args.alpha))
     return 0
 
 

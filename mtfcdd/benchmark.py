@@ -21,32 +21,29 @@ import json
 import logging
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mtfcdd.config import ConfigError, config_dir
+from mtfcdd.atomic_io import write_bytes_atomic
+from mtfcdd.benchmark_subject import build_benchmark_pipeline, machine_info, recalibrate_batchnorm
+from mtfcdd.config import ConfigError, check_choice
 from mtfcdd.measure import saved_weights_mb, time_interleaved
-from mtfcdd.errors import exit_on_user_error
-from mtfcdd.inference.calibration import load_images, recalibrate_batchnorm
+from mtfcdd.inference.int8_images import load_images
 from mtfcdd.inference.deviation import median_thresholds, output_deviation
-from mtfcdd.inference.cpu import cpu_has_int8_dot_product, cpu_supports_bf16, instruction_sets, isa_level, physical_cores
 from mtfcdd.inference.engines import Engine, build_engine
 from mtfcdd.inference.metric_change import (
     COMPARED_MEANS,
-    checkpoint_datamodule,
     engine_test_results,
     metric_changes,
-    training_images,
 )
-from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
+from mtfcdd.model.pipeline import PipelineOutput
+from mtfcdd.run import build_datamodule, entry_point
 
 log = logging.getLogger(__name__)
 
@@ -61,81 +58,6 @@ def _batched(engine: Callable[[torch.Tensor], PipelineOutput], images: torch.Ten
 def _batch_of(images: torch.Tensor, size: int) -> torch.Tensor:
     repeats = -(-size // len(images))
     return images.repeat(repeats, 1, 1, 1)[:size].contiguous()
-
-
-def build_benchmark_pipeline(cfg: DictConfig) -> tuple[InferencePipeline, DictConfig, dict[str, Any]]:
-    """(pipeline in eval mode, its config, notes): from ``ckpt_path`` or from ``cfg.model``."""
-    from mtfcdd.model.backbones import BackboneWeightsError
-    from mtfcdd.model.build import build_pipeline
-
-    if cfg.ckpt_path:
-        from mtfcdd.model.checkpoint import load_pipeline
-
-        pipeline, trained = load_pipeline(cfg.ckpt_path)
-        return pipeline, trained, {"weights": f"checkpoint {Path(cfg.ckpt_path).name}", "trained": True,
-                                   "pretrained_backbone": True}
-    pretrained = bool(cfg.model.backbone.pretrained)
-    note = "untrained head"
-    try:
-        pipeline = build_pipeline(cfg)
-    except Exception as err:  # hydra wraps the backbone's error in an InstantiationException
-        cause = _cause_of_type(err, BackboneWeightsError)
-        if cause is None:
-            raise
-        log.warning("benchmark: %s -- timing with random backbone weights instead", cause)
-        with open_dict(cfg):
-            cfg.model.backbone.pretrained = False
-        pipeline = build_pipeline(cfg)
-        pretrained = False
-    note += ", pretrained backbone" if pretrained else ", random backbone (no offline weights)"
-    return pipeline.eval(), cfg, {"weights": note, "trained": False, "pretrained_backbone": pretrained}
-
-
-def _cause_of_type(err: BaseException | None, kind: type) -> BaseException | None:
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, kind):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
-
-
-def _version(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
-def machine_info() -> dict[str, Any]:
-    import onnxruntime
-
-    info = {
-        "cpu": platform.processor() or platform.machine(),
-        "physical_cores": physical_cores(),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "native_bf16": cpu_supports_bf16(),
-        "int8_vnni": cpu_has_int8_dot_product(),
-        "instruction_sets": instruction_sets(),
-        "isa_level": isa_level(),
-        "load_average_1min_start": os.getloadavg()[0],
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "openvino": _version("openvino"),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return info
 
 
 def _engine_config(cfg: DictConfig, name: str) -> dict[str, Any]:
@@ -184,8 +106,7 @@ def _threshold_source(thresholds: torch.Tensor) -> str:
 
 def benchmark(cfg: DictConfig) -> dict[str, Any]:
     """Run the benchmark of ``cfg`` (``conf/benchmark.yaml``); returns the results that the table shows."""
-    if cfg.untrained not in UNTRAINED_CHOICES:
-        raise ConfigError(f"untrained={cfg.untrained!r}: expected one of {UNTRAINED_CHOICES}")
+    check_choice("untrained", cfg.untrained, UNTRAINED_CHOICES)
     unknown = [name for name in cfg.run if name not in cfg.engines]
     if unknown:
         raise ConfigError(f"run: engines {unknown} have no settings under engines (known: {list(cfg.engines)})")
@@ -195,17 +116,19 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     size = int(net_cfg.data.image_size)
     datamodule = None
     if notes["trained"] and cfg.test.enabled:  # the checkpoint's own data: training images calibrate, test judges
-        datamodule = checkpoint_datamodule(net_cfg, cfg.test.max_images)
-        calibration = torch.stack(training_images(datamodule, cfg.calibration.images))
+        with open_dict(net_cfg):
+            net_cfg.data.test_max_images = cfg.test.max_images  # a stratified subset (None: all)
+        datamodule = build_datamodule(net_cfg)
+        calibration = torch.stack(datamodule.int8_calibration_images(cfg.calibration_images))
         test_set = datamodule.test_dataset
         step = max(1, len(test_set) // cfg.deviation_images)
         images = torch.stack([test_set[i]["image"] for i in range(0, len(test_set), step)][: cfg.deviation_images])
         image_source = "checkpoint training (calibration) / test (deviation)"
     else:
-        source = dict(source=cfg.calibration.source, root=cfg.calibration.root, seed=cfg.seed)
-        calibration = load_images(cfg.calibration.images, size, offset=0, **source)
+        source = dict(source=cfg.int8_images.source, root=cfg.int8_images.root, seed=cfg.int8_images.seed)
+        calibration = load_images(cfg.calibration_images, size, offset=0, **source)
         images = load_images(cfg.deviation_images, size, offset=10_000, **source)
-        image_source = cfg.calibration.source
+        image_source = cfg.int8_images.source
     if not notes["trained"] and cfg.untrained == "recalibrate_bn":
         count = recalibrate_batchnorm(
             net, pipeline.normalise(calibration), backbone=not notes["pretrained_backbone"], head=True
@@ -295,7 +218,7 @@ def best_engine(rows: list[dict[str, Any]], batch: int) -> dict[str, Any] | None
             "speedup_vs_eager": row[f"b{batch}"]["speedup_vs_eager"]}
 
 
-def format_table(results: dict[str, Any]) -> str:
+def format_benchmark_table(results: dict[str, Any]) -> str:
     """The results as a Markdown table with a header of network and machine facts."""
     net, machine = results["network"], results["machine"]
     batches = results["settings"]["batch_sizes"]
@@ -367,21 +290,23 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(results: dict[str, Any], output_dir: Path) -> tuple[Path, Path]:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    table, raw = output_dir / "benchmark.md", output_dir / "benchmark.json"
-    table.write_text(format_table(results))
-    raw.write_text(json.dumps(results, indent=2, default=str))
+def write_benchmark_files(results: dict[str, Any], output_dir: Path) -> tuple[Path, Path]:
+    """``benchmark.md`` (the table) and ``benchmark.json`` (every measurement) in ``output_dir``, written atomically."""
+    table = write_bytes_atomic(output_dir / "benchmark.md", format_benchmark_table(results).encode())
+    raw = write_bytes_atomic(output_dir / "benchmark.json", json.dumps(results, indent=2, default=str).encode())
     return table, raw
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="benchmark")
-def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        results = benchmark(cfg)
-        print(format_table(results))
-        table, raw = write_results(results, Path(cfg.paths.output_dir))
-        print(f"written: {table}, {raw}")
+def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
+    """The command: measure, print the table, write the files; returns the results."""
+    results = benchmark(cfg)
+    print(format_benchmark_table(results))
+    table, raw = write_benchmark_files(results, Path(cfg.paths.output_dir))
+    print(f"written: {table}, {raw}")
+    return results
+
+
+main = entry_point("benchmark")(run_benchmark)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,13 @@ class ConfigError(UserError, ValueError):
     """A config value outside its valid choices."""
 
 
+def check_choice(key: str, value: object, choices: Sequence[object], extra: str = "") -> None:
+    """The one check of a choice: raise :class:`ConfigError` naming ``key`` (``extra`` after it), the value and the
+    valid ``choices`` unless ``value`` is one of them."""
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not valid{extra}; choose one of: {', '.join(map(str, choices))}")
+
+
 def config_dir() -> str:
     """Absolute path of ``conf/`` (a checkout or an editable install); fails clearly when it is missing."""
     if not (CONFIG_DIR / "train.yaml").is_file():
@@ -44,9 +51,7 @@ def validate(cfg: DictConfig) -> None:
     """Reject top-level values outside their choices, naming the key and the valid values, and a best checkpoint
     that nothing could select."""
     for key, choices in VALID_CHOICES.items():
-        value = cfg.get(key)
-        if value not in choices:
-            raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
+        check_choice(key, cfg.get(key), choices)
     if cfg.test_ckpt == "best" and cfg.get("train", True):
         checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint")
         if checkpoint is not None and (not checkpoint.get("monitor") or not checkpoint.get("save_top_k")):

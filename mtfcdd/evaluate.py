@@ -12,19 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mtfcdd.config import ConfigError, config_dir
+from mtfcdd.config import ConfigError
 from mtfcdd.inference.engines import CALIBRATED_ENGINES, build_engine
-from mtfcdd.inference.metric_change import training_images
 from mtfcdd.inference.onnx_pipeline import Int8Options
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
-from mtfcdd.reporting import task_scope, write_results
-from mtfcdd.train import build_callbacks, build_datamodule, build_loggers
+from mtfcdd.reporting import write_results
+from mtfcdd.run import build_datamodule, build_loggers, build_trainer, entry_point
 
 
 def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
@@ -49,11 +46,11 @@ def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
     return merged
 
 
-def calibration_images(datamodule: L.LightningDataModule, cfg_inference: DictConfig) -> list | None:
+def int8_calibration_set(datamodule: L.LightningDataModule, cfg_inference: DictConfig) -> list | None:
     """Raw training images for int8 calibration, when the engine (or ``auto``) may need them; None otherwise."""
     if cfg_inference.engine not in CALIBRATED_ENGINES + ("auto",):
         return None
-    return training_images(datamodule, int(cfg_inference.get("calibration_images", Int8Options.calibration_images)))
+    return datamodule.int8_calibration_images(int(cfg_inference.get("calibration_images", Int8Options.calibration_images)))
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -64,8 +61,8 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule = build_datamodule(run_cfg)
     model = build_module(run_cfg, pipeline)
     loggers = build_loggers(cfg)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
-    model.engine = build_engine(model.pipeline, cfg.inference, calibration_images(datamodule, cfg.inference),
+    trainer = build_trainer(cfg, loggers)
+    model.engine = build_engine(model.pipeline, cfg.inference, int8_calibration_set(datamodule, cfg.inference),
                                 device=trainer.strategy.root_device)
     print(f"inference engine: {model.engine.describe()}")
     trainer.test(model=model, datamodule=datamodule)
@@ -75,10 +72,7 @@ def evaluate(cfg: DictConfig) -> dict:
     return model.test_results
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
-def main(cfg: DictConfig) -> None:
-    with task_scope():
-        evaluate(cfg)
+main = entry_point("evaluate")(evaluate)
 
 
 if __name__ == "__main__":

@@ -22,15 +22,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.atomic_io import write_bytes_atomic
-from mtfcdd.config import ConfigError, config_dir
-from mtfcdd.errors import UserError, exit_on_user_error
-from mtfcdd.inference.calibration import load_images
+from mtfcdd.config import ConfigError, check_choice
+from mtfcdd.errors import UserError
+from mtfcdd.inference.int8_images import load_images
 from mtfcdd.inference.onnx_pipeline import (
     INPUT_FORMATS,
     OUTPUT_NAMES,
@@ -42,6 +41,7 @@ from mtfcdd.inference.onnx_pipeline import (
 )
 from mtfcdd.inference.onnx_runtime import make_session
 from mtfcdd.model.pipeline import InferencePipeline
+from mtfcdd.run import entry_point
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,8 @@ def build_onnx(
 
     ``calibration`` (``onnx_int8`` only): raw images [N, 3, H, W] in the export's ``input_format``.
     """
-    if fmt not in FORMATS:
-        raise ConfigError(f"format={fmt!r}: expected one of {FORMATS}")
-    if input_format not in INPUT_FORMATS:
-        raise ConfigError(f"input_format={input_format!r}: expected one of {INPUT_FORMATS}")
+    check_choice("format", fmt, FORMATS)
+    check_choice("input_format", input_format, INPUT_FORMATS)
     size = size or (int(cfg.data.image_size),) * 2
     model = pipeline_to_onnx(pipeline.cpu().eval(), input_format, size, opset=opset, dynamo=dynamo)
     if fmt == "onnx_int8":
@@ -191,8 +189,8 @@ def export(cfg: DictConfig) -> Path:
     calibration = None
     if fmt == "onnx_int8":
         images = load_images(
-            cfg.int8.calibration_images, size, source=cfg.calibration.source, seed=cfg.calibration.seed,
-            root=cfg.calibration.root,
+            cfg.int8.calibration_images, size, source=cfg.int8_images.source, seed=cfg.int8_images.seed,
+            root=cfg.int8_images.root,
         )
         calibration = (images * 255).round().to(torch.uint8) if input_format == "uint8" else images
     model = build_onnx(
@@ -217,10 +215,7 @@ def export(cfg: DictConfig) -> Path:
     return output
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
-def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        export(cfg)
+main = entry_point("export")(export)
 
 
 if __name__ == "__main__":

@@ -11,21 +11,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from mtfcdd.callbacks.predictions import PredictionWriter
-from mtfcdd.config import config_dir
 from mtfcdd.data.images import ImageFileDataset, find_images
 from mtfcdd.errors import UserError
 from mtfcdd.inference.engines import build_engine
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
-from mtfcdd.reporting import task_scope
-from mtfcdd.train import build_callbacks, build_loggers
+from mtfcdd.run import build_callbacks, build_loggers, build_trainer, entry_point
 
 
 class PredictionError(UserError, RuntimeError):
@@ -44,8 +40,8 @@ def predict(cfg: DictConfig) -> dict:
     writers = [c for c in callbacks if isinstance(c, PredictionWriter)]
     if not writers:
         raise UserError("callbacks: predict needs the predictions callback (callbacks=predict)")
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg) or False, callbacks=callbacks)
-    model.engine = build_engine(model.pipeline, cfg.inference, calibration_images(dataset, cfg.inference),
+    trainer = build_trainer(cfg, build_loggers(cfg), callbacks)
+    model.engine = build_engine(model.pipeline, cfg.inference, int8_calibration_set(dataset, cfg.inference),
                                 device=trainer.strategy.root_device)
     print(f"{len(paths)} images from {cfg.input}; inference engine: {model.engine.describe()}")
     trainer.predict(model=model, dataloaders=loader, return_predictions=False)
@@ -56,7 +52,7 @@ def predict(cfg: DictConfig) -> dict:
     return summary
 
 
-def calibration_images(dataset: ImageFileDataset, cfg_inference: DictConfig) -> list | None:
+def int8_calibration_set(dataset: ImageFileDataset, cfg_inference: DictConfig) -> list | None:
     """For ``onnx_int8``: the first readable input images (the checkpoint's training data need not be at hand where
     a model is deployed); None for the other engines."""
     if cfg_inference.engine != "onnx_int8":
@@ -82,10 +78,7 @@ def format_summary(summary: dict, output_dir: Path) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
-def main(cfg: DictConfig) -> None:
-    with task_scope():
-        predict(cfg)
+main = entry_point("predict")(predict)
 
 
 if __name__ == "__main__":

@@ -12,51 +12,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mtfcdd.config import config_dir, validate
-from mtfcdd.errors import exit_on_user_error
+from mtfcdd.config import validate
 from mtfcdd.model.build import build_module
 from mtfcdd.reporting import finish_wandb, log_run_setup, write_results
 from mtfcdd.resume import resume_checkpoint, set_wandb_run_id
+from mtfcdd.run import build_datamodule, build_loggers, build_trainer, entry_point
 from mtfcdd.run_status import wandb_target, write_status
 
 log = logging.getLogger("mtfcdd")
 
 # the frozen backbone is in eval mode on purpose (BatchNorm statistics must not move)
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
-
-
-NETWORK_INPUT_KEYS = ("mean", "std")
-"""``data.*`` keys that belong to the inference pipeline (it normalises the [0, 1] images the data module serves)."""
-
-
-def instantiate_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    """The data module of ``cfg.data`` (its keys but the pipeline's ``mean``/``std``), not set up yet."""
-    options = OmegaConf.to_container(cfg.data, resolve=True)
-    for key in NETWORK_INPUT_KEYS:
-        options.pop(key, None)
-    return instantiate(options, _convert_="all")
-
-
-def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    """The data module of ``cfg.data``, set up for fitting."""
-    datamodule = instantiate_datamodule(cfg)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    return datamodule
-
-
-def build_loggers(cfg: DictConfig) -> list:
-    return [instantiate(conf) for conf in (cfg.get("logger") or {}).values() if conf is not None]
-
-
-def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    return [instantiate(conf) for conf in (cfg.get("callbacks") or {}).values() if conf is not None]
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -72,8 +42,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     model = build_module(cfg)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = build_loggers(cfg)
-    callbacks = build_callbacks(cfg)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    trainer = build_trainer(cfg, loggers)
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "loggers": loggers}
     log_run_setup(objects)
 
@@ -95,7 +64,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def run_task(cfg: DictConfig) -> float | None:
     """Run :func:`train`, always closing experiment loggers (one W&B run per multirun job), record the job's
-    ``status.json`` (running, then finished or failed) and print where things went."""
+    ``status.json`` (running, then finished or failed) and print where things went; returns the value of ``optimized_metric`` (None where the run has none)."""
     output_dir = Path(cfg.paths.output_dir)
     wandb = wandb_target(cfg)
     write_status(output_dir, "running", wandb=wandb)
@@ -105,7 +74,7 @@ def run_task(cfg: DictConfig) -> float | None:
         write_status(output_dir, "failed", error=f"{type(err).__name__}: {err}", wandb=wandb)
         raise
     finally:
-        finish_wandb()
+        finish_wandb()  # also when called without the command's wrapper (tests, sweeps in one process)
     write_status(output_dir, "finished", wandb=wandb)
     print(f"\nrun directory: {output_dir}")
     for name, path in objects["checkpoints"].items():
@@ -119,10 +88,8 @@ def run_task(cfg: DictConfig) -> float | None:
     return float(value)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    with exit_on_user_error():
-        return run_task(cfg)
+main = entry_point("train")(run_task)
+"""``python -m mtfcdd.train`` / ``mtfcdd-train``."""
 
 
 if __name__ == "__main__":

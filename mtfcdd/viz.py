@@ -16,20 +16,9 @@ import numpy as np
 import torch
 
 from mtfcdd.atomic_io import write_bytes_atomic
+from mtfcdd.defect_types import colour_of
 from mtfcdd.model.pipeline import PipelineOutput
 
-TYPE_COLOURS: tuple[tuple[int, int, int], ...] = (
-    (255, 60, 60),  # pit: red
-    (255, 160, 0),  # deformation: orange
-    (240, 230, 40),  # abrasion: yellow
-    (60, 220, 60),  # scratch: green
-    (40, 200, 255),  # damage: cyan
-    (70, 100, 255),  # missing parts: blue
-    (200, 80, 255),  # foreign objects: violet
-    (255, 90, 200),  # contamination: pink
-)
-"""RGB colour of each defect type, in the order of ``DEFECT_CODES``."""
-ANY_DEFECT_COLOUR = (255, 60, 60)
 
 
 @dataclass
@@ -46,11 +35,6 @@ class FigureRow:
     title: str
     mask: np.ndarray | None = None
     type_index: int = -1
-
-
-def type_colour(type_index: int, num_types: int) -> tuple[int, int, int]:
-    """Colour of heatmap channel / defect type ``type_index`` (single-channel models use one colour)."""
-    return ANY_DEFECT_COLOUR if num_types == 1 else TYPE_COLOURS[type_index % len(TYPE_COLOURS)]
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -124,10 +108,11 @@ def figure_grid(rows: list[FigureRow], type_names: list[str], gap: int = 4) -> n
     for row in rows:
         tiles = [_label(row.image, row.title)]
         if row.mask is not None:
-            truth_colour = type_colour(row.type_index, num_types) if row.type_index >= 0 else (255, 255, 255)
+            truth_colour = (255, 255, 255) if row.type_index < 0 else colour_of(
+                type_names[row.type_index] if num_types > 1 else type_names[0])
             tiles.append(_label(mask_overlay(row.image, row.mask, truth_colour), "ground truth"))
         for k, name in enumerate(type_names):
-            colour = type_colour(k, num_types)
+            colour = colour_of(name)
             overlay = heat_overlay(row.image, row.heatmaps[k], colour)
             if row.decided[k]:
                 overlay = _frame(overlay, colour)

@@ -21,7 +21,7 @@ from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero
 from mtfcdd.cluster import slurm_plugins
 from mtfcdd.config import ConfigError, check_slurm_layout, config_dir
 from mtfcdd.model.build import build_module
-from mtfcdd.train import build_datamodule
+from mtfcdd.run import build_datamodule
 
 FAKE_SBATCH = """#!/bin/sh
 # keeps the submission script, then refuses it (no cluster here)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra.errors import ConfigCompositionException
+import torch
+from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
 from hydra_compose import compose_config
+from lightning.pytorch.strategies import DDPStrategy
 
+from mtfcdd.checkpoint_io import AtomicCheckpointIO
 from mtfcdd.config import CONFIG_DIR, ConfigError, validate
 from mtfcdd.model.build import build_module
-from mtfcdd.train import build_callbacks, build_loggers, instantiate_datamodule
+from mtfcdd.run import build_callbacks, build_loggers, instantiate_datamodule
 
 OFFLINE = ["model/backbone=efficientnet_lite0", "model.head_width=8"]
 
@@ -39,11 +42,18 @@ def test_experiments_compose(tmp_path, experiment):
 @pytest.mark.parametrize("trainer", group_options("trainer"))
 def test_trainers_compose_and_instantiate(tmp_path, trainer):
     cfg = compose_config(tmp_path, [f"trainer={trainer}"])
-    if trainer in ("gpu", "ddp"):
-        assert cfg.trainer.accelerator in ("gpu", "auto")
-        return  # instantiating a GPU/DDP trainer needs the hardware; composing is what we can check here
+    if trainer == "gpu" and not torch.cuda.is_available():
+        assert (cfg.trainer.accelerator, cfg.trainer.devices) == ("gpu", 1)
+        with pytest.raises(InstantiationException, match="No supported gpu backend"):  # at once, not mid-run
+            instantiate(cfg.trainer)
+        return
+    if trainer == "ddp" and not torch.cuda.is_available():  # the same strategy on CPU processes
+        cfg = compose_config(tmp_path, [f"trainer={trainer}", "trainer.accelerator=cpu"])
     trainer_obj = instantiate(cfg.trainer)
     assert trainer_obj.max_epochs == cfg.trainer.max_epochs
+    assert trainer_obj.num_devices == cfg.trainer.devices
+    assert isinstance(trainer_obj.strategy, DDPStrategy) == (trainer == "ddp")
+    assert isinstance(trainer_obj.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
 @pytest.mark.parametrize("logger", group_options("logger"))
@@ -56,12 +66,28 @@ def test_loggers_instantiate(tmp_path, logger):
         assert set(loggers[0]._wandb_init["tags"]) == {"alpha=0.2", "mode=multi"}
 
 
+CALLBACKS = {
+    "default": ["ModelCheckpoint", "ModelCheckpoint", "RandomStates", "StopOnSignal", "BalancedEpochLength",
+                "HeatmapFigures", "WandbDashboard"],
+    "balanced_epoch": ["BalancedEpochLength"],
+    "evaluate": ["HeatmapFigures", "PredictionWriter"],
+    "heatmaps": ["HeatmapFigures"],
+    "model_checkpoint": ["ModelCheckpoint"],
+    "none": [],
+    "predict": ["PredictionWriter"],
+    "resume": ["RandomStates", "StopOnSignal"],
+    "step_checkpoint": ["ModelCheckpoint"],
+    "wandb_dashboard": ["WandbDashboard"],
+}
+"""The callback classes each option of the callbacks group instantiates."""
+
+
 @pytest.mark.parametrize("callbacks", group_options("callbacks"))
 def test_callbacks_instantiate(tmp_path, callbacks):
     cfg = compose_config(tmp_path, [f"callbacks={callbacks}"])
-    names = {type(c).__name__ for c in build_callbacks(cfg)}
+    names = sorted(type(c).__name__ for c in build_callbacks(cfg))
+    assert names == sorted(CALLBACKS[callbacks])
     if callbacks == "default":
-        assert {"ModelCheckpoint", "BalancedEpochLength", "RandomStates", "StopOnSignal"} <= names
         steps = [c._every_n_train_steps for c in build_callbacks(cfg) if type(c).__name__ == "ModelCheckpoint"]
         assert sorted(steps) == [0, cfg.callbacks.step_checkpoint.every_n_train_steps]
 
@@ -78,8 +104,14 @@ def test_data_and_model_instantiate(tmp_path, data, mode):
 
 @pytest.mark.parametrize("debug", group_options("debug"))
 def test_debug_configs_compose(tmp_path, debug):
+    """Every debug config is a small CPU run: the offline backbone, small images, one short epoch."""
     cfg = compose_config(tmp_path, [f"debug={debug}"])
     assert cfg.model.backbone.name == "tf_efficientnet_lite0"
+    assert (cfg.data.image_size, cfg.data.batch_size, cfg.data.num_workers) == (96, 4, 0)
+    trainer = instantiate(cfg.trainer)
+    assert (trainer.max_epochs, trainer.num_devices, type(trainer.accelerator).__name__) == (1, 1, "CPUAccelerator")
+    assert trainer.fast_dev_run == (debug == "fast_dev_run")
+    assert trainer.limit_train_batches == {"default": 2, "fast_dev_run": 1, "limit": 3}[debug]
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,10 @@ from test_realiad_index import LAYOUT, expected_counts, write_realiad
 from mtfcdd.config import ConfigError
 from mtfcdd.data.datamodule import RealIADDataModule, split_by_sample, stratified_subset
 from mtfcdd.data.resumable import ResumableLoader, SeededDraws
-from mtfcdd.data.realiad import DEFECT_CODES, NORMAL_CLASS_INDEX, Record, load_split
+from mtfcdd.data.realiad import NORMAL_CLASS_INDEX, Record, load_split
+from mtfcdd.defect_types import DEFECT_CODES
 from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
-from mtfcdd.data.summary import format_table, summary_rows
+from mtfcdd.data.summary import format_summary_table, summary_rows
 
 FAST = dict(image_size=16, num_workers=0, batch_size=4)
 
@@ -49,7 +50,7 @@ def test_setup_splits_train_into_train_and_val_by_sample_and_keeps_test(root, ca
         assert (klass in _classes(val)) == (count >= 2) and klass in _classes(train)
     assert "mask" in dm.val_dataset[0] and "mask" not in dm.train_dataset[0]
     printed = capsys.readouterr().out
-    assert "images per split and class" in printed and format_table(dm.summary_rows) in printed
+    assert "images per split and class" in printed and format_summary_table(dm.summary_rows) in printed
 
 
 def test_setup_is_idempotent(root, monkeypatch):
@@ -117,7 +118,7 @@ def test_summary_counts_each_split_and_class(root):
         for category in LAYOUT:
             assert rows[(split, category)]["total"] == sum(expected_counts(split, [category]).values())
     assert rows[("val", "all")]["total"] == 0
-    table = format_table(dm.summary_rows).splitlines()
+    table = format_summary_table(dm.summary_rows).splitlines()
     assert table[0].split() == list(rows[("train", "all")]) and len(table) == 2 + len(dm.summary_rows)
     assert len({len(line) for line in table[:2]}) == 1
 
@@ -204,7 +205,7 @@ def test_summary_rows_without_categories():
     defect = Record(image="b", mask="m", category="c", anomaly_class="ZW", type_index=1, sample="t", view="C1")
     rows = summary_rows({"test": [record, defect, defect]}, defect_codes=("QS", "ZW"))
     assert rows == [{"split": "test", "category": "all", "QS": 0, "ZW": 2, "OK": 1, "total": 3}]
-    assert format_table(rows).splitlines() == [
+    assert format_summary_table(rows).splitlines() == [
         "split  category  QS  ZW  OK  total",
         "-----  --------  --  --  --  -----",
         "test   all        0   2   1      3",

@@ -41,6 +41,11 @@ def test_evaluate_writes_results_and_heatmaps(tmp_path, trained_checkpoint, prot
     assert (run / "results.md").read_text().count("| Mean |") >= 2
     assert (run / "heatmaps" / "test.png").is_file()
     assert sum(1 for _ in (run / "predictions.jsonl").open()) == results["counts"]["images"]
+    if protocol == "typed":  # the training run's own test: same weights, data and protocol, so the same numbers
+        trained = json.loads((trained_checkpoint.parents[1] / "results.json").read_text())
+        assert results["counts"] == trained["counts"]
+        for name, value in trained["mean"].items():
+            assert results["mean"][name] == pytest.approx(value, rel=1e-6, nan_ok=True), name
 
 
 def test_evaluate_rejects_a_missing_checkpoint(tmp_path):

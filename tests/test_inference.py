@@ -13,7 +13,7 @@ import torch
 from hydra_compose import compose_config
 from torch import nn
 
-from mtfcdd.benchmark import benchmark, format_table
+from mtfcdd.benchmark import benchmark, format_benchmark_table
 from mtfcdd.measure import saved_weights_mb, time_interleaved
 from mtfcdd.inference import (
     ENGINES,
@@ -25,7 +25,7 @@ from mtfcdd.inference import (
     median_thresholds,
     output_deviation,
 )
-from mtfcdd.inference.calibration import recalibrate_batchnorm
+from mtfcdd.benchmark_subject import recalibrate_batchnorm
 from mtfcdd.inference.folding import FoldingError
 from mtfcdd.inference.cpu import physical_cores
 from mtfcdd.inference.engines import CALIBRATED_ENGINES, inference_config
@@ -345,7 +345,7 @@ def test_benchmark_reports_every_engine_against_eager(tmp_path):
         [
             "model/backbone=efficientnet_lite0", "model.backbone.pretrained=false", "model.head_width=8",
             "data.image_size=64", "batch_sizes=[1,2]", "rounds=1", "warmup=0", "deviation_images=4",
-            "calibration.images=4", "calibration.source=skimage", "gpu=false",
+            "calibration_images=4", "int8_images.source=skimage", "gpu=false",
         ],
         config_name="benchmark",
     )
@@ -359,7 +359,7 @@ def test_benchmark_reports_every_engine_against_eager(tmp_path):
     assert rows["onnx_int8"]["precision"] == "int8" and rows["onnx_int8"]["deviation"]["rel_l2"] > 0
     for row in rows.values():
         assert row["b1"]["ms_per_image"] > 0 and row["b2"]["ms_per_image"] > 0
-    table = format_table(results)
+    table = format_benchmark_table(results)
     assert "| cpu | onnx_int8 | int8 |" in table and "ms/img b2" in table
 
 
@@ -382,7 +382,7 @@ def test_benchmark_on_a_checkpoint_reports_test_metric_changes(tmp_path, trained
     cfg = compose_config(
         tmp_path,
         [f"ckpt_path={checkpoint}", "run=[eager,fast,onnx_int8]", "batch_sizes=[1,2]", "rounds=1", "warmup=0",
-         "deviation_images=4", "calibration.images=4", "gpu=false", "test.max_images=24"],
+         "deviation_images=4", "calibration_images=4", "gpu=false", "test.max_images=24"],
         config_name="benchmark",
     )
     results = benchmark(cfg)
@@ -399,6 +399,6 @@ def test_benchmark_on_a_checkpoint_reports_test_metric_changes(tmp_path, trained
     assert fast["decisions_changed"] == 0 and fast["types_changed"] == 0 and rows["fast"]["within_bounds"]
     assert all(abs(v) < 1e-3 for v in fast["change_points"].values() if v == v)
     assert 0 <= int8["decisions_changed"] <= images
-    table = format_table(results)
+    table = format_benchmark_table(results)
     assert "d AUPRO" in table and "decisions changed" in table and "instruction sets:" in table
     assert results["best"]["engine"] in rows and results["best"]["batch"] == 2

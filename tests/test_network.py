@@ -45,6 +45,17 @@ def test_efficientnet_cut_drops_unused_blocks():
     assert backbone(torch.zeros(1, 3, 64, 64)).shape == (1, 40, 8, 8)
 
 
+@pytest.mark.parametrize("out_index", [1, 2, 3])
+def test_efficientnet_cut_keeps_the_features_of_the_uncut_model(out_index):
+    """Cutting the unused blocks changes nothing in the returned maps (same weights, every block up to the stage)."""
+    backbone = FrozenBackbone("tf_efficientnet_lite0", out_index=out_index, pretrained=False)
+    uncut = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(out_index,))
+    uncut.load_state_dict(backbone.body.state_dict(), strict=False)  # the uncut model's extra blocks stay random
+    assert len(backbone.body.blocks) < len(uncut.blocks)
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(out_index))
+    torch.testing.assert_close(backbone(images), uncut.eval()(images)[-1], rtol=0, atol=0)
+
+
 def test_pretrained_without_hub_or_file_fails_fast_with_advice(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(backbones, "_hub_reachable", lambda timeout_s=3.0: False)

@@ -7,7 +7,7 @@ from hydra_compose import compose_config
 
 from mtfcdd.config import ConfigError, validate
 from mtfcdd.paper_results import PAPER_MEANS, paper_means, paper_setting_mismatches
-from mtfcdd.train import build_callbacks
+from mtfcdd.run import build_callbacks
 
 
 def test_paper_experiment_holds_the_papers_settings(tmp_path):

@@ -17,7 +17,7 @@ from mtfcdd.model.backbones import FrozenBackbone
 from mtfcdd.model.checkpoint import load_pipeline
 from mtfcdd.model.network import MultiTypeFCDD
 from mtfcdd.model.pipeline import InferencePipeline
-from mtfcdd.train import build_datamodule
+from mtfcdd.run import build_datamodule
 
 
 def _tiny_pipeline(image_score: str = "max", type_rule: str = "calibrated") -> InferencePipeline:

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf, open_dict
 from wandb_records import run_summary
 
 from mtfcdd.config import config_dir
-from mtfcdd.train import build_loggers
+from mtfcdd.run import build_loggers
 
 
 def wandb_init_of(overrides: list[str], multirun: bool) -> dict:

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from mtfcdd.data import synthetic
-from mtfcdd.data.realiad import DEFECT_CODES, NORMAL_CLASS, load_split, load_splits
+from mtfcdd.data.synthetic import build, layout
+from mtfcdd.data.realiad import load_split, load_splits
+from mtfcdd.defect_types import DEFECT_CODES, NORMAL_CLASS
 from mtfcdd.data.synthetic import (
     MARKER_NAME,
     PRESETS,
@@ -282,8 +284,8 @@ def test_demo_preset_trains_on_every_type_and_tests_each_type_enough():
     assert 4 <= len(demo.categories) <= 6 and "audiojack" in demo.categories and demo.size == 256
     assert demo.train_samples >= 150
     for category in demo.categories:
-        plan = synthetic._plan_splits(demo, category, seed=0)
-        train, test, _ = synthetic._split_sets(demo, plan)["realiad_jsons_fuiad_0.2"]
+        plan = layout._plan_splits(demo, category, seed=0)
+        train, test, _ = layout._split_sets(demo, plan)["realiad_jsons_fuiad_0.2"]
         assert {kind for kind, _ in train} == {"OK", *DEFECT_CODES}
         assert sum(kind == "OK" for kind, _ in train) == demo.train_samples - round(0.2 * demo.train_samples)
     # every NG test sample shows its defect in at least one view; the mean is 3.45 views of 5
@@ -328,7 +330,7 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path):
 
 def test_interrupted_build_leaves_nothing_behind(tmp_path, monkeypatch):
     out = tmp_path / "set"
-    real_write = synthetic._write_sample
+    real_write = build._write_sample
     calls = []
 
     def failing_write(*args):
@@ -337,17 +339,17 @@ def test_interrupted_build_leaves_nothing_behind(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_write(*args)
 
-    monkeypatch.setattr(synthetic, "_write_sample", failing_write)
+    monkeypatch.setattr(build, "_write_sample", failing_write)
     with pytest.raises(KeyboardInterrupt):
         build_synthetic(out, SMALL)
     assert len(calls) == 20 and not out.exists() and list(tmp_path.iterdir()) == []
 
     # a failed rebuild keeps the earlier complete build as it was
-    monkeypatch.setattr(synthetic, "_write_sample", real_write)
+    monkeypatch.setattr(build, "_write_sample", real_write)
     ensure_synthetic(out, SMALL, seed=1)
     before = tree_digest(out)
     calls.clear()
-    monkeypatch.setattr(synthetic, "_write_sample", failing_write)
+    monkeypatch.setattr(build, "_write_sample", failing_write)
     with pytest.raises(KeyboardInterrupt):
         ensure_synthetic(out, SMALL, seed=2)
     assert tree_digest(out) == before and [p.name for p in tmp_path.iterdir()] == ["set"]
@@ -358,22 +360,22 @@ def test_cache_is_reused_until_the_parameters_change(tmp_path, monkeypatch):
     ensure_synthetic(out, SMALL, seed=1)
     marker = read_marker(out)
     assert marker["parameters"]["seed"] == 1
-    assert marker["parameters"]["generator_version"] == synthetic.GENERATOR_VERSION
+    assert marker["parameters"]["generator_version"] == build.GENERATOR_VERSION
     stamp = (out / MARKER_NAME).stat().st_mtime_ns
 
     def no_build(*args, **kwargs):
         raise AssertionError("rebuilt although the cached build matches")
 
-    monkeypatch.setattr(synthetic, "build_synthetic", no_build)
+    monkeypatch.setattr(build, "build_synthetic", no_build)
     assert ensure_synthetic(out, SMALL, seed=1) == out
     assert (out / MARKER_NAME).stat().st_mtime_ns == stamp
     monkeypatch.undo()
 
     ensure_synthetic(out, replace(SMALL, train_samples=20), seed=1)
     assert read_marker(out)["totals"]["realiad_jsons_fuiad_0.0/train"] == 100
-    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", synthetic.GENERATOR_VERSION + 1)
+    monkeypatch.setattr(build, "GENERATOR_VERSION", build.GENERATOR_VERSION + 1)
     ensure_synthetic(out, replace(SMALL, train_samples=20), seed=1)
-    assert read_marker(out)["parameters"]["generator_version"] == synthetic.GENERATOR_VERSION
+    assert read_marker(out)["parameters"]["generator_version"] == build.GENERATOR_VERSION
     assert [p.name for p in tmp_path.iterdir()] == ["set"]
 
 
@@ -411,6 +413,6 @@ def test_command_line_builds_and_reports(tmp_path):
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "realiad_jsons_fuiad_0.2: train 50 (10 from NG)" in proc.stdout
-    assert read_marker(out)["parameters"] == synthetic._parameters(SMALL, 3, "nested")
+    assert read_marker(out)["parameters"] == build._parameters(SMALL, 3, "nested")
     bad = subprocess.run([*args[:5], "--categories", "audiojack,unknown"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "categories" in bad.stderr and "unknown" in bad.stderr

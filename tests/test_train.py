@@ -14,7 +14,7 @@ from hydra_compose import compose_config
 from wandb_records import run_summary
 
 from mtfcdd.model.checkpoint import load_pipeline
-from mtfcdd.train import run_task
+from mtfcdd.train import run_task, train
 
 FAST = ["debug=limit", "logger=csv", "data.num_workers=0"]
 
@@ -25,22 +25,34 @@ def tiny_overrides(root: Path) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["multi", "single"])
 def test_fast_training_run_writes_checkpoints_and_results(tmp_path, tiny_realiad, mode):
+    """The files a run writes hold what it computed: the tested checkpoint reproduces the tested network's maps and
+    scores, and results.json holds the test metrics the run logged."""
     cfg = compose_config(tmp_path, [*tiny_overrides(tiny_realiad), f"mode={mode}"])
-    value = run_task(cfg)
+    metrics, objects = train(cfg)
     run = Path(cfg.paths.output_dir)
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    value = metrics[cfg.optimized_metric]
     assert value is not None and 0.0 <= value <= 1.0
     assert (run / "results.json").is_file() and (run / "results.md").is_file()
-    pipeline, saved_cfg = load_pipeline(run / "checkpoints" / "last.ckpt")
+    results = json.loads((run / "results.json").read_text())
+    assert metrics["test/i_auroc/mean"] == pytest.approx(results["mean"]["i_auroc"], rel=1e-6)
+    tested = objects["checkpoints"][cfg.test_ckpt] or objects["checkpoints"]["last"]
+    pipeline, saved_cfg = load_pipeline(tested)
     assert pipeline.num_types == (8 if mode == "multi" else 1) and saved_cfg.mode == mode
     # validation calibrated the per-type heatmap range stored in the checkpoint
     assert (pipeline.heat_max > pipeline.heat_min).all()
+    test_set = objects["datamodule"].test_dataset
+    images = torch.stack([test_set[i]["image"] for i in range(4)])
+    with torch.no_grad():
+        loaded, trained = pipeline(images), objects["model"].pipeline.cpu().eval()(images)
+    torch.testing.assert_close(loaded.maps, trained.maps)
+    torch.testing.assert_close(loaded.scores, trained.scores)
 
 
 def test_backbone_weights_and_batchnorm_buffers_do_not_move(tmp_path, tiny_realiad):
     cfg = compose_config(tmp_path, [*tiny_overrides(tiny_realiad), "test=false"])
     from mtfcdd.model.build import build_module
-    from mtfcdd.train import build_datamodule
+    from mtfcdd.run import build_datamodule
     import lightning as L
     from hydra.utils import instantiate
 

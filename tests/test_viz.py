@@ -4,8 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
-from mtfcdd.callbacks.heatmaps import select_examples
-from mtfcdd.viz import TYPE_COLOURS, FigureRow, figure_grid, heat_overlay, save_png
+from mtfcdd.callbacks.heatmaps import row_title, select_examples
+from mtfcdd.defect_types import ANY_DEFECT_COLOUR, DEFECT_NAMES, DEFECT_TYPES, channel_names, colour_of
+from mtfcdd.viz import FigureRow, figure_grid, heat_overlay, save_png
+
+TYPE_COLOURS = [t.colour for t in DEFECT_TYPES]
 
 
 def _row(type_index: int, num_types: int, size: int = 32, with_mask: bool = True, decided=None) -> FigureRow:
@@ -31,13 +34,37 @@ def test_grid_has_image_truth_and_one_overlay_per_type():
 
 def test_grid_without_truth_frames_the_decided_types():
     decided = [False, True, False]
-    grid = figure_grid([_row(-1, 3, with_mask=False, decided=decided)], ["a", "b", "c"], gap=4)
+    grid = figure_grid([_row(-1, 3, with_mask=False, decided=decided)], ["pit", "deformation", "abrasion"], gap=4)
     tile_w, tile_h = 32, 32 + 18
     assert grid.shape == (tile_h, 4 * tile_w + 3 * 4, 3)  # image + 3 overlays, no ground-truth tile
     left = lambda k: (1 + k) * (tile_w + 4)  # noqa: E731  x of overlay k
     framed = grid[18 + 1, left(1) + 10]  # top frame row of overlay 1, in type colour 1
     assert framed.tolist() == list(TYPE_COLOURS[1])
     assert grid[18 + 1, left(0) + 10].tolist() != list(TYPE_COLOURS[0])
+
+
+def test_a_subset_of_codes_keeps_each_type_colour():
+    """data.defect_codes=[AK, HS]: channel 1 is the scratch channel, drawn (frame and ground truth) in the scratch
+    colour, not in the colour of the second type of the full list."""
+    names = channel_names(["AK", "HS"], "multi")
+    assert names == [DEFECT_NAMES["AK"], DEFECT_NAMES["HS"]]
+    grid = figure_grid([_row(1, 2, decided=[False, True])], names, gap=4)
+    tile_w = 32
+    left = lambda k: (2 + k) * (tile_w + 4)  # noqa: E731  x of overlay k (after image and ground truth)
+    assert grid[18 + 1, left(1) + 10].tolist() == list(colour_of("scratch")) == list(TYPE_COLOURS[3])
+    truth = grid[18 + 6, tile_w + 4 + 4]  # the mask outline (mask rows 4..9, cols 4..11) in the truth tile
+    assert truth.tolist() == list(TYPE_COLOURS[3])
+
+
+def test_titles_name_the_configured_codes():
+    """type_index 1 of a run on [AK, HS] is a scratch (HS), not the second code of the full list (BX)."""
+    assert row_title(1, "mint", ["AK", "HS"]) == "HS mint"
+    assert row_title(-1, "mint", ["AK", "HS"]) == "OK mint"
+
+
+def test_single_channel_uses_the_any_defect_colour():
+    assert channel_names(["AK", "HS"], "single") == ["anomaly"]
+    assert colour_of("anomaly") == ANY_DEFECT_COLOUR
 
 
 def test_overlay_maps_heat_to_the_type_colour():

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch.utils.data import Dataset
 
+from mtfcdd.defect_types import NORMAL_CLASS
 from mtfcdd.viz import figure_grid, figure_rows, save_png
 
 
@@ -21,6 +22,12 @@ def select_examples(type_indices: list[int], num_codes: int, per_type: int, norm
     for wanted, quota in [*((k, per_type) for k in range(num_codes)), (-1, normal)]:
         chosen += [i for i, t in enumerate(type_indices) if t == wanted][:quota]
     return chosen
+
+
+def row_title(type_index: int, category: str, codes: Sequence[str]) -> str:
+    """A figure row's title: the true defect code (``type_index`` indexes the configured ``codes``) or OK, and the
+    category."""
+    return f"{codes[type_index] if type_index >= 0 else NORMAL_CLASS} {category}"
 
 
 class HeatmapFigures(L.Callback):
@@ -71,6 +78,6 @@ def render_grid(pl_module: L.LightningModule, dataset: Dataset, indices: list[in
     outputs = pipeline(images.to(pl_module.device))
     pipeline.train(was_training)
     types = [int(s["type_index"]) for s in samples]
-    titles = [f"{codes[t] if t >= 0 else 'OK'} {s['category']}" for t, s in zip(types, samples)]
+    titles = [row_title(t, s["category"], codes) for t, s in zip(types, samples)]
     masks = torch.stack([s["mask"] for s in samples])
     return figure_grid(figure_rows(images, outputs, titles, masks, types), pl_module.type_names)

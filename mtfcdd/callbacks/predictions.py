@@ -25,7 +25,7 @@ import lightning as L
 import torch
 
 from mtfcdd.atomic_io import AtomicTextFile
-from mtfcdd.data.realiad import DEFECT_NAMES
+from mtfcdd.defect_types import DEFECT_NAMES
 from mtfcdd.model.pipeline import PipelineOutput
 from mtfcdd.viz import figure_grid, figure_rows, save_png
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mtfcdd.config import ConfigError
+from mtfcdd.config import ConfigError, check_choice
 from mtfcdd.data.realiad import NORMAL_CLASS_INDEX, NUM_CLASSES, Record
 
 BALANCES = ("auto", "types", "binary")
@@ -21,8 +21,7 @@ NUM_SAMPLER_CLASSES = {"types": NUM_CLASSES, "binary": 2}
 
 def resolve_balance(balance: str, mode: str) -> str:
     """``types`` or ``binary`` for the config value ``balance`` in ``mode``; unknown values fail naming the key."""
-    if balance not in BALANCES:
-        raise ConfigError(f"data.balance={balance!r} is not valid; choose one of: {', '.join(BALANCES)}")
+    check_choice("data.balance", balance, BALANCES)
     return AUTO_BALANCE[mode] if balance == "auto" else balance
 
 

@@ -20,11 +20,10 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
-from mtfcdd.config import ConfigError
+from mtfcdd.config import ConfigError, check_choice
 from mtfcdd.data.balance import NUM_SAMPLER_CLASSES, resolve_balance, sampler_classes
 from mtfcdd.data.dataset import MODES, RealIADDataset
 from mtfcdd.data.realiad import (
-    DEFECT_CODES,
     NUM_CLASSES,
     RealIADFormatError,
     Record,
@@ -33,8 +32,9 @@ from mtfcdd.data.realiad import (
 )
 from mtfcdd.data.resumable import ResumableLoader, SeededDraws
 from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
-from mtfcdd.data.summary import format_table, summary_rows
+from mtfcdd.data.summary import format_summary_table, summary_rows
 from mtfcdd.data.transforms import Augment, check_image_size, eval_transform, train_transform
+from mtfcdd.defect_types import DEFECT_CODES
 
 log = logging.getLogger("mtfcdd.data")
 
@@ -147,8 +147,7 @@ class RealIADDataModule(L.LightningDataModule):
         summary_by_category: bool = False,
     ) -> None:
         super().__init__()
-        if mode not in MODES:
-            raise ConfigError(f"mode={mode!r} is not valid; choose one of: {', '.join(MODES)}")
+        check_choice("mode", mode, MODES)
         self.defect_codes = check_index_args(
             json_set=json_set, alpha=alpha, resolution=resolution, defect_codes=defect_codes, on_missing=on_missing
         )
@@ -223,7 +222,16 @@ class RealIADDataModule(L.LightningDataModule):
         self.summary_rows = summary_rows(
             {"train": train, "val": val, "test": test}, self.defect_codes, by_category=self.summary_by_category
         )
-        _print_summary(format_table(self.summary_rows))
+        _print_summary(format_summary_table(self.summary_rows))
+
+    def int8_calibration_images(self, count: int) -> list[torch.Tensor]:
+        """``count`` raw training images [3, H, W] in [0, 1], evenly spaced over the training set, with the
+        evaluation transform (what an inference engine sees): the calibration set of int8 engines."""
+        records = self._require(self.train_dataset).records
+        chosen = records[:: max(1, len(records) // count)][:count]
+        dataset = RealIADDataset(chosen, self._require(self.test_dataset).transform,
+                                 num_types=len(self.defect_codes), mode=self.mode)
+        return [dataset[i]["image"] for i in range(len(dataset))]
 
     def _require(self, dataset: RealIADDataset | None) -> RealIADDataset:
         if dataset is None:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mtfcdd.config import check_choice
 from mtfcdd.data.realiad import RealIADFormatError, Record
 from mtfcdd.data.transforms import reseed
 
@@ -90,8 +91,7 @@ class RealIADDataset(Dataset):
         mode: str = "multi",
         with_masks: bool = False,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r} is not valid; choose one of: {', '.join(MODES)}")
+        check_choice("mode", mode, MODES)
         bad = [r.image for r in records if r.type_index >= num_types]
         if bad:
             raise ValueError(f"{len(bad)} records have a type_index >= num_types={num_types}, e.g. {bad[0]}")

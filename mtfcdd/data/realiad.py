@@ -17,24 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtfcdd.config import ConfigError
+from mtfcdd.config import ConfigError, check_choice
+from mtfcdd.defect_types import DEFECT_CODES
 from mtfcdd.errors import UserError
 
 log = logging.getLogger("mtfcdd.data")
 
-DEFECT_CODES: tuple[str, ...] = ("AK", "BX", "CH", "HS", "PS", "QS", "YW", "ZW")
-"""Real-IAD defect codes in the fixed channel order of multi-type models."""
-DEFECT_NAMES: dict[str, str] = {
-    "AK": "pit",
-    "BX": "deformation",
-    "CH": "abrasion",
-    "HS": "scratch",
-    "PS": "damage",
-    "QS": "missing_parts",
-    "YW": "foreign_objects",
-    "ZW": "contamination",
-}
-NORMAL_CLASS = "OK"
 NORMAL_CLASS_INDEX = len(DEFECT_CODES)
 """Sampler class of normal images; defect images use their type index (0..7)."""
 NUM_CLASSES = len(DEFECT_CODES) + 1
@@ -94,14 +82,11 @@ def check_index_args(
     *, json_set: str, alpha: float, resolution: str, defect_codes: Sequence[str], on_missing: str
 ) -> tuple[str, ...]:
     """Validate the index options (raises :class:`~mtfcdd.config.ConfigError`); returns ``defect_codes`` as a tuple."""
-    if json_set not in JSON_SETS:
-        raise ConfigError(f"json_set={json_set!r} is not valid; choose one of: {_choices(JSON_SETS)}")
+    check_choice("json_set", json_set, JSON_SETS)
     if json_set == "fuiad" and (isinstance(alpha, bool) or alpha not in FUIAD_ALPHAS):
         raise ConfigError(f"alpha={alpha!r} is not valid for json_set='fuiad'; choose one of: {_choices(FUIAD_ALPHAS)}")
-    if resolution not in RESOLUTIONS:
-        raise ConfigError(f"resolution={resolution!r} is not valid; choose one of: {_choices(RESOLUTIONS)}")
-    if on_missing not in ON_MISSING:
-        raise ConfigError(f"on_missing={on_missing!r} is not valid; choose one of: {_choices(ON_MISSING)}")
+    check_choice("resolution", resolution, RESOLUTIONS)
+    check_choice("on_missing", on_missing, ON_MISSING)
     codes = tuple(defect_codes) if not isinstance(defect_codes, str) else (defect_codes,)
     unknown = [code for code in codes if code not in DEFECT_CODES]
     if not codes or unknown or len(set(codes)) != len(codes):
@@ -288,7 +273,21 @@ def load_splits(
     defect_codes: Sequence[str] = DEFECT_CODES,
     on_missing: str = "error",
 ) -> dict[str, list[Record]]:
-    """Records of several splits, reading each category JSON once; see :func:`load_split` for the arguments."""
+    """Records of several splits (each of ``"train"``, ``"test"``) of a Real-IAD split set, reading each category
+    JSON once.
+
+    Args:
+        root: dataset root holding the resolution folders and the JSON folders.
+        json_set: ``"fuiad"`` (``realiad_jsons_fuiad_<alpha>``), ``"standard"`` (``realiad_jsons``) or ``"sv"``
+            (``realiad_jsons_sv``); flat and nested layouts are both found.
+        alpha: share of NG images in the fuiad training split (0.0, 0.1, 0.2 or 0.4); ignored by other sets.
+        resolution: image folder (``realiad_256``, ``realiad_512``, ``realiad_1024`` or ``realiad_raw``).
+        categories: category names (JSON stems) to read; None reads every JSON in the folder.
+        defect_codes: the defect types, in channel order; ``type_index`` indexes this sequence.
+        on_missing: ``"error"`` raises when image or mask files are missing, ``"skip"`` drops those records.
+
+    Records keep the JSON order, categories sorted by name.
+    """
     codes = check_index_args(
         json_set=json_set, alpha=alpha, resolution=resolution, defect_codes=defect_codes, on_missing=on_missing
     )
@@ -319,32 +318,6 @@ def load_splits(
     return result
 
 
-def load_split(
-    root: str | os.PathLike,
-    *,
-    split: str,
-    json_set: str = "fuiad",
-    alpha: float = 0.2,
-    resolution: str = "realiad_256",
-    categories: Sequence[str] | None = None,
-    defect_codes: Sequence[str] = DEFECT_CODES,
-    on_missing: str = "error",
-) -> list[Record]:
-    """Records of one split (``"train"`` or ``"test"``) of a Real-IAD split set.
-
-    Args:
-        root: dataset root holding the resolution folders and the JSON folders.
-        json_set: ``"fuiad"`` (``realiad_jsons_fuiad_<alpha>``), ``"standard"`` (``realiad_jsons``) or ``"sv"``
-            (``realiad_jsons_sv``); flat and nested layouts are both found.
-        alpha: share of NG images in the fuiad training split (0.0, 0.1, 0.2 or 0.4); ignored by other sets.
-        resolution: image folder (``realiad_256``, ``realiad_512``, ``realiad_1024`` or ``realiad_raw``).
-        categories: category names (JSON stems) to read; None reads every JSON in the folder.
-        defect_codes: the defect types, in channel order; ``type_index`` indexes this sequence.
-        on_missing: ``"error"`` raises when image or mask files are missing, ``"skip"`` drops those records.
-
-    Records keep the JSON order, categories sorted by name.
-    """
-    return load_splits(
-        root, splits=(split,), json_set=json_set, alpha=alpha, resolution=resolution, categories=categories,
-        defect_codes=defect_codes, on_missing=on_missing,
-    )[split]
+def load_split(root: str | os.PathLike, *, split: str, **options: Any) -> list[Record]:
+    """Records of one split (``"train"`` or ``"test"``); ``options`` as :func:`load_splits` (same defaults)."""
+    return load_splits(root, splits=(split,), **options)[split]

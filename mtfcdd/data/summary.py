@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from mtfcdd.data.realiad import DEFECT_CODES, NORMAL_CLASS, Record
+from mtfcdd.data.realiad import Record
+from mtfcdd.defect_types import DEFECT_CODES, NORMAL_CLASS
 
 
 def summary_rows(
@@ -34,7 +35,7 @@ def summary_rows(
     return rows
 
 
-def format_table(rows: Sequence[Mapping[str, str | float]]) -> str:
+def format_summary_table(rows: Sequence[Mapping[str, str | float]]) -> str:
     """Fixed-width text table of ``rows`` (columns of the first row): text left-aligned, numbers right-aligned."""
     if not rows:
         return "(no rows)"

@@ -1,11 +1,11 @@
 """Inference engines that run the :class:`~mtfcdd.model.pipeline.InferencePipeline` (eager, fast PyTorch, ONNX
-Runtime fp32/int8), calibration images and deviation checks.
+Runtime fp32/int8), int8 calibration images and deviation checks.
 
 ``build_engine(pipeline, cfg.inference, calibration)`` returns a callable ``raw images -> PipelineOutput`` (see
 :mod:`mtfcdd.inference.engines`); ``conf/inference/<engine>.yaml`` holds each engine's settings.
 """
 
-from mtfcdd.inference.calibration import load_images
+from mtfcdd.inference.int8_images import load_images
 from mtfcdd.inference.deviation import median_thresholds, output_deviation
 from mtfcdd.inference.engines import (
     ENGINES,

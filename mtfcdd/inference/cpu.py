@@ -8,6 +8,7 @@ hardware (AVX-512 BF16 or AMX) rather than emulated by oneDNN.
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 ISA_LEVELS = ("avx512_vnni", "avx512", "avx2", "other")
@@ -41,15 +42,25 @@ def physical_cores() -> int:
     return len(allowed) if allowed else (os.cpu_count() or 1)
 
 
-def cpu_flags() -> set[str]:
-    """The CPU feature flags of /proc/cpuinfo (empty where unknown)."""
+def _cpuinfo_field(key: str) -> str | None:
+    """The value of the first line of /proc/cpuinfo that starts with ``key`` (None where unknown)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.partition(":")[2].split())
+            if line.startswith(key):
+                return line.partition(":")[2].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name (e.g. ``Intel(R) Xeon(R) CPU @ 2.80GHz``), else what ``platform`` knows."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where unknown)."""
+    return set((_cpuinfo_field("flags") or "").split())
 
 
 def cpu_has_int8_dot_product() -> bool:

@@ -15,23 +15,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from mtfcdd.data.dataset import RealIADDataset
 from mtfcdd.metrics.evaluator import UndefinedMetricWarning
 from mtfcdd.model.pipeline import InferencePipeline
 
 COMPARED_MEANS = ("i_auroc", "p_auroc", "aupro")
 """Mean-over-types metrics whose change is reported (with type accuracy)."""
-
-
-def training_images(datamodule: L.LightningDataModule, count: int) -> list[torch.Tensor]:
-    """``count`` raw training images [3, H, W] in [0, 1] (evenly spaced over the training set, evaluation transform:
-    what the engine will see) -- the calibration set of int8 engines."""
-    records = datamodule.train_dataset.records
-    dataset = RealIADDataset(records[:: max(1, len(records) // count)][:count], datamodule.test_dataset.transform,
-                             num_types=datamodule.num_types, mode=datamodule.mode)
-    return [dataset[i]["image"] for i in range(len(dataset))]
 
 
 class _DecisionRecorder(L.Callback):
@@ -47,16 +37,6 @@ class _DecisionRecorder(L.Callback):
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self.anomalous.append(outputs.anomalous.detach().cpu())
         self.types.append(outputs.predicted_type.detach().cpu())
-
-
-def checkpoint_datamodule(run_cfg: DictConfig, max_images: int | None) -> L.LightningDataModule:
-    """The data module of a checkpoint's run config (its data and input size), test set limited to ``max_images``
-    (a stratified subset; None: all), set up for fitting and testing."""
-    from mtfcdd.train import build_datamodule
-
-    with open_dict(run_cfg):
-        run_cfg.data.test_max_images = max_images
-    return build_datamodule(run_cfg)
 
 
 def engine_test_results(

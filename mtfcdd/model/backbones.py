@@ -184,9 +184,12 @@ class FrozenBackbone(nn.Module):
 
 
 def _drop_unused_blocks(body: nn.Module) -> None:
-    """timm's EfficientNet feature models keep (and run) every block; cut those after the last returned stage."""
-    stage_out = getattr(body, "_stage_out_idx", None)
+    """timm's EfficientNet feature models keep (and run) every block; cut those after the last returned stage.
+
+    The returned stage is named by timm's public ``feature_info`` (``blocks.<i>`` for EfficientNet); other feature
+    models (``FeatureListNet``) hold only the modules up to their last output already.
+    """
     blocks = getattr(body, "blocks", None)
-    if stage_out and isinstance(blocks, nn.Sequential):
-        last_block = max(stage_out) - 1
-        body.blocks = blocks[: last_block + 1]
+    prefix, _, index = body.feature_info.module_name()[-1].partition(".")
+    if isinstance(blocks, nn.Sequential) and prefix == "blocks" and index.isdigit():
+        body.blocks = blocks[: int(index) + 1]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from mtfcdd.data.realiad import DEFECT_NAMES
 from mtfcdd.data.transforms import check_normalisation
+from mtfcdd.defect_types import channel_names
 from mtfcdd.model.backbones import backbone_normalisation
 from mtfcdd.model.loss import MultiTypeFCDDLoss
 from mtfcdd.model.module import MultiTypeFCDDModule
@@ -16,9 +16,7 @@ from mtfcdd.model.pipeline import InferencePipeline
 
 def type_names(cfg: DictConfig) -> list[str]:
     """Heatmap channel names: one per configured defect code (mode multi) or ``["anomaly"]`` (mode single)."""
-    if cfg.mode == "single":
-        return ["anomaly"]
-    return [DEFECT_NAMES[code] for code in cfg.data.defect_codes]
+    return channel_names(list(cfg.data.defect_codes), cfg.mode)
 
 
 def normalisation(cfg: DictConfig) -> tuple[list[float], list[float]]:

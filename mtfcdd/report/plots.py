@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only bac
 from mtfcdd.atomic_io import write_bytes_atomic  # noqa: E402
 from mtfcdd.metrics.evaluator import METRICS  # noqa: E402
 from mtfcdd.metrics.tables import LABELS, display_name  # noqa: E402
-from mtfcdd.viz import TYPE_COLOURS  # noqa: E402
+from mtfcdd.defect_types import colour_of  # noqa: E402
 
 MEAN_PANELS = (*METRICS, "type_accuracy")
 PANEL_LABELS = {**LABELS, "type_accuracy": "type accuracy"}
@@ -88,7 +88,7 @@ def per_type_plot(rows: list[dict], types: list[str], backbone: str, path: Path)
                 if row[f"{metric}/{name}"] is not None:
                     points[row["alpha"]].append(100 * row[f"{metric}/{name}"])
             if points:
-                colour = tuple(c / 255 for c in TYPE_COLOURS[index % len(TYPE_COLOURS)])
+                colour = tuple(c / 255 for c in colour_of(name))
                 _line(ax, points, label=display_name(name), color=colour)
         means: dict[float, list[float]] = defaultdict(list)
         for row in rows:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mtfcdd.data.datamodule import RealIADDataModule
-from mtfcdd.data.synthetic import ensure_synthetic
+from mtfcdd.data.synthetic.build import ensure_synthetic
 
 
 class SyntheticRealIADDataModule(RealIADDataModule):

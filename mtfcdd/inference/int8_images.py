@@ -1,4 +1,5 @@
-"""Real images for int8 calibration and for measuring an engine's deviation from fp32.
+"""Images for int8 calibration and for measuring an engine's deviation from fp32 where no training set is at hand
+(with one, the data module serves them: ``int8_calibration_images``).
 
 Sources: ``synthetic`` (views rendered in memory by the synthetic Real-IAD generator: objects on real scikit-image
 textures, mostly OK samples with some defects, like a training set), ``skimage`` (scikit-image's photographs,
@@ -30,19 +31,9 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def _synthetic_images(count: int, offset: int, seed: int) -> list[torch.Tensor]:
-    from mtfcdd.data.realiad import DEFECT_CODES
-    from mtfcdd.data.synthetic import CATEGORY_STYLES, render_sample
+    from mtfcdd.data.synthetic import rendered_views
 
-    categories = list(CATEGORY_STYLES)
-    images: list[torch.Tensor] = []
-    number = offset
-    while len(images) < count:
-        category = categories[number % len(categories)]
-        kind = DEFECT_CODES[(number // 5) % len(DEFECT_CODES)] if number % 5 == 4 else "OK"  # 20 % defective samples
-        rendered = render_sample(category, kind, number + 1, size=256, seed=seed)
-        images.extend(_to_tensor(view) for view in rendered.images[: count - len(images)])
-        number += 1
-    return images
+    return [_to_tensor(view) for view in rendered_views(count, offset, seed)]
 
 
 def _skimage_images(count: int, offset: int, seed: int) -> list[torch.Tensor]:
@@ -95,7 +86,7 @@ def load_images(
         images = _skimage_images(count, offset, seed)
     else:
         if root is None:
-            raise ValueError("image source 'dir' needs a folder (calibration.root=...)")
+            raise ValueError("image source 'dir' needs a folder (int8_images.root=...)")
         images = _dir_images(root, count, offset)
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     resized = [
@@ -103,37 +94,3 @@ def load_images(
         for image in images
     ]
     return torch.cat(resized).clamp_(0.0, 1.0)
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(net: torch.nn.Module, images: torch.Tensor, batch_size: int = 8,
-                          backbone: bool = True, head: bool = True) -> int:
-    """Replace the BatchNorm running statistics of an untrained network with those of ``images``, in place.
-
-    A network with random weights and the initial statistics (mean 0, variance 1) gives nearly the same heatmap for
-    every image (scores differ by ~0.3 %), so no comparison of decisions means anything on it. With statistics
-    measured on real images every layer is standardised as in a trained network and scores spread (~30 %): a fair
-    stand-in for trained weights when timing engines and measuring their deviations. The backbone is recalibrated
-    first, then the head on the recalibrated features. Returns how many BatchNorm layers were reset.
-    """
-    parts = [part for part, wanted in ((net.backbone, backbone), (net.head, head)) if wanted]
-    count = 0
-    for part in parts:
-        layers = [m for m in part.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        saved = [(m.momentum, m.training) for m in layers]
-        for layer in layers:
-            layer.reset_running_stats()
-            layer.momentum = None  # cumulative average over all batches
-            torch.nn.Module.train(layer, True)
-        try:
-            for start in range(0, len(images), batch_size):
-                batch = images[start : start + batch_size]
-                features = net.backbone(batch)
-                if part is net.head:
-                    net.head(features)
-        finally:
-            for layer, (momentum, training) in zip(layers, saved):
-                layer.momentum = momentum
-                torch.nn.Module.train(layer, training)
-        count += len(layers)
-    return count
