@@ -14,6 +14,7 @@ import pytest
 import torch
 from skimage.measure import label as skimage_label
 
+from mtfcdd.metrics.any_defect import fit_any_defect
 from mtfcdd.metrics.aupro import aupro_from_counts, region_weights
 from mtfcdd.metrics.evaluator import _STATES as STATES
 from mtfcdd.metrics.evaluator import METRICS, MultiTypeEvaluator, UndefinedMetricWarning
@@ -318,6 +319,48 @@ def test_single_mode_is_one_channel_against_any_defect():
     assert_close_to_exact(results, exact_results(single, masks, types, mode="single"))
     assert results["type_classification"] is None
     assert results["types"]["anomaly"]["positive_images"] == int((types >= 0).sum())
+
+
+@pytest.mark.parametrize("protocol", ["paper", "typed"])
+def test_any_defect_view_is_the_scaled_maximum_against_every_defect(protocol):
+    """The any-defect entry: the pipeline's map and score (max over scaled channels), positives = every defect image
+    and pixel whatever the protocol; without them, the unscaled maximum. Checked against the exact references."""
+    maps, masks, types, _ = make_data(seed=14)
+    scale = torch.tensor([0.5, 2.0, 1.0, 4.0], dtype=maps.dtype)
+    scaled = (maps / scale.view(1, -1, 1, 1)).amax(dim=1)
+    evaluator = MultiTypeEvaluator(TYPES, protocol=protocol)
+    for start in range(0, len(maps), 8):
+        part = slice(start, start + 8)
+        evaluator.update(maps[part], masks[part], types[part], anomaly_map=scaled[part],
+                         anomaly_score=scaled[part].flatten(1).amax(dim=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        results = evaluator.compute()
+    exact = exact_results(scaled[:, None], masks, types, mode="single")["anomaly"]
+    assert_close_to_exact({"types": {"any": results["any_defect"]}}, {"any": exact})
+    assert results["any_defect"]["positive_images"] == int((types >= 0).sum())
+    plain = evaluate(maps, masks, types, protocol=protocol)
+    _assert_same_results(results, plain, tol=0.0)  # the types are untouched
+    unscaled = plain["any_defect"]
+    reference = exact_results(maps.amax(dim=1, keepdim=True), masks, types, mode="single")["anomaly"]
+    assert_close_to_exact({"types": {"any": unscaled}}, {"any": reference})
+    assert unscaled["i_auroc"] != results["any_defect"]["i_auroc"]  # the scaling matters on these maps
+    flat = MultiTypeEvaluator.flat_metrics(results, "test")
+    assert flat["test/i_auroc/any_defect"] == results["any_defect"]["i_auroc"]
+
+
+def test_any_defect_scales_and_threshold_from_normal_validation_scores():
+    rng = np.random.default_rng(15)
+    types = np.r_[np.full(40, -1), rng.integers(0, 3, 20)]
+    scores = rng.gamma(2.0, [1.0, 5.0, 0.2], size=(60, 3))
+    scores[40:][np.arange(20), types[40:]] += 3.0
+    scale, threshold = fit_any_defect(scores, types, quantile=0.9)
+    assert scale == pytest.approx(np.quantile(scores[:40], 0.9, axis=0), rel=1e-6)
+    any_scores = (scores.astype(np.float32) / scale).max(axis=1)
+    _, best_f1, best_t = brute_force_ap_f1(any_scores.astype(np.float64), types >= 0)
+    assert threshold == pytest.approx(best_t, rel=1e-6)
+    assert fit_any_defect(scores[:, :1], types)[0].tolist() == [1.0]  # one channel: nothing to normalise across
+    assert math.isinf(fit_any_defect(scores[:40], types[:40])[1])  # no defect image: never decides
 
 
 @pytest.mark.parametrize("protocol", ["paper", "typed"])
