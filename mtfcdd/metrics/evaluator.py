@@ -35,6 +35,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from mtfcdd.metrics.any_defect import any_defect_map, any_defect_scores
+from mtfcdd.metrics.batch_checks import check_any_defect, check_batch, check_normal_masks
 from mtfcdd.metrics.aupro import AUPRO_FPR_LIMIT, aupro_from_counts, region_weights
 from mtfcdd.metrics.image_metrics import (
     AP_DEFINITION,
@@ -204,17 +205,12 @@ class MultiTypeEvaluator(Metric):
                 any-defect view of ``maps``/``scores`` without cross-channel normalisation (scale 1).
         """
         maps = maps.detach()
-        self._check_batch(maps, masks, type_index, category)
+        check_batch(maps, masks, type_index, category, self.num_types, self.mode, self.per_category)
         masks = masks.detach().to(maps.device)
         masks = masks if masks.dtype == torch.bool else masks != 0
         types = type_index.detach().cpu().long().numpy()
         masks_cpu = masks.cpu().numpy()
-        normal_with_mask = np.flatnonzero((types < 0) & masks_cpu.any(axis=(1, 2)))
-        if len(normal_with_mask):
-            raise ValueError(
-                f"masks: batch image {int(normal_with_mask[0])} is normal (type_index -1) but its mask has "
-                f"{int(masks_cpu[normal_with_mask[0]].sum())} defect pixels; expected an empty mask"
-            )
+        check_normal_masks(types, masks_cpu)
         scores = image_scores(maps, self.image_score) if scores is None else scores.detach()
         if tuple(scores.shape) != tuple(maps.shape[:2]):
             raise ValueError(f"scores: expected [B, M] = {tuple(maps.shape[:2])}, got {tuple(scores.shape)}")
@@ -263,11 +259,7 @@ class MultiTypeEvaluator(Metric):
             ones = torch.ones(self.num_types, device=maps.device, dtype=maps.dtype)
             anomaly_map, anomaly_score = any_defect_map(maps, ones), any_defect_scores(scores, ones.double())
         anomaly_map, anomaly_score = anomaly_map.detach().to(maps.device), anomaly_score.detach()
-        if tuple(anomaly_map.shape) != (maps.shape[0], *maps.shape[2:]) or tuple(anomaly_score.shape) != maps.shape[:1]:
-            raise ValueError(
-                f"anomaly_map/anomaly_score: expected [{maps.shape[0]}, {maps.shape[2]}, {maps.shape[3]}] and "
-                f"[{maps.shape[0]}], got {tuple(anomaly_map.shape)} and {tuple(anomaly_score.shape)}"
-            )
+        check_any_defect(maps, anomaly_map, anomaly_score)
         maps = torch.cat([maps, anomaly_map[:, None].to(maps.dtype)], dim=1)
         return maps, torch.cat([scores, anomaly_score.to(scores)[:, None]], dim=1)
 
@@ -280,32 +272,6 @@ class MultiTypeEvaluator(Metric):
 
     def _local_codes(self) -> set[int]:
         return {category_code(decode_name(row)) for row in self.scope_names[0].cpu()}
-
-    def _check_batch(
-        self, maps: torch.Tensor, masks: torch.Tensor, type_index: torch.Tensor, category: Sequence[str] | None
-    ) -> None:
-        if maps.ndim != 4 or maps.shape[1] != self.num_types or not maps.is_floating_point():
-            raise ValueError(
-                f"maps: expected a float tensor [B, {self.num_types}, H, W], got {maps.dtype} {tuple(maps.shape)}"
-            )
-        batch, _, height, width = maps.shape
-        if tuple(masks.shape) != (batch, height, width) or masks.is_floating_point() or masks.is_complex():
-            raise ValueError(
-                f"masks: expected a bool tensor [{batch}, {height}, {width}] matching maps, "
-                f"got {masks.dtype} {tuple(masks.shape)}"
-            )
-        if tuple(type_index.shape) != (batch,) or type_index.is_floating_point():
-            raise ValueError(
-                f"type_index: expected an int tensor [{batch}], got {type_index.dtype} {tuple(type_index.shape)}"
-            )
-        if batch and int(type_index.min()) < -1:
-            raise ValueError(f"type_index: values must be >= -1 (-1 = normal), got {int(type_index.min())}")
-        if batch and self.mode == "multi" and int(type_index.max()) >= self.num_types:
-            raise ValueError(
-                f"type_index: values must be < {self.num_types} (one per type name), got {int(type_index.max())}"
-            )
-        if self.per_category and (category is None or len(category) != batch):
-            raise ValueError(f"category: per_category=True needs {batch} category names, got {category!r}")
 
     def merge(self, other: MultiTypeEvaluator) -> None:
         """Add ``other``'s images (evaluated with the same settings) into this evaluator."""
