@@ -11,6 +11,7 @@ from mtfcdd.model.backbones import backbone_normalisation
 from mtfcdd.model.loss import MultiTypeFCDDLoss
 from mtfcdd.model.module import MultiTypeFCDDModule
 from mtfcdd.model.network import MultiTypeFCDD
+from mtfcdd.model.patchcore.build import build_patchcore_module, build_patchcore_network, is_patchcore
 from mtfcdd.model.pipeline import InferencePipeline
 
 
@@ -30,7 +31,10 @@ def normalisation(cfg: DictConfig) -> tuple[list[float], list[float]]:
 
 
 def build_network(cfg: DictConfig) -> MultiTypeFCDD:
-    """The plain ``nn.Module`` of ``cfg.model`` with M = number of heatmap channels for ``cfg.mode``."""
+    """The plain ``nn.Module`` of ``cfg.model`` with M = number of heatmap channels for ``cfg.mode``
+    (a :class:`~mtfcdd.model.patchcore.network.PatchCoreNet` for ``model=patchcore``)."""
+    if is_patchcore(cfg):
+        return build_patchcore_network(cfg)
     backbone = instantiate(cfg.model.backbone)
     return MultiTypeFCDD(
         backbone, num_types=len(type_names(cfg)), head_width=cfg.model.head_width, upsample=cfg.model.upsample
@@ -51,8 +55,11 @@ def build_pipeline(cfg: DictConfig, net: MultiTypeFCDD | None = None) -> Inferen
 
 def build_module(cfg: DictConfig, pipeline: InferencePipeline | None = None) -> MultiTypeFCDDModule:
     """The LightningModule of ``cfg.model`` around ``pipeline`` (built from the config when not given)."""
+    pipeline = pipeline if pipeline is not None else build_pipeline(cfg)
+    if is_patchcore(cfg):
+        return build_patchcore_module(cfg, pipeline)
     return MultiTypeFCDDModule(
-        pipeline=pipeline if pipeline is not None else build_pipeline(cfg),
+        pipeline=pipeline,
         loss=MultiTypeFCDDLoss(z_floor=cfg.model.loss.z_floor),
         optimizer=instantiate(cfg.model.optimizer),
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
