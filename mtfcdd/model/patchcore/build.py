@@ -51,8 +51,8 @@ def build_patchcore_network(cfg: DictConfig) -> PatchCoreNet:
 
 
 def build_patchcore_module(cfg: DictConfig, pipeline: InferencePipeline) -> PatchCoreModule:
-    """The :class:`PatchCoreModule` of ``cfg.model`` around ``pipeline``."""
-    check_config(cfg)
+    """The :class:`PatchCoreModule` of ``cfg.model`` around ``pipeline`` (built, and the config checked, by
+    :func:`build_patchcore_network`)."""
     return PatchCoreModule(
         pipeline,
         coreset_ratio=cfg.model.coreset_ratio,

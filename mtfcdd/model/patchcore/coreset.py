@@ -23,25 +23,36 @@ def random_projection(features: torch.Tensor, dim: int, seed: int, chunk: int = 
     return torch.cat([features[i : i + chunk].float() @ matrix for i in range(0, num, chunk)])
 
 
-def greedy_coreset(points: torch.Tensor, k: int, start: int = 0) -> torch.Tensor:
+def greedy_coreset(points: torch.Tensor, k: int, start: int = 0, threads: int | None = 1) -> torch.Tensor:
     """Indices [k] of a greedy k-center selection over ``points`` [N, d] (Gonzalez's 2-approximation): begin at
     ``start``, then repeatedly add the point farthest (Euclidean) from the centres chosen so far (first index on ties).
 
-    Memory: O(N) besides ``points``; time: k matrix-vector products.
+    Memory: O(N) besides ``points``; time: k matrix-vector products. On CPU the loop runs on ``threads`` threads
+    (None: torch's setting): each step is one memory-bound pass over ``points``, and on 2 shared cores 2 threads
+    measured 8-12x slower than 1 (124 vs 11 ms per step for 160,000 x 128), their synchronisation dominating.
     """
     num = points.shape[0]
     if not 1 <= k <= num:
         raise ValueError(f"coreset size k={k} must be in [1, {num}]")
-    square_norms = points.square().sum(dim=1)
-    chosen = torch.empty(k, dtype=torch.int64)
-    chosen[0] = start
-    nearest = torch.full((num,), math.inf, dtype=points.dtype)
-    for i in range(1, k):
-        centre = points[chosen[i - 1]]
-        distance = (square_norms - 2.0 * (points @ centre) + square_norms[chosen[i - 1]]).clamp_min(0.0)
-        torch.minimum(nearest, distance, out=nearest)
-        chosen[i] = torch.argmax(nearest)
-    return chosen
+    previous = torch.get_num_threads()
+    if threads is not None and points.device.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        square_norms = points.square().sum(dim=1)
+        chosen = torch.empty(k, dtype=torch.int64, device=points.device)
+        chosen[0] = start
+        nearest = torch.full((num,), math.inf, dtype=points.dtype, device=points.device)
+        distance = torch.empty_like(nearest)
+        for i in range(1, k):
+            centre = points[chosen[i - 1]]
+            # squared distance to the newest centre, (|x|^2 - 2 x.c, then + |c|^2)
+            torch.addmv(square_norms, points, centre, alpha=-2.0, out=distance)
+            distance += square_norms[chosen[i - 1]]
+            torch.minimum(nearest, distance, out=nearest)
+            chosen[i] = torch.argmax(nearest)
+    finally:
+        torch.set_num_threads(previous)
+    return chosen.cpu()
 
 
 class PatchReservoir:
@@ -59,7 +70,7 @@ class PatchReservoir:
 
     def add(self, features: torch.Tensor) -> None:
         """Append rows [n, D]."""
-        self.rows.append(features.detach().float().cpu())
+        self.rows.append(features.detach().to("cpu", torch.float32, copy=True))  # a copy: never a view that pins its batch
         self.keys.append(torch.rand(len(features), generator=self.generator))
         self.held += len(features)
         self.seen += len(features)

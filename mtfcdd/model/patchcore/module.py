@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 import zlib
 
 import torch
@@ -21,6 +22,9 @@ from mtfcdd.model.patchcore.coreset import PatchReservoir, coreset_size, greedy_
 from mtfcdd.model.pipeline import InferencePipeline
 
 log = logging.getLogger("mtfcdd.patchcore")
+
+# fitting a memory bank has no optimizer on purpose
+warnings.filterwarnings("ignore", message=r"`LightningModule.configure_optimizers` returned `None`", category=UserWarning)
 
 BANKS = ("per_category", "shared")
 """``per_category``: one coreset per category, the bank is their union (a query's nearest row is searched over all of
@@ -98,7 +102,7 @@ class PatchCoreModule(MultiTypeFCDDModule):
         generator = torch.Generator().manual_seed(self.seed)
         banks = []
         for pool in pools:
-            projected = random_projection(pool, self.projection_dim, seed=self.seed)
+            projected = random_projection(pool, self.projection_dim, seed=self.seed).to(self.device)
             start = int(torch.randint(len(pool), (1,), generator=generator))
             banks.append(pool[greedy_coreset(projected, coreset_size(len(pool), self.coreset_ratio), start=start)])
         self.net.set_memory_bank(torch.cat(banks).to(self.device))
