@@ -114,3 +114,20 @@ def test_patchcore_needs_mode_single_and_rejects_unknown_model_keys(tmp_path):
     # the demo's MultiTypeFCDD keys (head_width, optimizer) are tolerated
     cfg = compose_config(tmp_path, ["model=patchcore", "experiment=demo", "model.backbone.pretrained=false"])
     assert build_module(cfg).net.num_types == 1
+
+
+@pytest.mark.parametrize("bank", ["per_category", "shared"])
+def test_bank_sizes_follow_the_bank_kind_the_ratio_and_the_patch_cap(bank):
+    from mtfcdd.model.patchcore.module import PatchCoreModule
+    from mtfcdd.model.pipeline import InferencePipeline
+
+    pipeline = InferencePipeline(small_net(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    module = PatchCoreModule(pipeline, coreset_ratio=0.015, bank=bank, max_patches_per_category=100, channels_last=False)
+    images = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(2))  # 64 patches per image
+    module.training_step({"image": images, "label": torch.zeros(5, 1), "category": ["a", "a", "b", "b", "b"]}, 0)
+    module.fit_memory_bank()
+    # category a: 128 patches capped to 100, b: 192 capped to 100
+    expected = 2 * 2 if bank == "per_category" else 3  # ceil(0.015 * 100) per category, ceil(0.015 * 200) shared
+    assert module.net.memory_bank.shape == (expected, 152)
+    with pytest.raises(RuntimeError, match="normal images only"):
+        module.training_step({"image": images, "label": torch.ones(5, 1), "category": ["a"] * 5}, 1)
