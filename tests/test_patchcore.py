@@ -111,6 +111,9 @@ def test_patchcore_needs_mode_single_and_rejects_unknown_model_keys(tmp_path):
     cfg = compose_config(tmp_path, ["model=patchcore", "model/backbone=efficientnet_lite0", "+model.coreset_ration=0.1"])
     with pytest.raises(ConfigError, match="model.coreset_ration"):
         build_module(cfg)
+    cfg = compose_config(tmp_path, ["model/backbone=efficientnet_lite0", "model.name=patchcor"])
+    with pytest.raises(ConfigError, match="model.name='patchcor'"):
+        build_module(cfg)
     # the demo's MultiTypeFCDD keys (head_width, optimizer) are tolerated
     cfg = compose_config(tmp_path, ["model=patchcore", "experiment=demo", "model.backbone.pretrained=false"])
     assert build_module(cfg).net.num_types == 1

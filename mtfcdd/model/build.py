@@ -5,14 +5,19 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from mtfcdd.config import ConfigError
 from mtfcdd.data.realiad import DEFECT_NAMES
 from mtfcdd.data.transforms import check_normalisation
 from mtfcdd.model.backbones import backbone_normalisation
 from mtfcdd.model.loss import MultiTypeFCDDLoss
 from mtfcdd.model.module import MultiTypeFCDDModule
 from mtfcdd.model.network import MultiTypeFCDD
+from mtfcdd.model.patchcore.build import NAME as PATCHCORE
 from mtfcdd.model.patchcore.build import build_patchcore_module, build_patchcore_network, is_patchcore
 from mtfcdd.model.pipeline import InferencePipeline
+
+MODEL_NAMES = ("mtfcdd", PATCHCORE)
+"""``model.name`` values: the config group's options (conf/model/*.yaml)."""
 
 
 def type_names(cfg: DictConfig) -> list[str]:
@@ -33,6 +38,9 @@ def normalisation(cfg: DictConfig) -> tuple[list[float], list[float]]:
 def build_network(cfg: DictConfig) -> MultiTypeFCDD:
     """The plain ``nn.Module`` of ``cfg.model`` with M = number of heatmap channels for ``cfg.mode``
     (a :class:`~mtfcdd.model.patchcore.network.PatchCoreNet` for ``model=patchcore``)."""
+    name = cfg.model.get("name", "mtfcdd")  # checkpoints written before model.name existed hold MultiTypeFCDD
+    if name not in MODEL_NAMES:
+        raise ConfigError(f"model.name={name!r} is not valid; choose one of: {', '.join(MODEL_NAMES)}")
     if is_patchcore(cfg):
         return build_patchcore_network(cfg)
     backbone = instantiate(cfg.model.backbone)
