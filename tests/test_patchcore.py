@@ -99,7 +99,9 @@ def test_a_fast_run_on_the_tiny_set_reports_any_defect_metrics_without_type_metr
     metrics = (run / "csv").rglob("metrics.csv")
     header = next(metrics).read_text().splitlines()[0]
     assert "test/i_auroc/anomaly" in header and "type_accuracy" not in header and "loss" not in header
-    pipeline, saved = load_pipeline(run / "checkpoints" / "last.ckpt")
+    best = list((run / "checkpoints").glob("best_*.ckpt"))
+    assert len(best) == 1  # the fitted bank was checkpointed and selected
+    pipeline, saved = load_pipeline(best[0])
     assert saved.model.name == "patchcore" and pipeline.net.memory_bank.shape[0] >= 1
     assert (pipeline.heat_max > pipeline.heat_min).all() and torch.isfinite(pipeline.image_threshold).all()
 

@@ -90,10 +90,10 @@ class PatchCoreModule(MultiTypeFCDDModule):
             self._samples[category].add(patches)
         self._images_seen += len(rows)
 
-    def fit_memory_bank(self) -> None:
-        """Coreset(s) of the sampled patches -> ``net.memory_bank``; a no-op when no patches are waiting."""
+    def fit_memory_bank(self) -> bool:
+        """Coreset(s) of the sampled patches -> ``net.memory_bank``; False (a no-op) when no patches are waiting."""
         if not self._samples:
-            return
+            return False
         started = time.perf_counter()
         categories = sorted(self._samples)
         pools = [self._samples[c].features() for c in categories]
@@ -113,10 +113,17 @@ class PatchCoreModule(MultiTypeFCDDModule):
             len(categories), time.perf_counter() - started,
         )
         self._samples = {}
+        return True
+
+    def _fit_in_trainer(self) -> None:
+        """Fit the bank and count it as the run's one optimisation step (``trainer.global_step`` 1): checkpoint
+        callbacks save nothing at step 0, so the best checkpoint would otherwise never hold the fitted bank."""
+        if self.fit_memory_bank():
+            self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_completed()
 
     def on_validation_epoch_start(self) -> None:
         if not self.trainer.sanity_checking:
-            self.fit_memory_bank()
+            self._fit_in_trainer()
         super().on_validation_epoch_start()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -133,7 +140,7 @@ class PatchCoreModule(MultiTypeFCDDModule):
         if self._images_seen and self._images_seen < expected:
             log.warning("PatchCore memory bank fitted on %d of %d normal training images (trainer.limit_train_batches)",
                         self._images_seen, expected)
-        self.fit_memory_bank()
+        self._fit_in_trainer()
         self.trainer.should_stop = True
 
     def configure_optimizers(self) -> None:
