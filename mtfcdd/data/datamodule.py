@@ -38,6 +38,9 @@ from mtfcdd.defect_types import DEFECT_CODES
 
 log = logging.getLogger("mtfcdd.data")
 
+TRAIN_IMAGES = ("balanced", "normal")
+"""What the training loader serves (``data.train_images``): class-balanced draws, or the normal images once."""
+
 
 def _check_int(name: str, value: object, minimum: int, allow_none: bool = False) -> None:
     if value is None and allow_none:
@@ -119,6 +122,8 @@ class RealIADDataModule(L.LightningDataModule):
         val_max_images, test_max_images: stratified subsets of at most that many images (None: all).
         sampler_seed: seed of the validation split, the subsets, the balanced sampler and the augmentation.
         summary_by_category: add per-category rows to the printed summary and ``summary_rows``.
+        train_images: what ``train_dataloader`` serves: ``balanced`` (the class-balanced, augmented draws above) or
+            ``normal`` (one pass in order over the normal training images, not augmented: fitting a memory bank).
     """
 
     def __init__(
@@ -145,6 +150,7 @@ class RealIADDataModule(L.LightningDataModule):
         sampler_seed: int = 0,
         on_missing: str = "error",
         summary_by_category: bool = False,
+        train_images: str = "balanced",
     ) -> None:
         super().__init__()
         check_choice("mode", mode, MODES)
@@ -160,6 +166,8 @@ class RealIADDataModule(L.LightningDataModule):
         _check_int("val_max_images", val_max_images, 1, allow_none=True)
         _check_int("test_max_images", test_max_images, 1, allow_none=True)
         _check_int("sampler_seed", sampler_seed, 0)
+        if train_images not in TRAIN_IMAGES:
+            raise ConfigError(f"data.train_images={train_images!r} is not valid; choose one of: {', '.join(TRAIN_IMAGES)}")
         if pin_memory not in (True, False, "auto"):
             raise ConfigError(f"data.pin_memory={pin_memory!r} is not valid; choose one of: true, false, auto")
         if isinstance(val_fraction, bool) or not isinstance(val_fraction, Real) or not 0 <= val_fraction < 1:
@@ -184,6 +192,7 @@ class RealIADDataModule(L.LightningDataModule):
         self.sampler_seed = sampler_seed
         self.on_missing = on_missing
         self.summary_by_category = summary_by_category
+        self.train_images = train_images
         self.epoch_draws: int | None = None
         self.summary_rows: list[dict[str, str | int]] | None = None
         self.train_dataset: RealIADDataset | None = None
@@ -258,13 +267,21 @@ class RealIADDataModule(L.LightningDataModule):
         classes = sampler_classes(dataset.records, self.balance)
         return np.bincount(classes, minlength=NUM_SAMPLER_CLASSES[self.balance]).tolist()
 
-    def train_dataloader(self) -> ResumableLoader:
-        """Class-balanced draws: ``epoch_draws`` per epoch (the dataset size, with a warning, when unset).
+    def train_dataloader(self) -> ResumableLoader | DataLoader:
+        """``train_images=normal``: the normal training images once, in order, as evaluated (no augmentation).
+
+        Otherwise class-balanced draws: ``epoch_draws`` per epoch (the dataset size, with a warning, when unset).
 
         Resumable mid-epoch (:mod:`mtfcdd.data.resumable`); the augmentation of each draw is seeded from
         (``sampler_seed``, epoch, draw position), independent of the number of workers.
         """
         dataset = self._require(self.train_dataset)
+        if self.train_images == "normal":
+            normal = [record for record in dataset.records if record.type_index < 0]
+            if not normal:
+                raise RealIADFormatError(f"data.train_images=normal: the training split under {self.root} holds no normal images")
+            options = dict(num_types=dataset.num_types, mode=self.mode)
+            return self._eval_loader(RealIADDataset(normal, eval_transform(self.image_size), **options))
         draws = self.epoch_draws
         if draws is None:
             draws = len(dataset)

@@ -1,7 +1,8 @@
 """Frozen timm backbones cut after one stage, with offline weight loading.
 
 The paper uses the first three stages of Inception-ResNet-v2 (320 channels at stride 8). Any timm model that
-supports ``features_only`` can be cut the same way; ``out_index`` picks the stage (timm ``feature_info`` index).
+supports ``features_only`` can be cut the same way; ``out_index`` picks the stage (timm ``feature_info`` index);
+``extra_indices`` also returns earlier stages (PatchCore's multi-scale patch features).
 """
 
 from __future__ import annotations
@@ -127,18 +128,24 @@ class FrozenBackbone(nn.Module):
         pretrained: bool = True,
         weights_path: str | None = None,
         weights_mapping: str = "by_name",
+        extra_indices: tuple[int, ...] | list[int] = (),
         output_stride: int | None = None,
     ) -> None:
         super().__init__()
+        if any(index >= out_index for index in extra_indices):
+            raise ValueError(f"model.backbone.extra_indices={list(extra_indices)}: expected stages before out_index={out_index}")
         self.name = name
+        indices = (*sorted(extra_indices), out_index)
         options = {} if output_stride is None else {"output_stride": output_stride}
-        self.body = timm.create_model(name, pretrained=False, features_only=True, out_indices=(out_index,), **options)
+        self.body = timm.create_model(name, pretrained=False, features_only=True, out_indices=indices, **options)
         _drop_unused_blocks(self.body)
         if pretrained:
             self._load_pretrained(weights_path, weights_mapping)
         info = self.body.feature_info
         self.out_channels: int = info.channels()[-1]
         self.stride: int = info.reduction()[-1]
+        self.stage_channels: list[int] = info.channels()
+        self.stage_strides: list[int] = info.reduction()
         self.mean, self.std = backbone_normalisation(name)
         for parameter in self.body.parameters():
             parameter.requires_grad_(False)
@@ -181,6 +188,10 @@ class FrozenBackbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)[-1]
+
+    def stages(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Features of every cut stage, ``extra_indices`` then ``out_index``: [B, stage_channels[i], H/s_i, W/s_i]."""
+        return list(self.body(images))
 
 
 def _drop_unused_blocks(body: nn.Module) -> None:

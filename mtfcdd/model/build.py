@@ -5,13 +5,19 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from mtfcdd.config import ConfigError
 from mtfcdd.data.transforms import check_normalisation
 from mtfcdd.defect_types import channel_names
 from mtfcdd.model.backbones import backbone_normalisation
 from mtfcdd.model.loss import MultiTypeFCDDLoss
 from mtfcdd.model.module import MultiTypeFCDDModule
 from mtfcdd.model.network import MultiTypeFCDD
+from mtfcdd.model.patchcore.build import NAME as PATCHCORE
+from mtfcdd.model.patchcore.build import build_patchcore_module, build_patchcore_network, is_patchcore
 from mtfcdd.model.pipeline import InferencePipeline
+
+MODEL_NAMES = ("mtfcdd", PATCHCORE)
+"""``model.name`` values: the config group's options (conf/model/*.yaml)."""
 
 
 def type_names(cfg: DictConfig) -> list[str]:
@@ -28,7 +34,13 @@ def normalisation(cfg: DictConfig) -> tuple[list[float], list[float]]:
 
 
 def build_network(cfg: DictConfig) -> MultiTypeFCDD:
-    """The plain ``nn.Module`` of ``cfg.model`` with M = number of heatmap channels for ``cfg.mode``."""
+    """The plain ``nn.Module`` of ``cfg.model`` with M = number of heatmap channels for ``cfg.mode``
+    (a :class:`~mtfcdd.model.patchcore.network.PatchCoreNet` for ``model=patchcore``)."""
+    name = cfg.model.get("name", "mtfcdd")  # checkpoints written before model.name existed hold MultiTypeFCDD
+    if name not in MODEL_NAMES:
+        raise ConfigError(f"model.name={name!r} is not valid; choose one of: {', '.join(MODEL_NAMES)}")
+    if is_patchcore(cfg):
+        return build_patchcore_network(cfg)
     backbone = instantiate(cfg.model.backbone)
     return MultiTypeFCDD(
         backbone, num_types=len(type_names(cfg)), head_width=cfg.model.head_width, upsample=cfg.model.upsample
@@ -49,8 +61,11 @@ def build_pipeline(cfg: DictConfig, net: MultiTypeFCDD | None = None) -> Inferen
 
 def build_module(cfg: DictConfig, pipeline: InferencePipeline | None = None) -> MultiTypeFCDDModule:
     """The LightningModule of ``cfg.model`` around ``pipeline`` (built from the config when not given)."""
+    pipeline = pipeline if pipeline is not None else build_pipeline(cfg)
+    if is_patchcore(cfg):
+        return build_patchcore_module(cfg, pipeline)
     return MultiTypeFCDDModule(
-        pipeline=pipeline if pipeline is not None else build_pipeline(cfg),
+        pipeline=pipeline,
         loss=MultiTypeFCDDLoss(z_floor=cfg.model.loss.z_floor),
         optimizer=instantiate(cfg.model.optimizer),
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,

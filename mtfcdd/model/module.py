@@ -34,6 +34,7 @@ class MultiTypeFCDDModule(L.LightningModule):
 
     ``engine`` (set by ``evaluate`` and ``predict``) runs the test and prediction batches instead of the pipeline
     itself (an engine compiles, folds or quantises the same pipeline); validation always runs the pipeline.
+    ``loss`` None (a model without one, e.g. PatchCore): no ``val/loss``/``test/loss``.
     ``channels_last`` runs the network in NHWC memory format (about 2.7x faster for the depthwise convolutions of
     EfficientNet on CPU; same values).
     """
@@ -41,8 +42,8 @@ class MultiTypeFCDDModule(L.LightningModule):
     def __init__(
         self,
         pipeline: InferencePipeline,
-        loss: MultiTypeFCDDLoss,
-        optimizer: Callable[..., torch.optim.Optimizer],
+        loss: MultiTypeFCDDLoss | None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None,
         scheduler: Callable[..., Any] | None,
         type_names: list[str],
         mode: str = "multi",
@@ -97,8 +98,9 @@ class MultiTypeFCDDModule(L.LightningModule):
 
     def _eval_step(self, batch: dict, evaluator: MultiTypeEvaluator, stage: str) -> PipelineOutput:
         out = self.infer(batch["image"])
-        loss = self.loss(map_scores(out.maps), batch["label"])
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch["image"]), sync_dist=True)
+        if self.loss is not None:
+            loss = self.loss(map_scores(out.maps), batch["label"])
+            self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch["image"]), sync_dist=True)
         evaluator.update(out.heatmaps, batch["mask"], batch["type_index"], list(batch["category"]),
                          scores=out.scores, predicted_type=out.predicted_type,
                          anomaly_map=out.anomaly_map, anomaly_score=out.anomaly_score)
