@@ -23,7 +23,7 @@ TRAINED_MEAN, TRAINED_STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_realiad: Path):
     """Factory ``image_score -> run directory`` of a short real training (train, validate, test) on the tiny set with
-    a ``data.mean``/``data.std`` override, cached per image score for the session. Treat the runs as read-only."""
+    a ``data.mean``/``data.std`` override and the any-defect view's normal-quantile scale, cached per image score for the session. Treat the runs as read-only."""
     from hydra_compose import compose_config
 
     from mtfcdd.train import run_task
@@ -36,6 +36,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_realiad: Path):
             cfg = compose_config(tmp, [
                 "data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=limit",
                 "logger=none", "data.num_workers=0", f"model.evaluation.image_score={image_score}",
+                "model.evaluation.any_defect_quantile=0.9",
                 f"data.mean=[{','.join(map(str, TRAINED_MEAN))}]", f"data.std=[{','.join(map(str, TRAINED_STD))}]",
             ])
             run_task(cfg)

@@ -125,8 +125,8 @@ def markdown_report(results: dict, paper: dict[str, float] | None = None, alpha:
         ]
     parts += [
         "## Any defect (is this part defective?)",
-        "One map and one score per image from every channel (each divided by a high quantile of its scores on "
-        "normal validation images, then the maximum); positives = every defect image and pixel.",
+        "One map and one score per image: the maximum over the type channels (see the pipeline's anomaly_scale); "
+        "positives = every defect image and pixel.",
         markdown_table(*tables[ANY_DEFECT]),
     ]
     if results["mode"] == "single":

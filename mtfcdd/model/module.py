@@ -50,15 +50,15 @@ class MultiTypeFCDDModule(L.LightningModule):
         protocol: str = "typed",
         per_category: bool = False,
         channels_last: bool = True,
-        any_defect_quantile: float = ANY_DEFECT_QUANTILE,
+        any_defect_quantile: float | None = ANY_DEFECT_QUANTILE,
     ) -> None:
         super().__init__()
         if len(type_names) != pipeline.num_types:
             raise ValueError(f"{len(type_names)} type names for a network with {pipeline.num_types} channels")
         self.pipeline = pipeline.to(memory_format=torch.channels_last) if channels_last else pipeline
         self.channels_last = channels_last
-        if not 0.0 < any_defect_quantile <= 1.0:
-            raise ValueError(f"any_defect_quantile={any_defect_quantile!r}: expected a number in (0, 1]")
+        if any_defect_quantile is not None and not 0.0 < any_defect_quantile <= 1.0:
+            raise ValueError(f"model.evaluation.any_defect_quantile={any_defect_quantile!r}: expected null or a number in (0, 1]")
         self.any_defect_quantile = any_defect_quantile
         self.loss = loss
         self.optimizer_factory = optimizer
