@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from mtfcdd.defect_types import MODES
 from mtfcdd.errors import UserError
 from mtfcdd.sweep import register_resolvers
 
@@ -20,7 +21,7 @@ register_resolvers()
 
 VALID_CHOICES: dict[str, tuple] = {
     "alpha": (0.1, 0.2, 0.4),
-    "mode": ("multi", "single"),
+    "mode": MODES,
     "test_ckpt": ("best", "last"),
 }
 

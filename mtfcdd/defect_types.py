@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MODES = ("multi", "single")
+"""Heatmap channels of a run: ``multi`` = one per configured defect type; ``single`` = one any-defect channel."""
+
 RGB = tuple[int, int, int]
 
 

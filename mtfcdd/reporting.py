@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.errors import exit_on_user_error
-from mtfcdd.metrics.tables import results_table, write_result_files
+from mtfcdd.metrics.tables import MODEL_TITLES, results_table, write_result_files
 from mtfcdd.paper_results import paper_means, paper_setting_mismatches
 from mtfcdd.sweep import task_overrides
 
@@ -31,7 +31,7 @@ def log_run_setup(objects: dict[str, Any]) -> None:
     cfg: DictConfig = objects["cfg"]
     model = objects["model"]
     counts = model.net.parameter_counts()
-    print(f"MultiTypeFCDD ({cfg.model.backbone.name}, M={model.net.num_types}) parameters:\n{format_parameter_counts(counts)}")
+    print(f"{MODEL_TITLES.get(cfg.model.get('name'), 'MultiTypeFCDD')} ({cfg.model.backbone.name}, M={model.net.num_types}) parameters:\n{format_parameter_counts(counts)}")
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams["parameters"] = counts
     # the values this run was given on the command line: what sets a sweep's jobs apart
@@ -49,6 +49,7 @@ def write_results(results: dict | None, output_dir: Path, loggers: list, cfg: Di
     paper's setting); the same tables to W&B."""
     if results is None:
         return
+    results = {"model": cfg.model.get("name", "mtfcdd"), **results}
     paper = paper_means(cfg, results["mode"])
     paths = write_result_files(results, output_dir, paper, cfg.alpha)
     log.info("results written to %s", ", ".join(str(p) for p in paths))

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mtfcdd.config import ConfigError, check_choice
 from mtfcdd.data.balance import NUM_SAMPLER_CLASSES, resolve_balance, sampler_classes
-from mtfcdd.data.dataset import MODES, RealIADDataset
+from mtfcdd.data.dataset import RealIADDataset
 from mtfcdd.data.realiad import (
     NUM_CLASSES,
     RealIADFormatError,
@@ -34,7 +34,7 @@ from mtfcdd.data.resumable import ResumableLoader, SeededDraws
 from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
 from mtfcdd.data.summary import format_summary_table, summary_rows
 from mtfcdd.data.transforms import Augment, check_image_size, eval_transform, train_transform
-from mtfcdd.defect_types import DEFECT_CODES
+from mtfcdd.defect_types import DEFECT_CODES, MODES
 
 log = logging.getLogger("mtfcdd.data")
 

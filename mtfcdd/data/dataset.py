@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import Dataset
 
 from mtfcdd.config import check_choice
+from mtfcdd.defect_types import MODES
 from mtfcdd.data.realiad import RealIADFormatError, Record
 from mtfcdd.data.transforms import reseed
 
-MODES = ("multi", "single")
 _JPEG_START = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
 

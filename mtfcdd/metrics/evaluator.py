@@ -34,6 +34,8 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from mtfcdd.config import check_choice
+from mtfcdd.defect_types import MODES
 from mtfcdd.metrics.any_defect import any_defect_map, any_defect_scores
 from mtfcdd.metrics.batch_checks import check_any_defect, check_batch, check_normal_masks
 from mtfcdd.metrics.aupro import AUPRO_FPR_LIMIT, aupro_from_counts, region_weights
@@ -60,7 +62,6 @@ from mtfcdd.metrics.scopes import NAME_BYTES, category_code, decode_name, encode
 METRICS = ("i_auroc", "ap", "f1max", "p_auroc", "aupro")
 """Metric keys of every type entry (fractions in [0, 1])."""
 PROTOCOLS = ("paper", "typed")
-MODES = ("multi", "single")
 ANY_DEFECT = "any_defect"
 """Results key (and logger key part) of the any-defect view (:mod:`mtfcdd.metrics.any_defect`)."""
 _HIST = ("hist_keys", "hist_counts", "hist_mass")
@@ -69,12 +70,6 @@ _STATES = ("scores", "types", "predicted", "image_scopes", "scope_names", *_HIST
 
 class UndefinedMetricWarning(UserWarning):
     """A metric is NaN because its positives (or negatives) are absent from the evaluated images."""
-
-
-def _choice(name: str, value: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
-    return value
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -127,9 +122,10 @@ class MultiTypeEvaluator(Metric):
     ) -> None:
         super().__init__(compute_with_cache=False)
         self.type_names = list(type_names)
-        self.protocol = _choice("protocol", protocol, PROTOCOLS)
-        self.image_score = _choice("image_score", image_score, IMAGE_SCORES)
-        self.mode = _choice("mode", mode, MODES)
+        for key, value, choices in (("protocol", protocol, PROTOCOLS), ("image_score", image_score, IMAGE_SCORES),
+                                    ("mode", mode, MODES)):
+            check_choice(key, value, choices)
+        self.protocol, self.image_score, self.mode = protocol, image_score, mode
         if not self.type_names or len(set(self.type_names)) != len(self.type_names):
             raise ValueError(f"type_names={self.type_names!r}: expected distinct names, one per heatmap channel")
         if self.mode == "single" and len(self.type_names) != 1:

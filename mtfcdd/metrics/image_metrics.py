@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mtfcdd.config import check_choice
+
 IMAGE_SCORES = ("max", "mean")
 """How a heatmap channel becomes an image score: its maximum (the authors' evaluation) or its mean (Eq. 2)."""
 
@@ -18,8 +20,7 @@ AP_DEFINITION = (
 
 def image_scores(heatmaps: torch.Tensor, kind: str) -> torch.Tensor:
     """Per-type image scores [B, M] of heatmaps [B, M, H, W]: the ``max`` or the ``mean`` of each channel."""
-    if kind not in IMAGE_SCORES:
-        raise ValueError(f"image_score={kind!r}: expected one of {IMAGE_SCORES}")
+    check_choice("image_score", kind, IMAGE_SCORES)
     flat = heatmaps.flatten(2)
     return flat.amax(dim=2) if kind == "max" else flat.mean(dim=2, dtype=torch.float32)
 

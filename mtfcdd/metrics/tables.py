@@ -22,6 +22,16 @@ PIXEL_METRICS = ("p_auroc", "aupro")
 SINGLE_METRICS = ("i_auroc", "aupro")
 
 
+MODEL_TITLES = {"mtfcdd": "MultiTypeFCDD", "patchcore": "PatchCore"}
+"""Display names of the ``model.name`` values (results written before the key existed are MultiTypeFCDD's)."""
+
+
+def model_title(results: dict) -> str:
+    """The display name of the model that produced ``results``."""
+    name = results.get("model", "mtfcdd")
+    return MODEL_TITLES.get(name, name)
+
+
 TYPE_RULE_TEXT = {
     "calibrated": "Predicted type: argmax over the type scores divided by their calibrated thresholds.",
     "raw": "Predicted type: argmax over the raw type scores.",
@@ -71,7 +81,7 @@ def results_table(results: dict, paper: dict[str, float] | None = None) -> dict[
     if results["mode"] == "single":
         tables["single"] = (
             ["method", *(LABELS[m] for m in SINGLE_METRICS)],
-            [["MultiTypeFCDD", *(percent(results["mean"][m]) for m in SINGLE_METRICS)]],
+            [[model_title(results), *(percent(results["mean"][m]) for m in SINGLE_METRICS)]],
         )
     else:
         confusion = results["type_classification"]["confusion"]
@@ -112,7 +122,7 @@ def markdown_report(results: dict, paper: dict[str, float] | None = None, alpha:
     tables = results_table(results, paper)
     counts = results["counts"]
     parts = [
-        "# MultiTypeFCDD test results",
+        f"# {model_title(results)} test results",
         f"Protocol `{results['protocol']}`, image score `{results['image_score']}`, mode `{results['mode']}`; "
         f"{counts['images']} test images, {counts['anomalous_images']} anomalous. Values in percent; n/a = undefined "
         "(no positives). AP: " + results["definitions"]["ap"] + ". AUPRO: " + results["definitions"]["aupro"] + ".",

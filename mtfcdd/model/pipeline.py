@@ -19,6 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from mtfcdd.config import check_choice
 from mtfcdd.metrics.any_defect import any_defect_map, any_defect_scores
 from mtfcdd.metrics.image_metrics import IMAGE_SCORES, image_scores
 from mtfcdd.model.network import MultiTypeFCDD
@@ -70,10 +71,8 @@ class InferencePipeline(nn.Module):
         type_rule: str = "raw",
     ) -> None:
         super().__init__()
-        if image_score not in IMAGE_SCORES:
-            raise ValueError(f"image_score={image_score!r}: expected one of {IMAGE_SCORES}")
-        if type_rule not in TYPE_RULES:
-            raise ValueError(f"type_rule={type_rule!r}: expected one of {TYPE_RULES}")
+        check_choice("image_score", image_score, IMAGE_SCORES)
+        check_choice("type_rule", type_rule, TYPE_RULES)
         self.net = net
         self.image_score = image_score
         self.type_rule = type_rule
