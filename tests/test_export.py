@@ -40,6 +40,7 @@ def make_checkpoint(tmp_path: Path, overrides: list[str]) -> Path:
         thresholds = torch.linspace(0.01, 0.5, m)
         thresholds[-1] = float("inf")  # one type without a calibrated threshold
         pipeline.set_calibration(torch.linspace(0.0, 0.01, m), torch.linspace(0.5, 2.0, m), thresholds)
+        pipeline.set_any_defect(torch.linspace(0.5, 2.0, m), 0.1)
     path = tmp_path / "model.ckpt"
     torch.save(
         {
@@ -88,7 +89,9 @@ def test_exported_model_matches_pytorch_and_needs_nothing_else(tmp_path, checkpo
     np.testing.assert_allclose(outputs["scores"], expected_scores.numpy(), rtol=1e-4)
     decisions = (expected_scores >= pipeline.image_threshold).numpy()
     np.testing.assert_array_equal(outputs["decisions"], decisions)
-    np.testing.assert_array_equal(outputs["anomalous"], decisions.any(axis=1))
+    anomaly_score = (expected_scores / pipeline.anomaly_scale).amax(dim=1)
+    np.testing.assert_allclose(outputs["anomaly_score"], anomaly_score.numpy(), rtol=1e-4)
+    np.testing.assert_array_equal(outputs["anomalous"], (anomaly_score >= pipeline.anomaly_threshold).numpy())
     assert not outputs["decisions"][:, -1].any()  # inf threshold: never decided
 
     model = onnx.load(str(output))

@@ -289,7 +289,9 @@ def test_onnx_sessions_use_the_physical_cores(tiny_pipeline):
 def _outputs(heatmaps: torch.Tensor, thresholds: torch.Tensor) -> PipelineOutput:
     scores = heatmaps.flatten(2).amax(2)
     decisions = scores >= thresholds
-    return PipelineOutput(heatmaps, heatmaps, heatmaps, scores, decisions, decisions.any(1), scores.argmax(1))
+    anomaly_score = scores.amax(1)
+    return PipelineOutput(heatmaps, heatmaps, heatmaps, scores, decisions, heatmaps.amax(1), anomaly_score,
+                          decisions.any(1), scores.argmax(1))
 
 
 def test_deviation_and_thresholds():

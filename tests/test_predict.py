@@ -68,7 +68,7 @@ def test_predict_reads_every_format_and_lists_what_it_cannot(tmp_path, trained_r
                                       "foreign objects", "contamination"]]
     rows = _rows(run / "predictions.csv")
     assert list(rows[0]) == ["path", *(f"score_{n}" for n in names), *(f"decision_{n}" for n in names),
-                             "anomalous", "predicted_type"]
+                             "anomaly_score", "anomalous", "predicted_type"]
     assert sorted(Path(r["path"]).name for r in rows) == sorted(
         ["rgb.png", "gray.jpg", "rgba.png", "deep16.tif", "gray16.png", "big.bmp", "part.png"])
     assert [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()] == [

@@ -50,7 +50,7 @@ def test_per_type_validation_curves_over_epochs(offline_run):
     assert set(curve["columns"]) >= {"step", "lineKey", "lineVal"}
     epochs = {row[curve["columns"].index("step")] for row in curve["data"]}
     lines = {row[curve["columns"].index("lineKey")] for row in curve["data"]}
-    assert epochs == {0, 1} and "Pit" in lines and len(lines) == 8
+    assert epochs == {0, 1} and "Pit" in lines and "Any Defect" in lines and len(lines) == 9
 
 
 def test_test_confusion_matrix_chart_and_per_type_bars(offline_run):
