@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
         del cfg.hydra
         L.seed_everything(cfg.seed)
         datamodule = build_datamodule(cfg)
-        datamodule.epoch_draws = args.steps * datamodule.batch_size
+        datamodule.epoch_draws = args.steps * datamodule.hparams.batch_size
         model = build_module(cfg)
         timer = StepTimes()
         trainer: L.Trainer = instantiate(

@@ -28,7 +28,7 @@ BENCH_SET = SyntheticConfig(categories=("audiojack", "pcb"), size=256, train_sam
 
 def measure(datamodule: RealIADDataModule, batches: int) -> dict[str, float]:
     """Time ``batches`` training batches: the first one alone, then the rest (images/s)."""
-    datamodule.epoch_draws = batches * datamodule.batch_size
+    datamodule.epoch_draws = batches * datamodule.hparams.batch_size
     start = time.perf_counter()
     iterator = iter(datamodule.train_dataloader())
     next(iterator)

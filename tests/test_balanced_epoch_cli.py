@@ -162,8 +162,8 @@ class TinyDataModule(L.LightningDataModule):
 
     def __init__(self, class_of: np.ndarray, batch_size: int) -> None:
         super().__init__()
+        self.save_hyperparameters("batch_size", logger=False)
         self.class_of = class_of
-        self.batch_size = batch_size
         self.epoch_draws: int | None = None
         self.loaders_built = 0
 
@@ -175,7 +175,7 @@ class TinyDataModule(L.LightningDataModule):
         self.loaders_built += 1
         dataset = TensorDataset(torch.randn(len(self.class_of), 2), torch.arange(len(self.class_of)))
         sampler = BalancedClassSampler(self.class_of, self.epoch_draws)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler)
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, sampler=sampler)
 
 
 class TinyModel(L.LightningModule):

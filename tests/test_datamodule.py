@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from test_realiad_index import LAYOUT, expected_counts, write_realiad
 
 from mtfcdd.config import ConfigError
 from mtfcdd.data.datamodule import RealIADDataModule, split_by_sample, stratified_subset
 from mtfcdd.data.resumable import ResumableLoader, SeededDraws
+from mtfcdd.data.synthetic.datamodule import SyntheticRealIADDataModule
 from mtfcdd.data.realiad import NORMAL_CLASS_INDEX, Record, load_split
 from mtfcdd.defect_types import DEFECT_CODES
 from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
@@ -165,6 +168,20 @@ def test_loader_options_follow_the_workers(root):
     dm = RealIADDataModule(root, alpha=0.2, num_workers=2, prefetch_factor=3, pin_memory=False)
     assert dm.persistent_workers is True and dm.prefetch_factor == 3 and dm.pin_memory is False
 
+
+def test_arguments_are_plain_hparams_that_a_checkpoint_loads(root, tmp_path):
+    """Lightning writes ``dict(datamodule.hparams)`` into every checkpoint, which loads with weights_only=True:
+    paths, OmegaConf containers, tuples and numpy scalars are stored as str, dict, list and int."""
+    dm = SyntheticRealIADDataModule(
+        synthetic=OmegaConf.create({"preset": "tiny", "seed": 0}), root=root, alpha=0.2, categories=("pcb",),
+        augment=OmegaConf.create({"p": 0.3}), sampler_seed=np.int64(3), **FAST,
+    )
+    stored = dict(dm.hparams)
+    assert stored["root"] == str(root) and stored["categories"] == ["pcb"] and stored["augment"] == {"p": 0.3}
+    assert stored["synthetic"] == {"preset": "tiny", "seed": 0} and stored["defect_codes"] == list(DEFECT_CODES)
+    assert type(stored["sampler_seed"]) is int and stored["batch_size"] == FAST["batch_size"]
+    torch.save({"datamodule_hyper_parameters": stored}, tmp_path / "hparams.ckpt")
+    assert torch.load(tmp_path / "hparams.ckpt", weights_only=True)["datamodule_hyper_parameters"] == stored
 
 def test_loader_before_setup_is_a_clear_error(root):
     with pytest.raises(RuntimeError, match="call setup"):

@@ -21,6 +21,8 @@ def trained_checkpoint(trained_run) -> Path:
 def test_checkpoint_loads_with_weights_only(trained_checkpoint):
     raw = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)
     assert "state_dict" in raw and "mtfcdd_config" in raw
+    # the data module's arguments (its save_hyperparameters), stored as plain values
+    assert {"root", "alpha", "batch_size", "synthetic"} <= set(raw["datamodule_hyper_parameters"])
     pipeline, cfg = load_pipeline(trained_checkpoint)
     # thresholds are calibrated for the types that the (tiny) validation split holds
     assert pipeline.num_types == 8 and torch.isfinite(pipeline.image_threshold).any()

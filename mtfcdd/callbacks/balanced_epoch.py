@@ -15,7 +15,7 @@ class BalancedEpochLength(L.Callback):
 
     Runs in ``setup(stage="fit")``, which Lightning calls right after ``datamodule.setup("fit")`` and before it
     requests ``train_dataloader()``. Needs a datamodule with ``train_class_counts()`` (images per sampler class;
-    empty classes are dropped), ``batch_size`` and a writable ``epoch_draws``. Every rank computes the same
+    empty classes are dropped), ``hparams.batch_size`` and a writable ``epoch_draws``. Every rank computes the same
     value (the integral is deterministic, the Monte Carlo seeded). Logs ``balanced_epoch/*`` to every logger.
     """
 
@@ -31,14 +31,13 @@ class BalancedEpochLength(L.Callback):
         if stage != "fit":
             return
         datamodule = trainer.datamodule
-        missing = [name for name in ("train_class_counts", "batch_size") if not hasattr(datamodule, name)]
-        if datamodule is None or missing:
+        if datamodule is None or not hasattr(datamodule, "train_class_counts") or "batch_size" not in datamodule.hparams:
             raise TypeError(
                 "BalancedEpochLength needs trainer.fit(datamodule=...) with a datamodule that has "
-                f"train_class_counts() and batch_size; got {type(datamodule).__name__} missing {missing}"
+                f"train_class_counts() and hparams.batch_size (save_hyperparameters); got {type(datamodule).__name__}"
             )
         counts = [int(count) for count in datamodule.train_class_counts() if count > 0]
-        self.result = balanced_epoch(counts, datamodule.batch_size, self.method, self.trials, self.seed)
+        self.result = balanced_epoch(counts, datamodule.hparams.batch_size, self.method, self.trials, self.seed)
         datamodule.epoch_draws = math.ceil(self.result.draws)
         summary = self.result.as_dict()
         method = summary.pop("method")

@@ -50,6 +50,20 @@ def _check_int(name: str, value: object, minimum: int, allow_none: bool = False)
         raise ConfigError(f"data.{name}={value!r} is not valid; expected {expected}")
 
 
+def _plain(value: object) -> object:
+    """``value`` as plain Python (paths as str, mappings as dict, sequences as list, numpy scalars as numbers): what
+    a checkpoint loaded with ``torch.load(weights_only=True)`` may hold."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_plain(item) for item in value]
+    return value
+
+
 def split_by_sample(records: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
     """(train, validation): about ``fraction`` of the samples of each class go to validation, all views together.
 
@@ -106,7 +120,9 @@ def _print_summary(table: str) -> None:
 class RealIADDataModule(L.LightningDataModule):
     """Real-IAD (any split set, resolution and category subset) as train / val / test / predict loaders.
 
-    Args (the config's ``data.*`` keys):
+    Args (the config's ``data.*`` keys), kept as plain values in ``hparams`` and so in every checkpoint; what is
+    derived from them (``defect_codes`` checked, ``augment``, the resolved ``balance``, the loader options
+    ``eval_batch_size``, ``persistent_workers``, ``pin_memory``, ``prefetch_factor``) are attributes:
         root, alpha, json_set, resolution, categories, defect_codes, on_missing: the index, see
             :func:`mtfcdd.data.realiad.load_split`.
         mode: ``"multi"`` (one label per defect code) or ``"single"`` (one any-defect label).
@@ -172,27 +188,15 @@ class RealIADDataModule(L.LightningDataModule):
             raise ConfigError(f"data.pin_memory={pin_memory!r} is not valid; choose one of: true, false, auto")
         if isinstance(val_fraction, bool) or not isinstance(val_fraction, Real) or not 0 <= val_fraction < 1:
             raise ConfigError(f"data.val_fraction={val_fraction!r} is not valid; expected a number in [0, 1)")
-        self.root = root
-        self.alpha = alpha
-        self.mode = mode
+        # the arguments, which every checkpoint stores and loads with weights_only=True: plain values only; the
+        # experiment's config is logged by mtfcdd.reporting, not here
+        self.save_hyperparameters(logger=False)
+        self.hparams.update({key: _plain(value) for key, value in self.hparams.items()})
         self.balance = resolve_balance(balance, mode)
-        self.json_set = json_set
-        self.resolution = resolution
-        self.categories = categories
-        self.image_size = image_size
-        self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
         self.persistent_workers = bool(persistent_workers) and num_workers > 0
         self.pin_memory = torch.cuda.is_available() if pin_memory == "auto" else pin_memory
         self.prefetch_factor = prefetch_factor if num_workers > 0 else None
-        self.val_fraction = val_fraction
-        self.val_max_images = val_max_images
-        self.test_max_images = test_max_images
-        self.sampler_seed = sampler_seed
-        self.on_missing = on_missing
-        self.summary_by_category = summary_by_category
-        self.train_images = train_images
         self.epoch_draws: int | None = None
         self.summary_rows: list[dict[str, str | int]] | None = None
         self.train_dataset: RealIADDataset | None = None
@@ -202,7 +206,7 @@ class RealIADDataModule(L.LightningDataModule):
     @property
     def num_types(self) -> int:
         """Heatmap channels: the number of defect codes (mode multi) or 1 (mode single)."""
-        return len(self.defect_codes) if self.mode == "multi" else 1
+        return len(self.defect_codes) if self.hparams.mode == "multi" else 1
 
     @property
     def predict_dataset(self) -> RealIADDataset | None:
@@ -213,23 +217,24 @@ class RealIADDataModule(L.LightningDataModule):
         """Index train and test once (later calls, one per Lightning stage, reuse it), split off validation."""
         if self.train_dataset is not None:
             return
+        hp = self.hparams
         splits = load_splits(
-            self.root, json_set=self.json_set, alpha=self.alpha, resolution=self.resolution,
-            categories=self.categories, defect_codes=self.defect_codes, on_missing=self.on_missing,
+            hp.root, json_set=hp.json_set, alpha=hp.alpha, resolution=hp.resolution, categories=hp.categories,
+            defect_codes=self.defect_codes, on_missing=hp.on_missing,
         )
-        train, val = split_by_sample(splits["train"], self.val_fraction, self.sampler_seed)
+        train, val = split_by_sample(splits["train"], hp.val_fraction, hp.sampler_seed)
         if not train:
-            raise RealIADFormatError(f"the training split under {self.root} holds no images")
-        val = stratified_subset(val, self.val_max_images, self.sampler_seed)
-        test = stratified_subset(splits["test"], self.test_max_images, self.sampler_seed)
-        evaluation = eval_transform(self.image_size)
-        training = train_transform(self.image_size, self.augment, seed=self.sampler_seed)
-        options = dict(num_types=len(self.defect_codes), mode=self.mode)
+            raise RealIADFormatError(f"the training split under {hp.root} holds no images")
+        val = stratified_subset(val, hp.val_max_images, hp.sampler_seed)
+        test = stratified_subset(splits["test"], hp.test_max_images, hp.sampler_seed)
+        evaluation = eval_transform(hp.image_size)
+        training = train_transform(hp.image_size, self.augment, seed=hp.sampler_seed)
+        options = dict(num_types=len(self.defect_codes), mode=hp.mode)
         self.train_dataset = RealIADDataset(train, training, **options)
         self.val_dataset = RealIADDataset(val, evaluation, with_masks=True, **options)
         self.test_dataset = RealIADDataset(test, evaluation, with_masks=True, **options)
         self.summary_rows = summary_rows(
-            {"train": train, "val": val, "test": test}, self.defect_codes, by_category=self.summary_by_category
+            {"train": train, "val": val, "test": test}, self.defect_codes, by_category=hp.summary_by_category
         )
         _print_summary(format_summary_table(self.summary_rows))
 
@@ -239,7 +244,7 @@ class RealIADDataModule(L.LightningDataModule):
         records = self._require(self.train_dataset).records
         chosen = records[:: max(1, len(records) // count)][:count]
         dataset = RealIADDataset(chosen, self._require(self.test_dataset).transform,
-                                 num_types=len(self.defect_codes), mode=self.mode)
+                                 num_types=len(self.defect_codes), mode=self.hparams.mode)
         return [dataset[i]["image"] for i in range(len(dataset))]
 
     def _require(self, dataset: RealIADDataset | None) -> RealIADDataset:
@@ -250,13 +255,13 @@ class RealIADDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, loader: type[DataLoader] = DataLoader, **kwargs: object) -> DataLoader:
         return loader(
             dataset,
-            num_workers=self.num_workers,
+            num_workers=self.hparams.num_workers,
             persistent_workers=self.persistent_workers,
             pin_memory=self.pin_memory,
             prefetch_factor=self.prefetch_factor,
             # worker seeds come from the loader's own generator: creating an iterator draws nothing from the global
             # torch random state (which therefore evolves the same in a resumed run as in an uninterrupted one)
-            generator=torch.Generator().manual_seed(self.sampler_seed),
+            generator=torch.Generator().manual_seed(self.hparams.sampler_seed),
             **kwargs,
         )
 
@@ -276,12 +281,13 @@ class RealIADDataModule(L.LightningDataModule):
         (``sampler_seed``, epoch, draw position), independent of the number of workers.
         """
         dataset = self._require(self.train_dataset)
-        if self.train_images == "normal":
+        hp = self.hparams
+        if hp.train_images == "normal":
             normal = [record for record in dataset.records if record.type_index < 0]
             if not normal:
-                raise RealIADFormatError(f"data.train_images=normal: the training split under {self.root} holds no normal images")
-            options = dict(num_types=dataset.num_types, mode=self.mode)
-            return self._eval_loader(RealIADDataset(normal, eval_transform(self.image_size), **options))
+                raise RealIADFormatError(f"data.train_images=normal: the training split under {hp.root} holds no normal images")
+            options = dict(num_types=dataset.num_types, mode=hp.mode)
+            return self._eval_loader(RealIADDataset(normal, eval_transform(hp.image_size), **options))
         draws = self.epoch_draws
         if draws is None:
             draws = len(dataset)
@@ -290,15 +296,13 @@ class RealIADDataModule(L.LightningDataModule):
                 "the training set size, not a balanced epoch", draws,
             )
         sampler = BalancedClassSampler(
-            class_of=sampler_classes(dataset.records, self.balance), num_samples=draws, seed=self.sampler_seed,
+            class_of=sampler_classes(dataset.records, self.balance), num_samples=draws, seed=hp.sampler_seed,
             draw_keys=True,
         )
         if self.trainer is not None:
             # loader workers start drawing before Lightning sets the epoch (the same count) on a resumed run
             sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
-        return self._loader(
-            SeededDraws(dataset, self.sampler_seed), ResumableLoader, batch_size=self.batch_size, sampler=sampler
-        )
+        return self._loader(SeededDraws(dataset, hp.sampler_seed), ResumableLoader, batch_size=hp.batch_size, sampler=sampler)
 
     def _eval_loader(self, dataset: RealIADDataset | None) -> DataLoader:
         """In order; under DDP each rank takes a disjoint share, every image exactly once."""

@@ -11,12 +11,11 @@ from mtfcdd.data.synthetic.build import ensure_synthetic
 
 class SyntheticRealIADDataModule(RealIADDataModule):
     """``synthetic``: generator options (``preset``, ``seed``, ``layout``); every other argument as
-    :class:`RealIADDataModule`."""
+    :class:`RealIADDataModule`. All of them are kept in ``hparams`` (the parent's ``save_hyperparameters``)."""
 
     def __init__(self, synthetic: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.synthetic = dict(synthetic)
+        super().__init__(**kwargs)  # its save_hyperparameters() reads ``synthetic`` from this frame
 
     def prepare_data(self) -> None:
         """Build the set at ``root`` unless a build with the same options is already there (rank 0 only)."""
-        ensure_synthetic(self.root, **self.synthetic)
+        ensure_synthetic(self.hparams.root, **self.hparams.synthetic)
