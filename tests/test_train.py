@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra_compose import compose_config
 from wandb_records import run_summary
 
+from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
+from mtfcdd.model.network import map_scores
+from mtfcdd.run import build_datamodule
 from mtfcdd.train import run_task, train
 
 FAST = ["debug=limit", "logger=csv", "data.num_workers=0"]
@@ -121,14 +126,44 @@ def test_multirun_gives_six_jobs_six_dirs_six_wandb_runs(tmp_path, tiny_realiad)
     assert groups == {f"default_{job_dirs[0].parent.name}"}  # the whole grid in one W&B group
 
 
+def one_process_on_the_ranks_draws(cfg, ranks: int) -> dict[str, torch.Tensor]:
+    """Head parameters after ``cfg.trainer.limit_train_batches`` steps of one process drawing ``ranks`` times the
+    batch: rank r's share of each batch is its items ``r::ranks`` (the balanced sampler deals positions
+    round-robin), forwarded on its own (the head's BatchNorm normalises over one rank's images, as unsynchronised
+    DDP does), and the step follows the mean of the shares' mean losses (what DDP's gradient all-reduce averages)."""
+    cfg.data.batch_size = ranks * cfg.data.batch_size
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
+    steps = cfg.trainer.limit_train_batches
+    datamodule.epoch_draws = steps * cfg.data.batch_size  # the epoch's first draws: any epoch length begins with them
+    optimizer = module.configure_optimizers()["optimizer"]
+    module.train()
+    for batch in itertools.islice(datamodule.train_dataloader(), steps):
+        optimizer.zero_grad()
+        shares = [module.loss(map_scores(module.pipeline.maps(batch["image"][r::ranks])), batch["label"][r::ranks])
+                  for r in range(ranks)]
+        (sum(shares) / ranks).backward()
+        optimizer.step()
+    return {name: value.detach() for name, value in module.named_parameters() if "head" in name}
+
+
 @pytest.mark.slow
 def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_realiad):
-    """Lightning re-launches the script per rank with the Hydra overrides; both ranks train on disjoint draws."""
+    """Lightning re-launches the script per rank with the Hydra overrides; both ranks train on disjoint draws, and
+    the trained head equals one process's on the same draws.
+
+    Why it must: both ranks draw one global balanced sequence and take the positions of their parity, each draw's
+    augmentation is seeded by its position, so step s of rank r holds positions 2bs + r, 2bs + r + 2, ... (b the
+    batch): the items r::2 of one process's step-s batch of 2b. DDP averages the two ranks' gradients of their mean
+    losses. The head's BatchNorm normalises over each rank's b images (no sync_batchnorm on CPU), so the reference
+    forwards each share on its own; a plain run with batch 2b normalises over all 2b and ends about 6e-4 away."""
+    overrides = ["data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=limit",
+                 "data.num_workers=0", "logger=csv"]
     proc = subprocess.run(
         [
             sys.executable, "-m", "mtfcdd.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-            "data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=limit",
-            "data.num_workers=0", "logger=csv", f"paths.log_dir={tmp_path}/logs",
+            *overrides, f"paths.log_dir={tmp_path}/logs",
         ],
         capture_output=True, text=True, timeout=900,
     )
@@ -136,6 +171,12 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_realiad):
     runs = list((tmp_path / "logs").glob("debug/*/runs/*"))
     assert len(runs) == 1, runs  # both ranks wrote into one run directory
     assert (runs[0] / "checkpoints" / "last.ckpt").is_file() and (runs[0] / "results.json").is_file()
+    last = torch.load(runs[0] / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    cfg = compose_config(tmp_path / "reference", overrides)
+    assert last["global_step"] == cfg.trainer.limit_train_batches
+    reference = one_process_on_the_ranks_draws(cfg, ranks=2)
+    for name, value in reference.items():
+        torch.testing.assert_close(last["state_dict"][name], value, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
     # the test metrics of the 2 ranks (each testing half of the images) equal one process testing all of them
     best = next((runs[0] / "checkpoints").glob("best_*.ckpt"))
     single_dir = tmp_path / "single"
