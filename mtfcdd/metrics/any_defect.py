@@ -7,9 +7,10 @@ it), so the channels already share one scale. Measured on the demo's test set (a
 the current demo checkpoint; raw maximum 95.8 / 98.0): normal-image 0.95 quantile 95.6 / 96.7, normal-image maximum
 96.1 / 97.6, normal-image std 96.4 / 97.0, normal-image z-score 95.8 / 96.8, square root of the 0.95 quantile
 96.0 / 98.1, sum of channels 93.2 / 94.6; on the earlier one also min/max heat range 93.6 and F1 thresholds 93.5.
-Only the square root was better on both, by 0.2 and 0.1 points; every other lost up to 4 points on one of them. ``quantile`` offers the normal-referenced scale for other data:
-channel k divided by that quantile of its scores on the normal validation images ("how far above what this channel
-reaches on defect-free parts"; no shift, so 0 stays "perfectly normal"). With one channel (mode single, PatchCore)
+Only the square root was better on both, by 0.2 and 0.1 points; every other lost up to 4 points on one of them.
+``quantile`` offers the normal-referenced scale for other data: channel k divided by that quantile of its scores on
+the normal validation images ("how far above what this channel reaches on defect-free parts"; no shift, so 0 stays
+"perfectly normal"). With one channel (mode single, PatchCore)
 there is nothing to normalise across: the scale is 1 and the any-defect view is that channel.
 """
 
@@ -44,9 +45,9 @@ def fit_any_defect(
     """(scales [M], threshold) of the any-defect view from validation image scores [N, M] and types [N] (-1 = normal).
 
     Scales: the ``quantile`` of each channel's scores over the normal images; ones where ``quantile`` is None or
-    there is one channel or no normal image; a channel whose quantile is not positive gets a tiny positive scale (it never fired on normal parts,
-    so any response of it counts as far above normal). Threshold: where the scaled any-defect score reaches its
-    F1-max on these images (``inf`` where undefined: no defective or no normal image)."""
+    there is one channel or no normal image; a channel whose quantile is not positive gets a tiny positive scale (it
+    never fired on normal parts, so any response of it counts as far above normal). Threshold: where the scaled
+    any-defect score reaches its F1-max on these images (``inf`` where undefined: no defective or no normal image)."""
     scores = np.asarray(scores, dtype=np.float64)
     types = np.asarray(types)
     normal = scores[types < 0]
