@@ -36,8 +36,8 @@ from torchmetrics.utilities import dim_zero_cat
 
 from mtfcdd.config import check_choice
 from mtfcdd.defect_types import MODES
-from mtfcdd.metrics.any_defect import any_defect_map, any_defect_scores
-from mtfcdd.metrics.batch_checks import check_any_defect, check_batch, check_normal_masks
+from mtfcdd.metrics.any_defect import with_any_defect
+from mtfcdd.metrics.batch_checks import check_batch, check_normal_masks
 from mtfcdd.metrics.aupro import AUPRO_FPR_LIMIT, aupro_from_counts, region_weights
 from mtfcdd.metrics.image_metrics import (
     AP_DEFINITION,
@@ -216,7 +216,7 @@ class MultiTypeEvaluator(Metric):
         predicted = scores.argmax(dim=1) if predicted_type is None else predicted_type.detach().long()
         if tuple(predicted.shape) != (len(types),):
             raise ValueError(f"predicted_type: expected [{len(types)}], got {tuple(predicted.shape)}")
-        maps, scores = self._with_any_defect(maps, scores, anomaly_map, anomaly_score)
+        maps, scores = with_any_defect(maps, scores, anomaly_map, anomaly_score)
         codes = [category_code(name) for name in category] if self.per_category else [0] * len(types)
         names = {code: encode_name(name) for code, name in zip(codes, category)} if self.per_category else {}
         self._append("scores", scores)
@@ -240,24 +240,6 @@ class MultiTypeEvaluator(Metric):
             self._add_to(("region_scopes", "region_counts"), (torch.tensor([code]), counts))
             if self.per_category and code not in self._local_codes():
                 self._append("scope_names", names[code][None])
-
-    def _with_any_defect(
-        self,
-        maps: torch.Tensor,
-        scores: torch.Tensor,
-        anomaly_map: torch.Tensor | None,
-        anomaly_score: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """maps [B, M + 1, H, W] and scores float64 [B, M + 1]: the type channels, then the any-defect view."""
-        if (anomaly_map is None) != (anomaly_score is None):
-            raise ValueError("anomaly_map and anomaly_score: give both (the pipeline's any-defect view) or neither")
-        if anomaly_map is None:
-            ones = torch.ones(self.num_types, device=maps.device, dtype=maps.dtype)
-            anomaly_map, anomaly_score = any_defect_map(maps, ones), any_defect_scores(scores, ones.double())
-        anomaly_map, anomaly_score = anomaly_map.detach().to(maps.device), anomaly_score.detach()
-        check_any_defect(maps, anomaly_map, anomaly_score)
-        maps = torch.cat([maps, anomaly_map[:, None].to(maps.dtype)], dim=1)
-        return maps, torch.cat([scores, anomaly_score.to(scores)[:, None]], dim=1)
 
     def _positive_types(self, types: np.ndarray) -> np.ndarray:
         """bool [B, M + 1]: whether an image's defect pixels are positive for channel k (module docstring); the
