@@ -16,7 +16,7 @@ ALLOWED = {
     "metrics": BASE | {"metrics"},
     "model": BASE | {"model", "data", "metrics"},
     "inference": BASE | {"inference", "model", "data", "metrics"},
-    "callbacks": BASE | {"callbacks", "model", "data", "metrics", "viz"},
+    "callbacks": BASE | {"callbacks", "model", "data", "metrics", "inference", "viz"},
     "report": BASE | {"report", "data", "metrics", "run_status"},
 }
 

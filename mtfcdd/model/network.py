@@ -7,6 +7,7 @@ module every path (training, validation, test, prediction, export) runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -82,9 +83,15 @@ class MultiTypeFCDD(nn.Module):
     """Run the frozen backbone under ``torch.autocast`` with this dtype (``torch.bfloat16`` on CPUs with native bf16,
     ``torch.float16``/``torch.bfloat16`` on GPUs); the features come back as float32. None: full precision."""
 
+    feature_runtime: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """Computes the backbone's features instead of torch while set: the ``backbone_runtime`` callback sets it for
+    fitting on a CPU (:class:`mtfcdd.inference.backbone_runtime.BackboneRuntime`, same float32 features)."""
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features [B, C, h, w], computed without an autograd graph (the backbone is frozen)."""
         with torch.no_grad():
+            if self.feature_runtime is not None:
+                return self.feature_runtime(images)
             if self.backbone_autocast is None:
                 return self.backbone(images)
             with torch.autocast(device_type=images.device.type, dtype=self.backbone_autocast):
