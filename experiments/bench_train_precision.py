@@ -1,4 +1,4 @@
-"""The demo's training step under each trainer precision and memory format, same run, against fp32.
+"""The demo's training step under each trainer precision, memory format and backbone runtime, same run, against fp32.
 
     python experiments/bench_train_precision.py [--rounds 4] [--json out.json] [HYDRA OVERRIDES ...]
 
@@ -6,8 +6,10 @@ Builds the LightningModule and one real training batch exactly as ``python -m mt
 (overrides go after the options, e.g. ``data.root=/path/to/synthetic-realiad-demo-s0``), then times the full
 step (``training_step``: pipeline maps + Eq. 3 loss, backward, Adam) for fp32 vs ``bf16-mixed`` (the autocast
 Lightning's ``trainer.precision=bf16-mixed`` wraps the step in) and channels-last vs contiguous, interleaved round
-by round so that load from other processes hits every variant alike. Reports images/s and the ratio to fp32
-contiguous and to fp32 channels-last (the demo's current setting), with the CPU's instruction sets and the load.
+by round so that load from other processes hits every variant alike; fp32 channels-last also with the frozen
+backbone in ONNX Runtime and in OpenVINO (``callbacks.backbone_runtime``, the demo's setting). Reports images/s and
+the ratio to fp32 contiguous and to fp32 channels-last with the torch backbone, with the CPU's instruction sets and
+the load.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mtfcdd.measure import time_rounds  # noqa: E402
 from mtfcdd.config import config_dir  # noqa: E402
-from mtfcdd.inference.cpu import cpu_supports_bf16, instruction_sets  # noqa: E402
+from mtfcdd.inference.backbone_runtime import BackboneRuntime, openvino_available  # noqa: E402
+from mtfcdd.inference.cpu import cpu_name, cpu_supports_bf16, instruction_sets  # noqa: E402
 from mtfcdd.model.build import build_module  # noqa: E402
 from mtfcdd.run import build_datamodule  # noqa: E402
 
@@ -71,20 +74,24 @@ def main(argv: list[str] | None = None) -> dict:
                 memory_format=torch.channels_last if module.channels_last else torch.contiguous_format)
             module.train()
             variants[f"{precision}, {memory}"] = make_step(module, batch, precision == "bf16-mixed")
+    for runtime in ("onnxruntime", "openvino")[: 2 if openvino_available() else 1]:
+        module = copy.deepcopy(base).train()
+        module.net.feature_runtime = BackboneRuntime(module.net.backbone, runtime)
+        variants[f"32-true, channels_last, backbone in {runtime}"] = make_step(module, batch, False)
     load_start = os.getloadavg()[0]
     times = time_rounds(variants, rounds=args.rounds, warmup=args.warmup)
     size = len(batch["image"])
     medians = {name: statistics.median(values) for name, values in times.items()}
     results = {
-        "backbone": cfg.model.backbone.name, "image_size": cfg.data.image_size, "batch": size,
+        "cpu": cpu_name(), "backbone": cfg.model.backbone.name, "image_size": cfg.data.image_size, "batch": size,
         "threads": torch.get_num_threads(), "instruction_sets": instruction_sets(), "native_bf16": cpu_supports_bf16(),
         "rounds": args.rounds, "load_average_1min": [load_start, os.getloadavg()[0]], "rows": {},
     }
-    print(f"demo training step: {cfg.model.backbone.name}, {cfg.data.image_size}px, batch {size}, "
+    print(f"demo training step on {cpu_name()}: {cfg.model.backbone.name}, {cfg.data.image_size}px, batch {size}, "
           f"{torch.get_num_threads()} threads, instruction sets {' '.join(instruction_sets())}, native bf16 "
           f"{cpu_supports_bf16()}; median of {args.rounds} interleaved rounds; load {load_start:.1f} -> "
           f"{os.getloadavg()[0]:.1f}")
-    print("| precision, memory format | s/step | images/s | x fp32 contiguous | x fp32 channels-last |\n|---|---|---|---|---|")
+    print("| precision, memory format, backbone | s/step | images/s | x fp32 contiguous | x fp32 channels-last |\n|---|---|---|---|---|")
     for name, median in medians.items():
         row = {"s_per_step": median, "images_per_s": size / median,
                "vs_fp32_contiguous": medians["32-true, contiguous"] / median,

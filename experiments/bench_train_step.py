@@ -1,10 +1,7 @@
-"""Training-step throughput: our step (frozen backbone without autograd graph; optional bf16 autocast; the backbone
-in ONNX Runtime or OpenVINO as the ``backbone_runtime`` callback runs it) against a naive step (backbone parameters
-left with requires_grad, so the graph and the gradients go through it).
+"""Training-step throughput: our step (frozen backbone without autograd graph, optional bf16 autocast) against a
+naive step (backbone parameters left with requires_grad, so the graph and the gradients go through it).
 
     python experiments/bench_train_step.py [--size 299] [--batch 4] [--rounds 3] [--backbone inception_resnet_v2]
-    python experiments/bench_train_step.py --backbone tf_efficientnet_lite0 --out-index 3 --output-stride 8 \
-        --head-width 128 --size 224 --batch 32        # the demo's network and batch
 
 Both steps run the same network (same weights, channels-last like the LightningModule), the Eq. 3 loss and Adam on
 the head; they are timed interleaved, round by round, in the same run (medians reported), so that other load on
@@ -26,8 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mtfcdd.measure import time_rounds  # noqa: E402
-from mtfcdd.inference.backbone_runtime import BackboneRuntime, openvino_available  # noqa: E402
-from mtfcdd.inference.cpu import cpu_name, cpu_supports_bf16, instruction_sets  # noqa: E402
+from mtfcdd.inference.cpu import cpu_supports_bf16  # noqa: E402
 from mtfcdd.model.backbones import FrozenBackbone  # noqa: E402
 from mtfcdd.model.loss import MultiTypeFCDDLoss  # noqa: E402
 from mtfcdd.model.network import MultiTypeFCDD, pseudo_huber  # noqa: E402
@@ -60,8 +56,6 @@ def make_step(net, forward, images, labels):
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="inception_resnet_v2")
-    parser.add_argument("--out-index", type=int, default=2)
-    parser.add_argument("--output-stride", type=int, default=None)
     parser.add_argument("--head-width", type=int, default=512)
     parser.add_argument("--types", type=int, default=8)
     parser.add_argument("--size", type=int, default=299)
@@ -75,9 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    backbone = FrozenBackbone(args.backbone, out_index=args.out_index, output_stride=args.output_stride,
-                              pretrained=False)
-    base = MultiTypeFCDD(backbone, args.types, args.head_width).train()
+    base = MultiTypeFCDD(FrozenBackbone(args.backbone, pretrained=False), args.types, args.head_width).train()
     fmt = torch.contiguous_format if args.no_channels_last else torch.channels_last
     base = base.to(memory_format=fmt)
     images = torch.randn(args.batch, 3, args.size, args.size).contiguous(memory_format=fmt)
@@ -97,22 +89,15 @@ def main(argv: list[str] | None = None) -> dict:
         net_bf16.backbone_autocast = torch.bfloat16
         candidates["ours + bf16 backbone autocast"] = make_step(net_bf16, ours, images, labels)
 
-    for runtime in ("onnxruntime", "openvino")[: 2 if openvino_available() else 1]:
-        net_runtime = copy.deepcopy(base)
-        net_runtime.feature_runtime = BackboneRuntime(net_runtime.backbone, runtime)
-        candidates[f"ours + backbone in {runtime}"] = make_step(net_runtime, ours, images, labels)
-
     times = time_rounds(candidates, rounds=args.rounds, warmup=args.warmup)
 
     naive_median = statistics.median(times["naive (graph through backbone)"])
     results = {
-        "cpu": cpu_name(), "instruction_sets": instruction_sets(),
-        "backbone": args.backbone, "out_index": args.out_index, "output_stride": args.output_stride, "head_width": args.head_width, "types": args.types, "size": args.size,
+        "backbone": args.backbone, "head_width": args.head_width, "types": args.types, "size": args.size,
         "batch": args.batch, "rounds": args.rounds, "channels_last": not args.no_channels_last,
         "threads": torch.get_num_threads(), "native_bf16": cpu_supports_bf16(), "rows": {},
     }
-    print(f"{cpu_name()} ({', '.join(instruction_sets())})")
-    print(f"training step, {args.backbone} cut {args.out_index} (output stride {args.output_stride}) + head {args.head_width}, M = {args.types}, "
+    print(f"training step, {args.backbone} cut + head {args.head_width}, M = {args.types}, "
           f"{args.size}x{args.size}, batch {args.batch}, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} interleaved rounds; native bf16: {cpu_supports_bf16()}")
     print("| step | s/step | images/s | x naive |\n|---|---|---|---|")
