@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"{torch.get_num_threads()} threads, instruction sets {' '.join(instruction_sets())}, native bf16 "
           f"{cpu_supports_bf16()}; median of {args.rounds} interleaved rounds; load {load_start:.1f} -> "
           f"{os.getloadavg()[0]:.1f}")
-    print("| precision, memory format, backbone | s/step | images/s | x fp32 contiguous | x fp32 channels-last |\n|---|---|---|---|---|")
+    print("| precision, memory format, backbone | s/step | images/s | x fp32 contiguous | x fp32 channels-last |")
+    print("|---|---|---|---|---|")
     for name, median in medians.items():
         row = {"s_per_step": median, "images_per_s": size / median,
                "vs_fp32_contiguous": medians["32-true, contiguous"] / median,

@@ -54,6 +54,22 @@ def test_fast_training_run_writes_checkpoints_and_results(tmp_path, tiny_realiad
     torch.testing.assert_close(loaded.scores, trained.scores)
 
 
+def test_last_checkpoint_holds_the_end_of_training_after_an_epoch_without_a_new_best(tmp_path, tiny_realiad):
+    """The monitored value (the epoch, mode min) is best at epoch 0 and never again, and the step checkpoint writes
+    last.ckpt at step 4 of 6: Lightning alone leaves it there; last.ckpt must hold the final step's weights."""
+    cfg = compose_config(tmp_path, [*tiny_overrides(tiny_realiad), "trainer.max_epochs=2", "test=false",
+                                    "callbacks.model_checkpoint.monitor=epoch", "callbacks.model_checkpoint.mode=min",
+                                    "callbacks.step_checkpoint.every_n_train_steps=4"])
+    _, objects = train(cfg)
+    steps = cfg.trainer.limit_train_batches
+    last = torch.load(objects["checkpoints"]["last"], map_location="cpu", weights_only=True)
+    best = torch.load(objects["checkpoints"]["best"], map_location="cpu", weights_only=True)
+    assert objects["trainer"].global_step == last["global_step"] == 2 * steps and best["global_step"] == steps
+    trained = objects["model"].state_dict()
+    for name, value in last["state_dict"].items():
+        assert torch.equal(value, trained[name]), name
+
+
 def test_backbone_weights_and_batchnorm_buffers_do_not_move(tmp_path, tiny_realiad):
     cfg = compose_config(tmp_path, [*tiny_overrides(tiny_realiad), "test=false"])
     from mtfcdd.model.build import build_module

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 RUNTIME_KEY = "callbacks.backbone_runtime.runtime"
 
 BACKBONE_RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
-"""``callbacks.backbone_runtime.runtime`` values. ``auto``: OpenVINO where it is installed (the ``deploy`` extra), else ONNX
-Runtime, on a CPU; torch on a GPU."""
+"""``callbacks.backbone_runtime.runtime`` values. ``auto``: OpenVINO where it is installed (the ``deploy`` extra),
+else ONNX Runtime, on a CPU; torch on a GPU."""
 
 
 def openvino_available() -> bool:
