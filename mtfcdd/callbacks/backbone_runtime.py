@@ -12,8 +12,7 @@ class BackboneRuntimeSwitch(L.Callback):
     """Sets the network's ``feature_runtime`` at fit start and clears it at fit end (or on an error), so that the
     test stage, checkpoints, export and the inference engines keep the torch backbone.
 
-    ``runtime``: ``auto`` (OpenVINO where installed, else ONNX Runtime, on a CPU; torch on a GPU), ``torch``,
-    ``onnxruntime`` or ``openvino``. ``threads``: the runtime's threads (None: torch's). A network without a
+    ``runtime``: ``auto`` (ONNX Runtime on a CPU, torch on a GPU), ``torch``, ``onnxruntime`` or ``openvino``. ``threads``: the runtime's threads (None: torch's). A network without a
     ``feature_runtime`` attribute (PatchCore) keeps torch.
     """
 
