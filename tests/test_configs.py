@@ -67,11 +67,13 @@ def test_loggers_instantiate(tmp_path, logger):
 
 
 CALLBACKS = {
-    "default": ["ModelCheckpoint", "ModelCheckpoint", "RandomStates", "StopOnSignal", "BalancedEpochLength",
-                "HeatmapFigures", "WandbDashboard"],
+    "default": ["ModelCheckpoint", "ModelCheckpoint", "LastCheckpoint", "RandomStates", "StopOnSignal",
+                "BalancedEpochLength", "BackboneRuntimeSwitch", "HeatmapFigures", "WandbDashboard"],
+    "backbone_runtime": ["BackboneRuntimeSwitch"],
     "balanced_epoch": ["BalancedEpochLength"],
     "evaluate": ["HeatmapFigures", "PredictionWriter"],
     "heatmaps": ["HeatmapFigures"],
+    "last_checkpoint": ["LastCheckpoint"],
     "model_checkpoint": ["ModelCheckpoint"],
     "none": [],
     "predict": ["PredictionWriter"],
