@@ -3,7 +3,8 @@
 The backbone never trains, so its forward pass can run in an inference runtime: the same float32 features as torch
 (about 2e-6 relative), computed much faster on a CPU. On the demo network (EfficientNet-Lite0 cut at stride 8, 32
 images of 224x224, Intel Xeon @ 2.80GHz, AVX-512 VNNI, 2 threads), measured in one run: torch channels-last 1.07 s,
-ONNX Runtime 0.40 s (2.7x), OpenVINO 0.33 s (3.2x); the backbone was 85 % of a training step. Checkpoints, test, evaluate, predict and export still run the torch backbone.
+ONNX Runtime 0.40 s (2.7x), OpenVINO 0.33 s (3.2x); the backbone was 85 % of a training step. Checkpoints, test,
+evaluate, predict and export still run the torch backbone.
 """
 
 from __future__ import annotations
