@@ -22,7 +22,6 @@ from mtfcdd.model.build import build_module
 from mtfcdd.run import build_datamodule
 
 
-
 @pytest.fixture(scope="module")
 def backbone() -> FrozenBackbone:
     torch.manual_seed(0)

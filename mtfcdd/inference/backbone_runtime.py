@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mtfcdd.config import ConfigError, check_choice
-from mtfcdd.inference.onnx_runtime import export_onnx, make_session
+from mtfcdd.inference.onnx_runtime import export_onnx, make_openvino_request, make_session
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,8 @@ class BackboneRuntime:
         if self.runtime == "onnxruntime":
             session = make_session(model, threads)
             return lambda array: session.run(None, {"images": array})[0]
-        import openvino
-
-        core = openvino.Core()
-        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
-                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        request = core.compile_model(core.read_model(model, b""), "CPU", config).create_infer_request()
-        return lambda array: next(iter(request.infer({"images": array}).values())).copy()
+        compiled, request = make_openvino_request(model, threads)  # the runner keeps both alive
+        return lambda array: request.infer({"images": array})[compiled.output(0)].copy()
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_runners": {}}

@@ -29,7 +29,7 @@ from mtfcdd.inference.onnx_pipeline import (
     run_session,
 )
 from mtfcdd.inference.cpu import cpu_supports_bf16, isa_level, physical_cores
-from mtfcdd.inference.onnx_runtime import make_session
+from mtfcdd.inference.onnx_runtime import make_openvino_request, make_session
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 
 log = logging.getLogger(__name__)
@@ -239,15 +239,7 @@ class OpenVinoEngine(OnnxRuntimeEngine):
         self.settings["inference_precision"] = inference_precision
 
     def _open(self, model: bytes, optimization: str):
-        try:
-            import openvino
-        except ImportError as err:
-            raise ImportError("the openvino engines need OpenVINO: pip install 'mtfcdd[deploy]'") from err
-        core = openvino.Core()
-        config = {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": self.inference_precision,
-                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        compiled = core.compile_model(core.read_model(model, b""), "CPU", config)
-        return compiled, compiled.create_infer_request()
+        return make_openvino_request(model, self.threads, self.inference_precision)
 
     def run(self, images: torch.Tensor) -> PipelineOutput:
         compiled, request = self.session

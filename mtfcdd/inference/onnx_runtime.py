@@ -1,4 +1,5 @@
-"""ONNX export of the network's compute graph, ONNX Runtime sessions, and static int8 quantisation (QDQ)."""
+"""ONNX export of the network's compute graph, ONNX Runtime sessions and OpenVINO infer requests on the CPU, and
+static int8 quantisation (QDQ)."""
 
 from __future__ import annotations
 
@@ -100,6 +101,20 @@ def make_session(model: bytes, threads: int | None = None, optimization: str = "
     }[optimization]
     options.log_severity_level = 3
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def make_openvino_request(model: bytes, threads: int | None = None, precision: str = "f32"):
+    """(compiled model, infer request) of OpenVINO for the CPU: ``threads`` inference threads (None: physical cores),
+    ``precision`` the float layers' (``f32`` or ``bf16``), one stream. OpenVINO is the optional ``deploy`` extra."""
+    try:
+        import openvino
+    except ImportError as err:
+        raise ImportError("OpenVINO is not installed: pip install 'mtfcdd[deploy]'") from err
+    core = openvino.Core()
+    config = {"INFERENCE_NUM_THREADS": int(threads or physical_cores()), "INFERENCE_PRECISION_HINT": precision,
+              "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    compiled = core.compile_model(core.read_model(model, b""), "CPU", config)
+    return compiled, compiled.create_infer_request()
 
 
 def shape_arithmetic_nodes(graph) -> list[str]:

@@ -10,8 +10,8 @@ the current demo checkpoint; raw maximum 95.8 / 98.0): normal-image 0.95 quantil
 Only the square root was better on both, by 0.2 and 0.1 points; every other lost up to 4 points on one of them.
 ``quantile`` offers the normal-referenced scale for other data: channel k divided by that quantile of its scores on
 the normal validation images ("how far above what this channel reaches on defect-free parts"; no shift, so 0 stays
-"perfectly normal"). With one channel (mode single, PatchCore)
-there is nothing to normalise across: the scale is 1 and the any-defect view is that channel.
+"perfectly normal"). With one channel (mode single, PatchCore) there is nothing to normalise across: the scale is 1
+and the any-defect view is that channel.
 """
 
 from __future__ import annotations
