@@ -7,7 +7,7 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast bench clean
+.PHONY: help install demo compare test test-fast bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,6 +21,15 @@ install: $(PY) ## create .venv and install mtfcdd (editable) with its test extra
 
 demo: install ## train the embedded demo on a synthetic Real-IAD set (CPU, a few minutes), then print where results went
 	$(PY) -m mtfcdd.train experiment=demo
+
+# MultiTypeFCDD and PatchCore trained in one sweep, the combination (PatchCore's "whether", the type channels'
+# "which") evaluated from their checkpoints into the sweep folder, then one report over the three
+compare: install ## MultiTypeFCDD vs PatchCore vs their combination on the demo set (about 20 min on 2 CPU cores), one report
+	$(PY) -m mtfcdd.train -m model=mtfcdd,patchcore experiment=demo
+	sweep=$$(ls -d logs/train/demo/multiruns/*/ | sort | tail -n 1); \
+	$(PY) -m mtfcdd.evaluate ckpt_path=$$(ls $${sweep}*_mtfcdd_*/checkpoints/last.ckpt) \
+		detector_ckpt=$$(ls $${sweep}*_patchcore_*/checkpoints/last.ckpt) hydra.run.dir=$${sweep}2_combined && \
+	$(PY) -m mtfcdd.report $$sweep
 
 test: install ## run the whole test suite, slow tests included
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,5 +1,8 @@
 """Evaluate a checkpoint: ``python -m mtfcdd.evaluate ckpt_path=PATH [alpha=0.2] [model.evaluation.protocol=paper]``.
 
+``detector_ckpt=PATH`` (a mode-single checkpoint such as ``model=patchcore``'s) evaluates the combination: "whether"
+(the any-defect view and decision) from the detector, "which" (type channels, type metrics) from ``ckpt_path``.
+
 The inference pipeline comes from the checkpoint (loaded with ``weights_only=True``: network, normalisation,
 calibration, image score); data and the evaluation protocol from ``conf/evaluate.yaml``. The test images run
 through the configured inference engine (``inference=eager`` by default: the same float32 computation as the test
@@ -55,7 +58,8 @@ def int8_calibration_set(datamodule: L.LightningDataModule, cfg_inference: DictC
 
 def evaluate(cfg: DictConfig) -> dict:
     """Test the checkpoint at ``cfg.ckpt_path``; returns the results dict."""
-    pipeline, trained = load_pipeline(cfg.ckpt_path, type_rule=cfg.model.evaluation.type_rule)
+    pipeline, trained = load_pipeline(cfg.ckpt_path, type_rule=cfg.model.evaluation.type_rule,
+                                      detector_ckpt=cfg.detector_ckpt)
     run_cfg = evaluation_config(cfg, trained)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(run_cfg)

@@ -31,7 +31,7 @@ class PredictionError(UserError, RuntimeError):
 def predict(cfg: DictConfig) -> dict:
     """Predict every image of ``cfg.input`` with ``cfg.ckpt_path``; returns the writer's summary."""
     paths = find_images(str(cfg.input))
-    pipeline, trained = load_pipeline(cfg.ckpt_path, type_rule=cfg.type_rule)
+    pipeline, trained = load_pipeline(cfg.ckpt_path, type_rule=cfg.type_rule, detector_ckpt=cfg.detector_ckpt)
     L.seed_everything(cfg.seed, workers=True)
     model = build_module(trained, pipeline)
     dataset = ImageFileDataset(paths, int(trained.data.image_size))

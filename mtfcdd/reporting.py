@@ -49,7 +49,6 @@ def write_results(results: dict | None, output_dir: Path, loggers: list, cfg: Di
     paper's setting); the same tables to W&B."""
     if results is None:
         return
-    results = {"model": cfg.model.get("name", "mtfcdd"), **results}
     paper = paper_means(cfg, results["mode"])
     paths = write_result_files(results, output_dir, paper, cfg.alpha)
     log.info("results written to %s", ", ".join(str(p) for p in paths))

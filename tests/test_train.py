@@ -129,7 +129,7 @@ def test_multirun_gives_six_jobs_six_dirs_six_wandb_runs(tmp_path, tiny_realiad)
     job_dirs = sorted(p for p in (tmp_path / "logs").glob("debug/*/multiruns/*/*") if p.is_dir())
     assert len(job_dirs) == 6, job_dirs
     names = {p.name.split("_", 1)[1] for p in job_dirs}
-    assert names == {f"alpha={a}_mode={m}" for a in (0.1, 0.2, 0.4) for m in ("single", "multi")}
+    assert names == {f"mtfcdd_alpha{a}_{m}" for a in (0.1, 0.2, 0.4) for m in ("single", "multi")}
     groups = set()
     for job in job_dirs:
         runs = list(job.glob("wandb/offline-run-*/run-*.wandb"))
@@ -137,8 +137,8 @@ def test_multirun_gives_six_jobs_six_dirs_six_wandb_runs(tmp_path, tiny_realiad)
         assert (job / "checkpoints" / "last.ckpt").is_file()
         run = run_summary(runs[0])
         groups.add(run["group"])
-        alpha, mode = job.name.split("_", 1)[1].split("_")
-        assert {alpha, mode} <= set(run["tags"])  # the swept values, as tags
+        _, _, alpha, mode = job.name.split("_")
+        assert {f"alpha={alpha.removeprefix('alpha')}", f"mode={mode}"} <= set(run["tags"])  # the swept values, as tags
     assert groups == {f"default_{job_dirs[0].parent.name}"}  # the whole grid in one W&B group
 
 
@@ -244,7 +244,7 @@ def test_submitit_local_launcher_runs_each_job_as_its_own_process(tmp_path, tiny
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "logs").glob("debug/default/multiruns/*")
     job_dirs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert [p.name for p in job_dirs] == ["0_alpha=0.1_mode=multi", "1_alpha=0.2_mode=multi"]
+    assert [p.name for p in job_dirs] == ["0_mtfcdd_alpha0.1_multi", "1_mtfcdd_alpha0.2_multi"]
     for job, alpha in zip(job_dirs, ("0.1", "0.2")):
         assert (job / "checkpoints" / "last.ckpt").is_file() and (job / "results.json").is_file()
         (run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")

@@ -27,9 +27,20 @@ MODEL_TITLES = {"mtfcdd": "MultiTypeFCDD", "patchcore": "PatchCore"}
 
 
 def model_title(results: dict) -> str:
-    """The display name of the model that produced ``results``."""
-    name = results.get("model", "mtfcdd")
-    return MODEL_TITLES.get(name, name)
+    """The display name of the model that produced ``results`` (``mtfcdd+patchcore``: "MultiTypeFCDD + PatchCore",
+    the type channels with a detector's any-defect view)."""
+    return " + ".join(MODEL_TITLES.get(name, name) for name in results.get("model", "mtfcdd").split("+"))
+
+
+def any_defect_text(results: dict) -> str:
+    """How the any-defect view of ``results`` was made, one sentence."""
+    types, *detector = results.get("model", "mtfcdd").split("+")
+    if detector:
+        return (f"One map and one score per image from the detector ({MODEL_TITLES.get(detector[0], detector[0])}, "
+                f"with its calibrated threshold); the type channels ({MODEL_TITLES.get(types, types)}) say which "
+                "defect. Positives = every defect image and pixel.")
+    return ("One map and one score per image: the maximum over the type channels (see the pipeline's anomaly_scale); "
+            "positives = every defect image and pixel.")
 
 
 TYPE_RULE_TEXT = {
@@ -135,8 +146,7 @@ def markdown_report(results: dict, paper: dict[str, float] | None = None, alpha:
         ]
     parts += [
         "## Any defect (is this part defective?)",
-        "One map and one score per image: the maximum over the type channels (see the pipeline's anomaly_scale); "
-        "positives = every defect image and pixel.",
+        any_defect_text(results),
         markdown_table(*tables[ANY_DEFECT]),
     ]
     if results["mode"] == "single":

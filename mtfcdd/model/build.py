@@ -16,7 +16,7 @@ from mtfcdd.model.patchcore.build import NAME as PATCHCORE
 from mtfcdd.model.patchcore.build import build_patchcore_module, build_patchcore_network, is_patchcore
 from mtfcdd.model.pipeline import InferencePipeline
 
-MODEL_NAMES = ("mtfcdd", PATCHCORE)
+MODEL_NAMES = (MultiTypeFCDD.model_name, PATCHCORE)
 """``model.name`` values: the config group's options (conf/model/*.yaml)."""
 
 
@@ -36,7 +36,7 @@ def normalisation(cfg: DictConfig) -> tuple[list[float], list[float]]:
 def build_network(cfg: DictConfig) -> MultiTypeFCDD:
     """The plain ``nn.Module`` of ``cfg.model`` with M = number of heatmap channels for ``cfg.mode``
     (a :class:`~mtfcdd.model.patchcore.network.PatchCoreNet` for ``model=patchcore``)."""
-    name = cfg.model.get("name", "mtfcdd")  # checkpoints written before model.name existed hold MultiTypeFCDD
+    name = cfg.model.get("name", MultiTypeFCDD.model_name)  # checkpoints written before model.name existed hold MultiTypeFCDD
     if name not in MODEL_NAMES:
         raise ConfigError(f"model.name={name!r} is not valid; choose one of: {', '.join(MODEL_NAMES)}")
     if is_patchcore(cfg):

@@ -30,10 +30,38 @@ def read_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
     return checkpoint, OmegaConf.create(checkpoint[CONFIG_KEY])
 
 
-def load_pipeline(path: str | Path, type_rule: str | None = None) -> tuple[InferencePipeline, DictConfig]:
+def load_pipeline(
+    path: str | Path, type_rule: str | None = None, detector_ckpt: str | Path | None = None
+) -> tuple[InferencePipeline, DictConfig]:
     """The trained :class:`InferencePipeline` (eval mode; calibration buffers included) and its run config.
 
-    ``type_rule``: choose the predicted type another way than the run did (``calibrated`` or ``raw``)."""
+    ``type_rule``: choose the predicted type another way than the run did (``calibrated`` or ``raw``).
+    ``detector_ckpt``: a mode-single checkpoint (e.g. ``model=patchcore``) trained at the same image size whose
+    any-defect view (map, score, calibrated decision) the pipeline reports instead of its own (see
+    :meth:`InferencePipeline.set_detector`); the returned config is the types checkpoint's."""
+    pipeline, cfg = _load(path, type_rule)
+    if detector_ckpt is None:
+        return pipeline, cfg
+    detector, detector_cfg = _load(detector_ckpt)
+    if detector.num_types != 1:
+        raise CheckpointError(f"detector_ckpt={str(detector_ckpt)!r}: expected a one-channel (mode single) checkpoint such "
+                              f"as model=patchcore's, got {detector.num_types} channels")
+    size = int(cfg.data.image_size)
+    if int(detector_cfg.data.image_size) != size:
+        raise CheckpointError(f"detector_ckpt={str(detector_ckpt)!r} was trained at data.image_size="
+                              f"{detector_cfg.data.image_size}, {path} at {size}: they must match")
+    with torch.no_grad():
+        probe = torch.zeros(1, 3, size, size)
+        types, detected = pipeline.maps(probe).shape[-2:], detector.maps(probe).shape[-2:]
+    if types != detected:
+        raise CheckpointError(f"detector_ckpt={str(detector_ckpt)!r} maps {size}x{size} images to {tuple(detected)}, "
+                              f"{path} to {tuple(types)}: a detector must map at the type channels' resolution")
+    pipeline.set_detector(detector)
+    return pipeline, cfg
+
+
+def _load(path: str | Path, type_rule: str | None = None) -> tuple[InferencePipeline, DictConfig]:
+    """One checkpoint's pipeline and run config (see :func:`load_pipeline`)."""
     checkpoint, cfg = read_checkpoint(path)
     cfg.model.backbone.pretrained = False  # every weight comes from the checkpoint
     if type_rule is not None:

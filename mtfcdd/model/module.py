@@ -145,7 +145,8 @@ class MultiTypeFCDDModule(L.LightningModule):
         self.test_evaluator.reset()
 
     def on_test_epoch_end(self) -> None:
-        self.test_results = {**self.test_evaluator.compute(), "type_rule": self.pipeline.type_rule}
+        tested = {"model": self.pipeline.model_name, "backbone": self.net.backbone.name}
+        self.test_results = {**tested, **self.test_evaluator.compute(), "type_rule": self.pipeline.type_rule}
         self.log_dict(self.test_evaluator.flat_metrics(self.test_results, prefix="test"), sync_dist=False)
 
     def predict_step(self, batch: dict, batch_idx: int) -> PipelineOutput:

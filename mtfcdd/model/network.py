@@ -64,6 +64,9 @@ class MultiTypeFCDD(nn.Module):
     Input: images [B, 3, H, W] normalised as the backbone expects (the pipeline's ``normalise``).
     """
 
+    model_name = "mtfcdd"
+    """``model.name`` of this network's config (conf/model/mtfcdd.yaml)."""
+
     def __init__(
         self,
         backbone: FrozenBackbone,

@@ -4,7 +4,9 @@
 maps A_k -> upsample to the input size (A'_k) -> calibrated heatmaps in [0, 1] (heat_min/heat_max) -> per-type image
 scores (max or mean of A'_k) -> per-type decisions (score >= image_threshold) -> the any-defect view (channels
 divided by anomaly_scale, their maximum; :mod:`mtfcdd.metrics.any_defect`) and its decision (>= anomaly_threshold)
--> predicted type``.
+-> predicted type``. With a ``detector`` (a one-channel pipeline, e.g. PatchCore's, attached by
+:func:`mtfcdd.model.checkpoint.load_pipeline`'s ``detector_ckpt``) the any-defect view and its decision are the
+detector's own, and the type channels say which defect it is: "whether" from the detector, "which" from the types.
 
 Validation, test, ``evaluate``, ``predict``, the inference engines, the ONNX export and the benchmark all run this
 module; an engine may fold, compile or quantise it, never re-write a step. The normalisation, heat range and
@@ -38,7 +40,8 @@ class PipelineOutput(NamedTuple):
     (all False where none was calibrated); anomaly_map: the any-defect map [B, H, W] (max over the channels divided by
     ``anomaly_scale``); anomaly_score: the any-defect image score [B] (max over the scaled type scores); anomalous:
     bool [B], anomaly_score >= anomaly_threshold (all False where none was calibrated); predicted_type: int64 [B],
-    index of the most likely defect type (read it where ``anomalous``).
+    index of the most likely defect type (read it where ``anomalous``). With a detector, anomaly_map, anomaly_score
+    and anomalous are the detector's (its heatmap, image score and calibrated decision).
     """
 
     maps: torch.Tensor
@@ -60,6 +63,8 @@ class InferencePipeline(nn.Module):
         mean, std: RGB normalisation of [0, 1] pixels that the backbone expects (3 numbers each).
         image_score: ``max`` or ``mean`` of each upsampled heatmap channel.
         type_rule: ``raw`` or ``calibrated`` (see :data:`TYPE_RULES`).
+
+    A detector (see :meth:`set_detector`) is a submodule: its weights and calibration travel with the pipeline.
     """
 
     def __init__(
@@ -84,11 +89,18 @@ class InferencePipeline(nn.Module):
         self.register_buffer("image_threshold", torch.full((m,), float("inf")))
         self.register_buffer("anomaly_scale", torch.ones(m))
         self.register_buffer("anomaly_threshold", torch.tensor(float("inf")))
+        self.detector: InferencePipeline | None = None
 
     @property
     def num_types(self) -> int:
         """M, the number of heatmap channels."""
         return self.net.num_types
+
+    @property
+    def model_name(self) -> str:
+        """``model.name`` of the network, ``<types>+<detector>`` with a detector (e.g. ``mtfcdd+patchcore``)."""
+        name = self.net.model_name
+        return name if self.detector is None else f"{name}+{self.detector.model_name}"
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """Raw RGB [B, 3, H, W], uint8 0..255 or float in [0, 1] -> the backbone's normalised float32 input."""
@@ -98,27 +110,44 @@ class InferencePipeline(nn.Module):
         return (pixels - self.pixel_mean) / self.pixel_std
 
     def maps(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw images -> pseudo-Huber maps A_k [B, M, h, w] at feature resolution (the network's part)."""
-        return self.net(self.normalise(images), upsample=False).maps
+        """Raw images -> pseudo-Huber maps A_k [B, M, h, w] at feature resolution (the network's part); with a
+        detector, its map is appended as channel M ([B, M + 1, h, w])."""
+        maps = self.net(self.normalise(images), upsample=False).maps
+        if self.detector is None:
+            return maps
+        detected = self.detector.maps(images).to(maps.dtype)
+        if detected.shape[-2:] != maps.shape[-2:]:
+            raise ValueError(f"detector maps {tuple(detected.shape[-2:])} and type maps {tuple(maps.shape[-2:])}: "
+                             "a detector must map at the type channels' resolution")
+        return torch.cat([maps, detected], dim=1)
 
     def postprocess(self, maps: torch.Tensor, size: tuple[int, int] | torch.Size) -> PipelineOutput:
-        """Maps A_k [B, M, h, w] -> every output at input ``size`` (H, W)."""
+        """Maps A_k [B, M, h, w] (with a detector [B, M + 1, h, w], see :meth:`maps`) -> every output at input
+        ``size`` (H, W)."""
         maps = maps.float()
+        if self.detector is not None:
+            detected = self.detector.postprocess(maps[:, self.num_types :], size)
+            maps = maps[:, : self.num_types]
         heatmaps = self.net.upsample_maps(maps, size)
         low = self.heat_min.view(1, -1, 1, 1)
         span = (self.heat_max - self.heat_min).clamp_min(1e-12).view(1, -1, 1, 1)
         calibrated = ((heatmaps - low) / span).clamp(0.0, 1.0)
         scores = image_scores(heatmaps, self.image_score)
-        anomaly_score = any_defect_scores(scores, self.anomaly_scale)
+        if self.detector is None:
+            anomaly_map = any_defect_map(heatmaps, self.anomaly_scale)
+            anomaly_score = any_defect_scores(scores, self.anomaly_scale)
+            anomalous = anomaly_score >= self.anomaly_threshold
+        else:
+            anomaly_map, anomaly_score, anomalous = detected.anomaly_map, detected.anomaly_score, detected.anomalous
         return PipelineOutput(
             maps,
             heatmaps,
             calibrated,
             scores,
             scores >= self.image_threshold,
-            any_defect_map(heatmaps, self.anomaly_scale),
+            anomaly_map,
             anomaly_score,
-            anomaly_score >= self.anomaly_threshold,
+            anomalous,
             self.type_scores(scores).argmax(dim=1),
         )
 
@@ -143,6 +172,15 @@ class InferencePipeline(nn.Module):
             if value.shape != buffer.shape:
                 raise ValueError(f"{name}: expected shape {tuple(buffer.shape)}, got {tuple(value.shape)}")
             buffer.copy_(value)
+
+    def set_detector(self, detector: InferencePipeline) -> None:
+        """Take the any-defect view (map, score, calibrated decision) from ``detector``, a calibrated one-channel
+        pipeline (mode single: PatchCore or MultiTypeFCDD) whose maps have this network's resolution; the type
+        channels keep saying which defect it is."""
+        if detector.num_types != 1 or detector.detector is not None:
+            raise ValueError(f"detector: expected a one-channel pipeline without a detector of its own, "
+                             f"got {detector.num_types} channels")
+        self.detector = detector
 
     def set_any_defect(self, scale: torch.Tensor, threshold: float) -> None:
         """Store the any-defect view's per-type scales [M] (> 0) and its image threshold (``inf``: never decides)."""

@@ -113,11 +113,14 @@ def load_job(path: Path, base: Path | None = None) -> Job:
     else:
         state, detail = "unknown", "no status.json and no results.json (interrupted, or written by an older version)"
     job = Job(path=path, name=name, config=config, state=state, results=results, detail=detail, status=status)
+    tested = results or {}
     job.settings = {
-        "model": config_value(config, "model.name") or "mtfcdd",
+        # what was tested, from the results where they say it (an `evaluate` run's own config names no model,
+        # backbone or mode; a detector adds "+<name>" to the model)
+        "model": tested.get("model") or config_value(config, "model.name") or "mtfcdd",
         "alpha": config_value(config, "alpha"),
-        "mode": config_value(config, "mode"),
-        "backbone": config_value(config, "model.backbone.name"),
+        "mode": tested.get("mode") or config_value(config, "mode"),
+        "backbone": tested.get("backbone") or config_value(config, "model.backbone.name"),
         "seed": config_value(config, "seed"),
         "balance": _balance(config),
         "protocol": results["protocol"] if results else config_value(config, "model.evaluation.protocol"),

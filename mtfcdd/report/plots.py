@@ -68,7 +68,7 @@ def mean_metrics_plot(rows: list[dict], path: Path) -> Path:
         for row in rows:
             if row[metric] is not None:
                 groups[(row["mode"], row["backbone"])][row["alpha"]].append(100 * row[metric])
-        for (mode, backbone), points in sorted(groups.items()):
+        for (mode, backbone), points in sorted(groups.items(), key=lambda item: tuple(map(str, item[0]))):
             _line(ax, points, label=f"{mode} ({backbone})", linestyle="-" if mode == "multi" else "--")
         _finish(ax, PANEL_LABELS[metric], alphas)
     handles, labels = axes[0].get_legend_handles_labels()
@@ -107,7 +107,8 @@ def write_plots(rows: list[dict], types: list[str], out_dir: Path) -> list[Path]
     if not rows:
         return []
     plots = [mean_metrics_plot(rows, out_dir / "plots" / "mean_vs_alpha.png")]
-    backbones = sorted({row["backbone"] for row in rows if row["mode"] == "multi"})
+    # results written by an older `evaluate` do not name their backbone: no per-type figure for those
+    backbones = sorted({row["backbone"] for row in rows if row["mode"] == "multi" and row["backbone"]})
     for backbone in backbones:
         plots.append(per_type_plot(rows, types, backbone, out_dir / "plots" / f"per_type_vs_alpha_{backbone}.png"))
     return plots

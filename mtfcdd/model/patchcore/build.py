@@ -14,7 +14,7 @@ from mtfcdd.model.pipeline import InferencePipeline
 
 log = logging.getLogger("mtfcdd.patchcore")
 
-NAME = "patchcore"
+NAME = PatchCoreNet.model_name
 """``model.name`` of PatchCore's config."""
 
 

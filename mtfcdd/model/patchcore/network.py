@@ -44,6 +44,8 @@ class PatchCoreNet(nn.Module):
     """
 
     num_types = 1
+    model_name = "patchcore"
+    """``model.name`` of this network's config (conf/model/patchcore.yaml)."""
 
     def __init__(self, backbone: FrozenBackbone, blur_sigma: float = 4.0) -> None:
         super().__init__()

@@ -1,0 +1,101 @@
+"""A detector's "whether" with the type channels' "which": a PatchCore checkpoint attached to a MultiTypeFCDD one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from hydra_compose import compose_config
+from omegaconf import OmegaConf
+
+from mtfcdd.evaluate import evaluate
+from mtfcdd.inference.engines import FastTorchEngine
+from mtfcdd.model.checkpoint import CheckpointError, load_pipeline, read_checkpoint
+from mtfcdd.report.__main__ import build_report
+from mtfcdd.train import run_task
+
+
+@pytest.fixture(scope="module")
+def patchcore_run(tmp_path_factory, tiny_realiad) -> Path:
+    """A PatchCore run on the tiny set with the same debug settings (image size, test subset) as ``trained_run``."""
+    tmp = tmp_path_factory.mktemp("patchcore")
+    cfg = compose_config(tmp, ["model=patchcore", "data=synthetic", f"data.root={tiny_realiad}",
+                               "data.synthetic.preset=tiny", "debug=limit", "logger=none", "data.num_workers=0",
+                               "trainer.limit_train_batches=null"])
+    run_task(cfg)
+    return Path(cfg.paths.output_dir)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(trained_run, patchcore_run) -> tuple[Path, Path]:
+    return trained_run("max") / "checkpoints" / "last.ckpt", patchcore_run / "checkpoints" / "last.ckpt"
+
+
+def test_whether_comes_from_the_detector_and_which_from_the_types(checkpoints):
+    types_ckpt, detector_ckpt = checkpoints
+    combined, cfg = load_pipeline(types_ckpt, detector_ckpt=detector_ckpt)
+    types, _ = load_pipeline(types_ckpt)
+    detector, _ = load_pipeline(detector_ckpt)
+    assert combined.model_name == "mtfcdd+patchcore" and cfg.model.get("name", "mtfcdd") == "mtfcdd"
+    assert torch.isfinite(combined.detector.anomaly_threshold)  # the detector's own calibration travels with it
+    size = int(cfg.data.image_size)
+    images = torch.randint(0, 256, (3, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out, alone, bank = combined(images), types(images), detector(images)
+    assert out.maps.shape == alone.maps.shape  # the detector's channel stays inside the pipeline
+    for field in ("heatmaps", "calibrated", "scores", "decisions", "predicted_type"):
+        assert torch.equal(getattr(out, field), getattr(alone, field)), field
+    for field in ("anomaly_map", "anomaly_score", "anomalous"):
+        assert torch.equal(getattr(out, field), getattr(bank, field)), field
+    assert not torch.equal(out.anomaly_score, alone.anomaly_score)
+    # an engine runs the same combination (BatchNorm folded in both networks' copies)
+    fast = FastTorchEngine(combined)(images)
+    assert torch.allclose(fast.anomaly_score, out.anomaly_score, rtol=1e-4)
+    assert torch.equal(fast.predicted_type, out.predicted_type)
+    # the state dict carries both networks: a copy loads with weights only
+    state = combined.state_dict()
+    assert any(key.startswith("detector.net.memory_bank") for key in state)
+
+
+def test_a_detector_must_be_one_channel(checkpoints):
+    types_ckpt, _ = checkpoints
+    with pytest.raises(CheckpointError, match="one-channel"):
+        load_pipeline(types_ckpt, detector_ckpt=types_ckpt)
+
+
+def test_evaluate_reports_the_combination_with_both_sources_metrics(tmp_path, checkpoints, patchcore_run):
+    types_ckpt, detector_ckpt = checkpoints
+    cfg = compose_config(tmp_path, [f"ckpt_path={types_ckpt}", f"detector_ckpt={detector_ckpt}", "trainer=cpu"],
+                         config_name="evaluate")
+    results = evaluate(cfg)
+    written = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    assert written["model"] == results["model"] == "mtfcdd+patchcore"
+    assert "MultiTypeFCDD + PatchCore" in (Path(cfg.paths.output_dir) / "results.md").read_text()
+    # the same test images as both training runs: any-defect metrics are PatchCore's, type metrics MultiTypeFCDD's
+    bank = json.loads((patchcore_run / "results.json").read_text())
+    types = json.loads((types_ckpt.parents[1] / "results.json").read_text())
+    assert written["counts"] == bank["counts"] == types["counts"]
+    assert bank["model"] == "patchcore" and types["model"] == "mtfcdd"
+    for name, value in bank["any_defect"].items():
+        assert written["any_defect"][name] == pytest.approx(value, rel=1e-6, nan_ok=True), name
+    for name, value in types["mean"].items():
+        assert written["mean"][name] == pytest.approx(value, rel=1e-6, nan_ok=True), name
+    assert written["type_classification"] == types["type_classification"]
+    # one report over the three runs: the combination is its own row, with PatchCore's "whether" and a type accuracy
+    sweep = tmp_path / "sweep"
+    for name, run, config in (("0_mtfcdd", types_ckpt.parents[1], read_checkpoint(types_ckpt)[1]),
+                              ("1_patchcore", patchcore_run, read_checkpoint(detector_ckpt)[1]),
+                              ("2_combined", Path(cfg.paths.output_dir), cfg)):
+        (sweep / name / ".hydra").mkdir(parents=True)  # what Hydra saves for a command-line run
+        OmegaConf.save(config, sweep / name / ".hydra" / "config.yaml")
+        shutil.copy(run / "results.json", sweep / name / "results.json")
+    report = build_report([sweep], sweep, use_wandb="off")
+    rows = {row["model"]: row for row in report["rows"]}
+    assert set(rows) == {"mtfcdd", "patchcore", "mtfcdd+patchcore"}
+    combined = rows["mtfcdd+patchcore"]
+    assert combined["mode"] == "multi" and combined["backbone"] == "tf_efficientnet_lite0"
+    assert combined["type_accuracy"] == rows["mtfcdd"]["type_accuracy"] and rows["patchcore"]["type_accuracy"] is None
+    assert combined["any_defect/i_auroc"] == rows["patchcore"]["any_defect/i_auroc"]
