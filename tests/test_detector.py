@@ -12,7 +12,7 @@ from hydra_compose import compose_config
 from omegaconf import OmegaConf
 
 from mtfcdd.evaluate import evaluate
-from mtfcdd.inference.engines import FastTorchEngine
+from mtfcdd.inference.engines import FastTorchEngine, OnnxRuntimeEngine
 from mtfcdd.model.checkpoint import CheckpointError, load_pipeline, read_checkpoint
 from mtfcdd.report.__main__ import build_report
 from mtfcdd.train import run_task
@@ -51,10 +51,14 @@ def test_whether_comes_from_the_detector_and_which_from_the_types(checkpoints):
     for field in ("anomaly_map", "anomaly_score", "anomalous"):
         assert torch.equal(getattr(out, field), getattr(bank, field)), field
     assert not torch.equal(out.anomaly_score, alone.anomaly_score)
-    # an engine runs the same combination (BatchNorm folded in both networks' copies)
+    # the engines run the same combination (BatchNorm folded in both networks' copies; both in one ONNX graph)
     fast = FastTorchEngine(combined)(images)
     assert torch.allclose(fast.anomaly_score, out.anomaly_score, rtol=1e-4)
     assert torch.equal(fast.predicted_type, out.predicted_type)
+    exported = OnnxRuntimeEngine(combined, example_size=size)(images.float() / 255.0)
+    assert torch.allclose(exported.anomaly_score, out.anomaly_score, rtol=1e-4)
+    assert torch.allclose(exported.scores, out.scores, rtol=1e-4, atol=1e-6)
+    assert torch.equal(exported.anomalous, out.anomalous)
     # the state dict carries both networks: a copy loads with weights only
     state = combined.state_dict()
     assert any(key.startswith("detector.net.memory_bank") for key in state)

@@ -77,11 +77,12 @@ class PatchCoreNet(nn.Module):
         self.memory_bank = bank.to(self.memory_bank.device, torch.float32).contiguous()
 
     def nearest_distance(self, features: torch.Tensor) -> torch.Tensor:
-        """Euclidean distance of each row of ``features`` [P, D] to its nearest bank row -> [P]."""
+        """Euclidean distance of each row of ``features`` [P, D] to its nearest bank row -> [P]. Computed in chunks of
+        QUERY_CHUNK rows; an ONNX export computes all rows at once (a traced chunk count would not follow the batch)."""
         bank = self.memory_bank
         bank_norms = bank.square().sum(dim=1)
         parts = []
-        for chunk in features.split(QUERY_CHUNK):
+        for chunk in [features] if torch.onnx.is_in_onnx_export() else features.split(QUERY_CHUNK):
             square = chunk.square().sum(dim=1, keepdim=True) - 2.0 * chunk @ bank.T + bank_norms
             parts.append(square.amin(dim=1).clamp_min(0.0).sqrt())
         return torch.cat(parts)
@@ -102,11 +103,9 @@ class PatchCoreNet(nn.Module):
             return heatmaps
         radius = self.blur_kernel.numel() // 2
         kernel = self.blur_kernel.to(heatmaps.dtype)
-        channels = heatmaps.shape[1]
-        horizontal = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-        vertical = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-        heatmaps = F.conv2d(F.pad(heatmaps, (radius, radius, 0, 0), mode="reflect"), horizontal, groups=channels)
-        return F.conv2d(F.pad(heatmaps, (0, 0, radius, radius), mode="reflect"), vertical, groups=channels)
+        # one channel (num_types): fixed kernel shapes, so that the blur exports to ONNX
+        heatmaps = F.conv2d(F.pad(heatmaps, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+        return F.conv2d(F.pad(heatmaps, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         """Resize the memory bank to the stored one (its row count is only known after fitting), then load."""
