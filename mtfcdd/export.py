@@ -40,6 +40,7 @@ from mtfcdd.inference.onnx_pipeline import (
     run_session,
 )
 from mtfcdd.inference.onnx_runtime import make_session
+from mtfcdd.metrics.tables import model_title
 from mtfcdd.model.pipeline import InferencePipeline
 from mtfcdd.run import entry_point
 
@@ -57,6 +58,12 @@ OUTPUT_DESCRIPTIONS = {
     "anomalous": "[B] bool, anomaly_score >= anomaly_threshold (all false where none was calibrated)",
     "predicted_type": "[B] int64, index into type_names of the most likely type (read it where anomalous)",
 }
+DETECTOR_DESCRIPTIONS = {
+    "anomaly_map": "[B, H, W] any-defect map: the detector's heatmap",
+    "anomaly_score": "[B] any-defect image score: the detector's image score",
+    "anomalous": "[B] bool, anomaly_score >= anomaly_threshold (the detector's calibrated threshold)",
+}
+"""The any-defect outputs of a model exported with ``detector_ckpt`` (the rest as :data:`OUTPUT_DESCRIPTIONS`)."""
 
 
 class ExportError(UserError, RuntimeError):
@@ -73,9 +80,10 @@ def export_metadata(pipeline: InferencePipeline, cfg: DictConfig, input_format: 
     """``metadata_props`` of the exported model: everything a user of the file needs, as JSON strings."""
     from mtfcdd.model.build import type_names
 
+    any_defect = pipeline.detector if pipeline.detector is not None else pipeline  # who answers "whether"
     values: dict[str, Any] = {
         "producer": f"mtfcdd {_version()}",
-        "model": "MultiTypeFCDD",
+        "model": model_title({"model": pipeline.model_name}),
         "precision": precision,
         "type_names": type_names(cfg),
         "mode": cfg.mode,
@@ -89,13 +97,17 @@ def export_metadata(pipeline: InferencePipeline, cfg: DictConfig, input_format: 
         "heat_min": _floats(pipeline.heat_min),
         "heat_max": _floats(pipeline.heat_max),
         "image_threshold": _floats(pipeline.image_threshold),
-        "anomaly_scale": _floats(pipeline.anomaly_scale),
-        "anomaly_threshold": _floats(pipeline.anomaly_threshold)[0],
+        "anomaly_scale": _floats(pipeline.anomaly_scale) if pipeline.detector is None else None,
+        "anomaly_threshold": _floats(any_defect.anomaly_threshold)[0],
         "image_score": pipeline.image_score,
         "type_rule": pipeline.type_rule,
         "upsample": pipeline.net.upsample,
         "outputs": {name: OUTPUT_DESCRIPTIONS[name] for name in OUTPUT_NAMES},
     }
+    if pipeline.detector is not None:
+        values["outputs"].update(DETECTOR_DESCRIPTIONS)
+        values["detector"] = {"model": model_title({"model": pipeline.detector.model_name}),
+                              "backbone": pipeline.detector.net.backbone.name}
     if checkpoint is not None:
         values["checkpoint"] = checkpoint.name
         values["checkpoint_sha256"] = _sha256(checkpoint)
@@ -183,7 +195,7 @@ def export(cfg: DictConfig) -> Path:
     from mtfcdd.model.checkpoint import load_pipeline
 
     ckpt_path = Path(cfg.ckpt_path)
-    pipeline, trained = load_pipeline(ckpt_path)
+    pipeline, trained = load_pipeline(ckpt_path, detector_ckpt=cfg.detector_ckpt)
     fmt, input_format = cfg.format, cfg.input_format
     size = (int(trained.data.image_size),) * 2
     calibration = None

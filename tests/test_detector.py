@@ -6,12 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from hydra_compose import compose_config
 from omegaconf import OmegaConf
 
 from mtfcdd.evaluate import evaluate
+from mtfcdd.export import export
+from mtfcdd.predict import predict
 from mtfcdd.inference.engines import FastTorchEngine, OnnxRuntimeEngine
 from mtfcdd.model.checkpoint import CheckpointError, load_pipeline, read_checkpoint
 from mtfcdd.report.__main__ import build_report
@@ -103,3 +106,42 @@ def test_evaluate_reports_the_combination_with_both_sources_metrics(tmp_path, ch
     assert combined["mode"] == "multi" and combined["backbone"] == "tf_efficientnet_lite0"
     assert combined["type_accuracy"] == rows["mtfcdd"]["type_accuracy"] and rows["patchcore"]["type_accuracy"] is None
     assert combined["any_defect/i_auroc"] == rows["patchcore"]["any_defect/i_auroc"]
+
+
+def test_export_writes_the_combination_with_its_metadata(tmp_path, checkpoints):
+    types_ckpt, detector_ckpt = checkpoints
+    output = tmp_path / "combined.onnx"
+    cfg = compose_config(tmp_path, [f"ckpt_path={types_ckpt}", f"detector_ckpt={detector_ckpt}", f"output={output}"],
+                         config_name="export")
+    export(cfg)  # its parity check against the PyTorch pipeline passed, or nothing would be written
+    meta = {p.key: p.value for p in onnx.load(str(output)).metadata_props}
+    assert meta["model"] == "MultiTypeFCDD + PatchCore" and json.loads(meta["detector"])["model"] == "PatchCore"
+    detector, _ = load_pipeline(detector_ckpt)
+    assert json.loads(meta["anomaly_threshold"]) == pytest.approx(float(detector.anomaly_threshold))
+    assert "detector" in json.loads(meta["outputs"])["anomaly_score"]
+
+
+def test_predict_answers_whether_with_the_detector_and_which_with_the_types(tmp_path, checkpoints, tiny_realiad):
+    types_ckpt, detector_ckpt = checkpoints
+    images = sorted(tiny_realiad.rglob("*.jpg"))[:5]
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for image in images:
+        shutil.copy(image, folder / image.name)
+
+    def rows(name: str, *overrides: str) -> list[dict]:
+        cfg = compose_config(tmp_path / name, [f"input={folder}", "num_workers=0", "trainer=cpu", "save_overlays=false",
+                                               *overrides], config_name="predict")
+        predict(cfg)
+        lines = (Path(cfg.paths.output_dir) / "predictions.jsonl").read_text().splitlines()
+        return sorted((json.loads(line) for line in lines), key=lambda row: row["path"])
+
+    combined = rows("combined", f"ckpt_path={types_ckpt}", f"detector_ckpt={detector_ckpt}")
+    types, bank = rows("types", f"ckpt_path={types_ckpt}"), rows("bank", f"ckpt_path={detector_ckpt}")
+    assert len(combined) == len(images) == len(types) == len(bank)
+    for row, alone, detected in zip(combined, types, bank):
+        assert row["anomaly_score"] == detected["anomaly_score"] and row["anomalous"] == detected["anomalous"]
+        assert row.keys() == alone.keys()
+        for key, value in alone.items():  # the type scores to float32 rounding (a slice of the maps is upsampled)
+            if not key.startswith("anomal"):
+                assert row[key] == (pytest.approx(value, rel=1e-6) if key.startswith("score_") else value), key

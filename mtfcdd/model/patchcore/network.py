@@ -46,6 +46,8 @@ class PatchCoreNet(nn.Module):
     num_types = 1
     model_name = "patchcore"
     """``model.name`` of this network's config (conf/model/patchcore.yaml)."""
+    upsample = "bilinear"
+    """How maps reach the input size (then the Gaussian blur), as :class:`MultiTypeFCDD`'s ``upsample`` says."""
 
     def __init__(self, backbone: FrozenBackbone, blur_sigma: float = 4.0) -> None:
         super().__init__()
