@@ -17,7 +17,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mtfcdd.config import config_dir
+from mtfcdd.config import ConfigError, config_dir
 from mtfcdd.reporting import task_scope
 
 NETWORK_INPUT_KEYS = ("mean", "std")
@@ -48,8 +48,15 @@ def build_loggers(cfg: DictConfig) -> list:
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """The callbacks of ``cfg.callbacks``."""
-    return [instantiate(conf) for conf in (cfg.get("callbacks") or {}).values() if conf is not None]
+    """The callbacks of ``cfg.callbacks``; an entry without ``_target_`` (options that an experiment sets for a
+    callback the chosen group does not define, e.g. ``experiment=demo callbacks=none``) fails naming the key."""
+    entries = {name: conf for name, conf in (cfg.get("callbacks") or {}).items() if conf is not None}
+    for name, conf in entries.items():
+        if "_target_" not in conf:
+            raise ConfigError(f"callbacks.{name} sets {', '.join(map(str, conf))} but names no callback (_target_): "
+                              "the chosen callbacks group does not define it; pick a group that does (e.g. "
+                              f"callbacks=default) or remove the setting (~callbacks.{name})")
+    return [instantiate(conf) for conf in entries.values()]
 
 
 def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[L.Callback] | None = None) -> L.Trainer:

@@ -94,6 +94,14 @@ def test_callbacks_instantiate(tmp_path, callbacks):
         assert sorted(steps) == [0, cfg.callbacks.step_checkpoint.every_n_train_steps]
 
 
+def test_an_experiments_callback_options_without_the_callback_fail_naming_it(tmp_path):
+    cfg = compose_config(tmp_path, ["experiment=demo", "callbacks=none"])
+    with pytest.raises(ConfigError, match=r"callbacks\.backbone_runtime sets runtime but names no callback"):
+        build_callbacks(cfg)
+    cfg = compose_config(tmp_path, ["experiment=demo", "callbacks=none", "~callbacks.backbone_runtime"])
+    assert build_callbacks(cfg) == []
+
+
 @pytest.mark.parametrize("data", ["realiad", "synthetic"])
 @pytest.mark.parametrize("mode", ["multi", "single"])
 def test_data_and_model_instantiate(tmp_path, data, mode):
