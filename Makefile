@@ -24,7 +24,7 @@ demo: install ## train the embedded demo on a synthetic Real-IAD set (CPU, a few
 
 # MultiTypeFCDD and PatchCore trained in one sweep, the combination (PatchCore's "whether", the type channels'
 # "which") evaluated from their checkpoints into the sweep folder, then one report over the three
-compare: install ## MultiTypeFCDD vs PatchCore vs their combination on the demo set (about 20 min on 2 CPU cores), one report
+compare: install ## MultiTypeFCDD vs PatchCore vs their combination on the demo set (about 25 min on 2 CPU cores), one report
 	$(PY) -m mtfcdd.train -m model=mtfcdd,patchcore experiment=demo
 	sweep=$$(ls -d logs/train/demo/multiruns/*/ | sort | tail -n 1); \
 	$(PY) -m mtfcdd.evaluate ckpt_path=$$(ls $${sweep}*_mtfcdd_*/checkpoints/last.ckpt) \

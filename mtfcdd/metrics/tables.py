@@ -29,16 +29,21 @@ MODEL_TITLES = {"mtfcdd": "MultiTypeFCDD", "patchcore": "PatchCore"}
 def model_title(results: dict) -> str:
     """The display name of the model that produced ``results`` (``mtfcdd+patchcore``: "MultiTypeFCDD + PatchCore",
     the type channels with a detector's any-defect view)."""
-    return " + ".join(MODEL_TITLES.get(name, name) for name in results.get("model", "mtfcdd").split("+"))
+    return " + ".join(map(_title, results.get("model", "mtfcdd").split("+")))
+
+
+def _title(name: str) -> str:
+    """The display name of one ``model.name`` (itself where unknown)."""
+    return MODEL_TITLES.get(name, name)
 
 
 def any_defect_text(results: dict) -> str:
     """How the any-defect view of ``results`` was made, one sentence."""
     types, *detector = results.get("model", "mtfcdd").split("+")
     if detector:
-        return (f"One map and one score per image from the detector ({MODEL_TITLES.get(detector[0], detector[0])}, "
-                f"with its calibrated threshold); the type channels ({MODEL_TITLES.get(types, types)}) say which "
-                "defect. Positives = every defect image and pixel.")
+        return (f"One map and one score per image from the detector ({_title(detector[0])}, with its calibrated "
+                f"threshold); the type channels ({_title(types)}) say which defect. Positives = every defect image "
+                "and pixel.")
     return ("One map and one score per image: the maximum over the type channels (see the pipeline's anomaly_scale); "
             "positives = every defect image and pixel.")
 

@@ -36,7 +36,8 @@ def normalisation(cfg: DictConfig) -> tuple[list[float], list[float]]:
 def build_network(cfg: DictConfig) -> MultiTypeFCDD:
     """The plain ``nn.Module`` of ``cfg.model`` with M = number of heatmap channels for ``cfg.mode``
     (a :class:`~mtfcdd.model.patchcore.network.PatchCoreNet` for ``model=patchcore``)."""
-    name = cfg.model.get("name", MultiTypeFCDD.model_name)  # checkpoints written before model.name existed hold MultiTypeFCDD
+    # checkpoints written before model.name existed hold MultiTypeFCDD
+    name = cfg.model.get("name", MultiTypeFCDD.model_name)
     if name not in MODEL_NAMES:
         raise ConfigError(f"model.name={name!r} is not valid; choose one of: {', '.join(MODEL_NAMES)}")
     if is_patchcore(cfg):

@@ -43,20 +43,15 @@ def load_pipeline(
     if detector_ckpt is None:
         return pipeline, cfg
     detector, detector_cfg = _load(detector_ckpt)
-    if detector.num_types != 1:
-        raise CheckpointError(f"detector_ckpt={str(detector_ckpt)!r}: expected a one-channel (mode single) checkpoint such "
-                              f"as model=patchcore's, got {detector.num_types} channels")
     size = int(cfg.data.image_size)
     if int(detector_cfg.data.image_size) != size:
         raise CheckpointError(f"detector_ckpt={str(detector_ckpt)!r} was trained at data.image_size="
                               f"{detector_cfg.data.image_size}, {path} at {size}: they must match")
-    with torch.no_grad():
-        probe = torch.zeros(1, 3, size, size)
-        types, detected = pipeline.maps(probe).shape[-2:], detector.maps(probe).shape[-2:]
-    if types != detected:
-        raise CheckpointError(f"detector_ckpt={str(detector_ckpt)!r} maps {size}x{size} images to {tuple(detected)}, "
-                              f"{path} to {tuple(types)}: a detector must map at the type channels' resolution")
-    pipeline.set_detector(detector)
+    try:
+        pipeline.set_detector(detector, size)
+    except ValueError as err:
+        raise CheckpointError(f"detector_ckpt={str(detector_ckpt)!r} cannot be the detector of {path}: {err} "
+                              "(a mode-single checkpoint such as model=patchcore's)") from err
     return pipeline, cfg
 
 

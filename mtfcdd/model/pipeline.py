@@ -115,11 +115,7 @@ class InferencePipeline(nn.Module):
         maps = self.net(self.normalise(images), upsample=False).maps
         if self.detector is None:
             return maps
-        detected = self.detector.maps(images).to(maps.dtype)
-        if detected.shape[-2:] != maps.shape[-2:]:
-            raise ValueError(f"detector maps {tuple(detected.shape[-2:])} and type maps {tuple(maps.shape[-2:])}: "
-                             "a detector must map at the type channels' resolution")
-        return torch.cat([maps, detected], dim=1)
+        return torch.cat([maps, self.detector.maps(images).to(maps.dtype)], dim=1)
 
     def postprocess(self, maps: torch.Tensor, size: tuple[int, int] | torch.Size) -> PipelineOutput:
         """Maps A_k [B, M, h, w] (with a detector [B, M + 1, h, w], see :meth:`maps`) -> every output at input
@@ -173,13 +169,19 @@ class InferencePipeline(nn.Module):
                 raise ValueError(f"{name}: expected shape {tuple(buffer.shape)}, got {tuple(value.shape)}")
             buffer.copy_(value)
 
-    def set_detector(self, detector: InferencePipeline) -> None:
+    def set_detector(self, detector: InferencePipeline, image_size: int) -> None:
         """Take the any-defect view (map, score, calibrated decision) from ``detector``, a calibrated one-channel
-        pipeline (mode single: PatchCore or MultiTypeFCDD) whose maps have this network's resolution; the type
-        channels keep saying which defect it is."""
+        pipeline (mode single: PatchCore or MultiTypeFCDD) that maps ``image_size`` x ``image_size`` images at this
+        network's resolution (checked on a blank image); the type channels keep saying which defect it is."""
         if detector.num_types != 1 or detector.detector is not None:
-            raise ValueError(f"detector: expected a one-channel pipeline without a detector of its own, "
-                             f"got {detector.num_types} channels")
+            raise ValueError(f"expected a one-channel pipeline without a detector of its own, got {detector.num_types} "
+                             "channels")
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, image_size, image_size)
+            types, detected = self.maps(probe).shape[-2:], detector.maps(probe).shape[-2:]
+        if types != detected:
+            raise ValueError(f"it maps {image_size}x{image_size} images to {tuple(detected)}, the type channels to "
+                             f"{tuple(types)}: a detector must map at the type channels' resolution")
         self.detector = detector
 
     def set_any_defect(self, scale: torch.Tensor, threshold: float) -> None:
