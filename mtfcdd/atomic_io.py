@@ -7,11 +7,24 @@ import tempfile
 from pathlib import Path
 
 
+TEMPORARY_SUFFIX = ".tmp"
+"""Suffix of the temporary files the writers below create next to their target (``.<name>.<random>.tmp``)."""
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files that a writer killed before its rename (SIGKILL cannot be caught) left in
+    ``folder``; returns them. Only for a folder no other process is writing to."""
+    stale = sorted(Path(folder).glob(f".*{TEMPORARY_SUFFIX}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> Path:
     """Write ``data`` to a temporary file next to ``path``, fsync, chmod ``mode``, then rename onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
@@ -32,7 +45,8 @@ class AtomicTextFile:
     def __init__(self, path: Path, mode: int = 0o644) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, self.temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        handle, self.temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=TEMPORARY_SUFFIX,
+                                                  dir=self.path.parent)
         self.mode = mode
         self.stream = os.fdopen(handle, "w", encoding="utf-8", newline="")
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
-from mtfcdd.atomic_io import write_bytes_atomic
+from mtfcdd.atomic_io import remove_temporaries, write_bytes_atomic
 from mtfcdd.config import ConfigError
+
+log = logging.getLogger("mtfcdd")
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 """Where a run keeps its latest checkpoint, relative to its run directory."""
@@ -18,7 +21,8 @@ WANDB_ID_FILE = Path("wandb") / "run_id.txt"
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
     """The checkpoint ``trainer.fit`` continues from: ``ckpt_path``, or with ``resume=true`` the run directory's
-    ``checkpoints/last.ckpt`` (a clear error when it is missing or the run already finished)."""
+    ``checkpoints/last.ckpt`` (a clear error when it is missing or the run already finished). Resuming deletes the
+    temporary checkpoint files a killed run left there (written whole or not at all: never a checkpoint)."""
     if not cfg.get("resume"):
         return cfg.get("ckpt_path")
     run_dir = Path(cfg.paths.output_dir)
@@ -35,6 +39,8 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
         )
     if (run_dir / "results.json").is_file():
         raise ConfigError(f"resume=true: the run in {run_dir} already finished (results.json is there)")
+    for stale in remove_temporaries(checkpoint.parent):
+        log.info("removed %s, a checkpoint write the interrupted run did not finish", stale)
     return str(checkpoint)
 
 

@@ -208,7 +208,7 @@ def test_a_run_directory_keeps_one_wandb_run_id(tmp_path):
     assert ids[0] == ids[1] != ids[2]
 
 
-def test_resume_refuses_a_second_checkpoint_and_a_finished_run(tmp_path):
+def test_resume_clears_unfinished_writes_and_refuses_a_second_checkpoint_and_a_finished_run(tmp_path):
     from hydra_compose import compose_config
 
     from mtfcdd.config import ConfigError
@@ -218,7 +218,10 @@ def test_resume_refuses_a_second_checkpoint_and_a_finished_run(tmp_path):
     run_dir = Path(cfg.paths.output_dir)
     (run_dir / LAST_CHECKPOINT).parent.mkdir(parents=True)
     (run_dir / LAST_CHECKPOINT).write_bytes(b"")
+    stale = run_dir / LAST_CHECKPOINT.parent / ".best_epoch000.ckpt.r3u0h75n.tmp"  # a write the kill cut short
+    stale.write_bytes(b"partial")
     assert resume_checkpoint(cfg) == str(run_dir / LAST_CHECKPOINT)
+    assert not stale.exists() and (run_dir / LAST_CHECKPOINT).is_file()
     cfg.ckpt_path = "other.ckpt"
     with pytest.raises(ConfigError, match="drop ckpt_path='other.ckpt'"):
         resume_checkpoint(cfg)
