@@ -235,6 +235,9 @@ def format_benchmark_table(results: dict[str, Any]) -> str:
         f"{'yes' if machine['native_bf16'] else 'no'}, int8 VNNI: {'yes' if machine['int8_vnni'] else 'no'}; "
         f"GPU: {machine['gpu'] or 'none'}; torch {machine['torch']}, onnxruntime {machine['onnxruntime']}, "
         f"openvino {machine['openvino'] or 'not installed'}",
+        *([f"- CPUID hides {' '.join(machine['hidden_instruction_sets'])}, which /proc/cpuinfo lists: an emulated or "
+            "masked CPU, every runtime ran the kernels of the instruction sets above"]
+          if machine.get("hidden_instruction_sets") else []),
         f"- load average (1 min) at start / end: {machine['load_average_1min_start']:.1f} / "
         f"{machine.get('load_average_1min_end', float('nan')):.1f}",
         f"- timing: median of {results['settings']['rounds']} interleaved rounds per batch size; speed-up = eager "

@@ -12,7 +12,8 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from mtfcdd.inference.cpu import (
-    cpu_has_int8_dot_product, cpu_name, cpu_supports_bf16, instruction_sets, isa_level, physical_cores,
+    cpu_has_int8_dot_product, cpu_name, cpu_supports_bf16, hidden_instruction_sets, instruction_sets, isa_level,
+    physical_cores,
 )
 from mtfcdd.model.pipeline import InferencePipeline
 
@@ -111,6 +112,7 @@ def machine_info() -> dict[str, Any]:
         "native_bf16": cpu_supports_bf16(),
         "int8_vnni": cpu_has_int8_dot_product(),
         "instruction_sets": instruction_sets(),
+        "hidden_instruction_sets": hidden_instruction_sets(),
         "isa_level": isa_level(),
         "load_average_1min_start": os.getloadavg()[0],
         "torch": torch.__version__,

@@ -280,6 +280,32 @@ def test_auto_picks_the_first_engine_of_this_cpus_tier_that_builds(tiny_pipeline
         build_engine(tiny_pipeline, cfg)
 
 
+_HASWELL = {"avx2": True, "fma3": True, "avx512_f": False, "avx512_bw": False, "avx512_vnni": False, "avx_vnni": False}
+_ICELAKE = {**_HASWELL, "avx512_f": True, "avx512_bw": True, "avx512_vnni": True, "avx512_bf16": False}
+
+
+@pytest.mark.parametrize(("capabilities", "tier", "vnni", "bf16"), [
+    (_HASWELL, "avx2", False, False),
+    ({**_HASWELL, "avx_vnni": True}, "avx2", True, False),
+    ({**_ICELAKE, "avx512_vnni": False}, "avx512", False, False),
+    (_ICELAKE, "avx512_vnni", True, False),
+    ({**_ICELAKE, "avx512_bf16": True}, "avx512_vnni", True, True),
+])
+def test_instruction_sets_come_from_cpuid_not_proc_cpuinfo(monkeypatch, capabilities, tier, vnni, bf16):
+    # under an emulator (qemu-x86_64 -cpu Haswell) /proc/cpuinfo still lists the host's AVX-512 flags
+    import mtfcdd.inference.cpu as cpu
+
+    monkeypatch.setattr(cpu, "_cpuinfo_field", lambda key: "avx2 fma avx512f avx512bw avx512_vnni avx512_bf16")
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    assert cpu.isa_level() == tier
+    assert cpu.cpu_has_int8_dot_product() is vnni
+    assert cpu.cpu_supports_bf16() is bf16
+    assert ("avx512f" in cpu.instruction_sets()) is capabilities["avx512_f"]
+    assert ("avx512f" in cpu.hidden_instruction_sets()) is not capabilities["avx512_f"]
+    monkeypatch.delattr(torch.cpu, "get_capabilities")  # an older torch: /proc/cpuinfo
+    assert cpu.isa_level() == "avx512_vnni" and cpu.cpu_supports_bf16()
+
+
 def test_onnx_sessions_use_the_physical_cores(tiny_pipeline):
     engine = build_engine(tiny_pipeline, {"engine": "onnx_fp32"})
     assert engine.describe()["threads"] == physical_cores() >= 1

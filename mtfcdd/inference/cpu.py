@@ -1,4 +1,5 @@
-"""What the CPU offers the inference engines: physical cores and instruction sets (from /proc/cpuinfo).
+"""What the CPU offers the inference engines: physical cores (from /proc/cpuinfo) and instruction sets (from the
+CPUID instruction, as the runtimes' kernels see them).
 
 ``isa_level()`` names the tier an engine choice depends on: ``avx512_vnni`` (int8 dot products without
 saturation), ``avx512`` (AVX-512 without VNNI), ``avx2`` or ``other``; ``native_bf16`` tells whether bf16 runs in
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+
+import torch
 
 ISA_LEVELS = ("avx512_vnni", "avx512", "avx2", "other")
 
@@ -58,9 +61,25 @@ def cpu_name() -> str:
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
+# torch.cpu.get_capabilities() keys -> the /proc/cpuinfo flag names used here
+_CAPABILITY_FLAGS = {
+    "avx2": "avx2", "fma3": "fma", "avx512_f": "avx512f", "avx512_bw": "avx512bw", "avx512_vnni": "avx512_vnni",
+    "avx_vnni": "avx_vnni", "avx512_bf16": "avx512_bf16", "amx_bf16": "amx_bf16", "amx_int8": "amx_int8",
+}
+
+
 def cpu_flags() -> set[str]:
-    """The CPU feature flags of /proc/cpuinfo (empty where unknown)."""
-    return set((_cpuinfo_field("flags") or "").split())
+    """The CPU feature flags this process can execute, named as in /proc/cpuinfo (empty where unknown).
+
+    Read from CPUID through ``torch.cpu.get_capabilities()`` (the cpuinfo library ONNX Runtime, oneDNN and ATen
+    dispatch on the same way), so an emulated CPU (``qemu-x86_64 -cpu Haswell``, Intel SDE) reports what it
+    emulates; /proc/cpuinfo there still lists the host's flags. Older torch without that call: /proc/cpuinfo.
+    """
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if capabilities is None:
+        return set((_cpuinfo_field("flags") or "").split())
+    found = capabilities()
+    return {flag for key, flag in _CAPABILITY_FLAGS.items() if found.get(key)}
 
 
 def cpu_has_int8_dot_product() -> bool:
@@ -83,8 +102,18 @@ def isa_level() -> str:
     return "avx2" if "avx2" in flags else "other"
 
 
+_REPORTED = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
 def instruction_sets() -> list[str]:
     """The vector instruction sets the engines care about that this CPU has (for reports)."""
-    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
     flags = cpu_flags()
-    return [name for name in wanted if name in flags]
+    return [name for name in _REPORTED if name in flags]
+
+
+def hidden_instruction_sets() -> list[str]:
+    """Instruction sets /proc/cpuinfo lists but CPUID does not report to this process: non-empty under an emulator
+    or a CPUID mask (experiments/cpuid_mask), where every runtime runs the kernels of the smaller instruction set."""
+    listed = set((_cpuinfo_field("flags") or "").split())
+    flags = cpu_flags()
+    return [name for name in _REPORTED if name in listed and name not in flags]
