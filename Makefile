@@ -7,10 +7,10 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo compare test test-fast bench clean
+.PHONY: help install demo compare test test-fast bench bench-avx2 bench-avx512 clean
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_ -]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ DEMO_CKPT = $(firstword $(shell ls -t logs/train/demo/runs/*/checkpoints/last.ck
 
 bench: install ## inference benchmark (Table 6 style): on the demo checkpoint when `make demo` made one
 	$(PY) -m mtfcdd.benchmark $(if $(DEMO_CKPT),ckpt_path=$(DEMO_CKPT),)
+
+build/cpuid_mask.so: experiments/cpuid_mask/cpuid_mask.c
+	mkdir -p build && gcc -O2 -Wall -shared -fPIC -o $@ $< -ldl
+
+# an older CPU's kernels on this one (needs cpuid_fault in /proc/cpuinfo): AVX2 only, or AVX-512 without VNNI
+bench-avx2 bench-avx512: bench-%: install build/cpuid_mask.so ## `make bench` with later instruction sets hidden from CPUID
+	CPUID_MASK=$* LD_PRELOAD=$(CURDIR)/build/cpuid_mask.so $(PY) -m mtfcdd.benchmark \
+		$(if $(DEMO_CKPT),ckpt_path=$(DEMO_CKPT),)
 
 clean: ## remove the venv, caches, logs and generated data
 	rm -rf $(VENV) .pytest_cache build *.egg-info logs outputs data/synthetic-* wandb

@@ -35,8 +35,9 @@ from mtfcdd.benchmark_subject import build_benchmark_pipeline, machine_info, rec
 from mtfcdd.config import ConfigError, check_choice
 from mtfcdd.measure import saved_weights_mb, time_interleaved
 from mtfcdd.inference.int8_images import load_images
+from mtfcdd.inference.onnx_pipeline import Int8Options
 from mtfcdd.inference.deviation import median_thresholds, output_deviation
-from mtfcdd.inference.engines import Engine, build_engine
+from mtfcdd.inference.engines import CALIBRATED_ENGINES, Engine, build_engine
 from mtfcdd.inference.metric_change import (
     COMPARED_MEANS,
     engine_test_results,
@@ -119,7 +120,7 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         with open_dict(net_cfg):
             net_cfg.data.test_max_images = cfg.test.max_images  # a stratified subset (None: all)
         datamodule = build_datamodule(net_cfg)
-        calibration = torch.stack(datamodule.int8_calibration_images(cfg.calibration_images))
+        calibration = None  # each int8 engine's own count of training images: calibration_for below
         test_set = datamodule.test_dataset
         step = max(1, len(test_set) // cfg.deviation_images)
         images = torch.stack([test_set[i]["image"] for i in range(0, len(test_set), step)][: cfg.deviation_images])
@@ -158,17 +159,29 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         "machine": machine_info(),
         "settings": {"batch_sizes": list(cfg.batch_sizes), "rounds": cfg.rounds, "warmup": cfg.warmup,
                      "deviation_images": len(images), "image_source": image_source,
-                     "calibration_images": len(calibration)},
+                     "calibration_images": "per engine" if calibration is None else len(calibration)},
         "rows": [],
         "failed": {},
     }
     names = ["eager"] + [name for name in cfg.run if name != "eager"]
     engines: dict[str, Engine] = {}
+    training_images: dict[int, list[torch.Tensor]] = {}  # with a checkpoint: each int8 engine's own count
+
+    def calibration_for(settings: dict[str, Any]) -> list[torch.Tensor] | None:
+        if datamodule is None:
+            return [calibration]
+        if settings["engine"] not in CALIBRATED_ENGINES:
+            return None
+        count = int(settings.get("calibration_images", Int8Options.calibration_images))
+        if count not in training_images:  # evenly spaced over the training set, whatever the count
+            training_images[count] = datamodule.int8_calibration_images(count)
+        return training_images[count]
+
     for name in names:
         start = time.perf_counter()
         try:
             settings = {"engine": name} | _engine_config(cfg, name)  # a variant names its engine type
-            engines[name] = build_engine(pipeline, settings, calibration=[calibration])
+            engines[name] = build_engine(pipeline, settings, calibration=calibration_for(settings))
         except Exception as err:  # report the engine as failed, time the others
             if name == "eager":
                 raise

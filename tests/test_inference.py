@@ -409,13 +409,18 @@ def test_benchmark_on_a_checkpoint_reports_test_metric_changes(tmp_path, trained
     checkpoint = trained_run("max") / "checkpoints" / "last.ckpt"
     cfg = compose_config(
         tmp_path,
-        [f"ckpt_path={checkpoint}", "run=[eager,fast,onnx_int8]", "batch_sizes=[1,2]", "rounds=1", "warmup=0",
-         "deviation_images=4", "calibration_images=4", "gpu=false", "test.max_images=24"],
+        [f"ckpt_path={checkpoint}", "run=[eager,fast,onnx_int8,int8_6,int8_7bit]", "batch_sizes=[1,2]",
+         "rounds=1", "warmup=0", "deviation_images=4", "engines.onnx_int8.calibration_images=4",
+         "+engines.int8_6={engine: onnx_int8, calibration_images: 6}",
+         "+engines.int8_7bit={engine: onnx_int8, reduce_range: true}", "gpu=false", "test.max_images=24"],
         config_name="benchmark",
     )
     results = benchmark(cfg)
     rows = {row["name"]: row for row in results["rows"]}
-    assert list(rows) == ["eager", "fast", "onnx_int8"] and not results["failed"]
+    assert list(rows) == ["eager", "fast", "onnx_int8", "int8_6", "int8_7bit"] and not results["failed"]
+    # each int8 engine calibrates on its own count of training images (a variant without one: the default)
+    assert rows["onnx_int8"]["calibration_images"] == 4 and rows["int8_6"]["calibration_images"] == 6
+    assert rows["int8_7bit"]["calibration_images"] > 6
     images = results["settings"]["test_images"]
     assert 0 < images <= 24
     eager, fast, int8 = rows["eager"]["test"], rows["fast"]["test"], rows["onnx_int8"]["test"]

@@ -80,7 +80,7 @@ class Int8Options:
     depthwise convolution, which alone triples the demo network's int8 error). float_head: keep the head (whose output is the heatmap) in float. op_types, exclude_nodes: restrict quantisation further (None: every backbone/head node).
     """
 
-    calibration_images: int = 32
+    calibration_images: int = 128
     calibration_batch: int = 8
     per_channel: bool = True
     reduce_range: bool | str = "auto"

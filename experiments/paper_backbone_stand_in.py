@@ -1,0 +1,56 @@
+"""A stand-in for the paper's ImageNet Inception-ResNet-v2 where the model hub cannot be reached: timm's network with
+random weights (seed 0) and BatchNorm statistics measured on synthetic Real-IAD-like images at 299x299, saved as a
+timm state dict for ``model.backbone.weights_path``. It lets the paper network (cut, 512-wide head, 299x299) be
+trained and benchmarked offline, e.g. to judge int8 engines on a trained head (README: inference engines). Its
+features are not ImageNet's: detection quality says nothing about the paper's.
+
+    python experiments/paper_backbone_stand_in.py build/inception_resnet_v2_stand_in.pth [--images 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+import timm
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mtfcdd.atomic_io import write_bytes_atomic  # noqa: E402
+from mtfcdd.inference.int8_images import load_images  # noqa: E402
+from mtfcdd.model.backbones import backbone_normalisation  # noqa: E402
+
+NAME = "inception_resnet_v2"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", type=Path, help="the state dict file to write (.pth)")
+    parser.add_argument("--images", type=int, default=64, help="images the BatchNorm statistics are measured on")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    model = timm.create_model(NAME, pretrained=False).eval()
+    mean, std = (torch.tensor(values)[:, None, None] for values in backbone_normalisation(NAME))
+    # offset: images disjoint from those int8_images serves for calibration
+    images = (load_images(args.images, 299, source="synthetic", offset=1000, seed=args.seed + 1) - mean) / std
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average over all batches
+        layer.train()
+    with torch.no_grad():
+        for start in range(0, len(images), 8):
+            model.forward_features(images[start : start + 8])
+    model.eval()
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    write_bytes_atomic(args.output, buffer.getvalue())
+    print(f"{args.output}: {NAME}, random weights (seed {args.seed}), BatchNorm statistics of {len(layers)} layers "
+          f"measured on {len(images)} synthetic images")
+
+
+if __name__ == "__main__":
+    main()
