@@ -71,9 +71,10 @@ _CAPABILITY_FLAGS = {
 def cpu_flags() -> set[str]:
     """The CPU feature flags this process can execute, named as in /proc/cpuinfo (empty where unknown).
 
-    Read from CPUID through ``torch.cpu.get_capabilities()`` (the cpuinfo library ONNX Runtime, oneDNN and ATen
-    dispatch on the same way), so an emulated CPU (``qemu-x86_64 -cpu Haswell``, Intel SDE) reports what it
-    emulates; /proc/cpuinfo there still lists the host's flags. Older torch without that call: /proc/cpuinfo.
+    Read from the CPUID instruction through ``torch.cpu.get_capabilities()`` (the cpuinfo library), as ONNX Runtime,
+    oneDNN, OpenVINO and ATen read it to choose their kernels, so an emulated or masked CPU (``qemu-x86_64 -cpu
+    Haswell``, Intel SDE, experiments/cpuid_mask) reports what it emulates while /proc/cpuinfo still lists the
+    host's flags. An older torch without that call: /proc/cpuinfo.
     """
     capabilities = getattr(torch.cpu, "get_capabilities", None)
     if capabilities is None:
