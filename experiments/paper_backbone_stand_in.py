@@ -13,12 +13,14 @@ import argparse
 import io
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import timm
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mtfcdd.atomic_io import write_bytes_atomic  # noqa: E402
+from mtfcdd.benchmark_subject import recalibrate_batchnorm  # noqa: E402
 from mtfcdd.inference.int8_images import load_images  # noqa: E402
 from mtfcdd.model.backbones import backbone_normalisation  # noqa: E402
 
@@ -36,19 +38,12 @@ def main() -> None:
     mean, std = (torch.tensor(values)[:, None, None] for values in backbone_normalisation(NAME))
     # offset: images disjoint from those int8_images serves for calibration
     images = (load_images(args.images, 299, source="synthetic", offset=1000, seed=args.seed + 1) - mean) / std
-    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None  # cumulative average over all batches
-        layer.train()
-    with torch.no_grad():
-        for start in range(0, len(images), 8):
-            model.forward_features(images[start : start + 8])
-    model.eval()
+    # the whole classifier as the "backbone" whose BatchNorm statistics the benchmark's helper measures
+    layers = recalibrate_batchnorm(SimpleNamespace(backbone=model, head=None), images, backbone=True, head=False)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     write_bytes_atomic(args.output, buffer.getvalue())
-    print(f"{args.output}: {NAME}, random weights (seed {args.seed}), BatchNorm statistics of {len(layers)} layers "
+    print(f"{args.output}: {NAME}, random weights (seed {args.seed}), BatchNorm statistics of {layers} layers "
           f"measured on {len(images)} synthetic images")
 
 

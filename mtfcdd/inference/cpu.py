@@ -61,6 +61,11 @@ def cpu_name() -> str:
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
+def _listed_flags() -> set[str]:
+    """The feature flags /proc/cpuinfo lists (the host's, even under an emulator)."""
+    return set((_cpuinfo_field("flags") or "").split())
+
+
 # torch.cpu.get_capabilities() keys -> the /proc/cpuinfo flag names used here
 _CAPABILITY_FLAGS = {
     "avx2": "avx2", "fma3": "fma", "avx512_f": "avx512f", "avx512_bw": "avx512bw", "avx512_vnni": "avx512_vnni",
@@ -78,7 +83,7 @@ def cpu_flags() -> set[str]:
     """
     capabilities = getattr(torch.cpu, "get_capabilities", None)
     if capabilities is None:
-        return set((_cpuinfo_field("flags") or "").split())
+        return _listed_flags()
     found = capabilities()
     return {flag for key, flag in _CAPABILITY_FLAGS.items() if found.get(key)}
 
@@ -115,6 +120,6 @@ def instruction_sets() -> list[str]:
 def hidden_instruction_sets() -> list[str]:
     """Instruction sets /proc/cpuinfo lists but CPUID does not report to this process: non-empty under an emulator
     or a CPUID mask (experiments/cpuid_mask), where every runtime runs the kernels of the smaller instruction set."""
-    listed = set((_cpuinfo_field("flags") or "").split())
+    listed = _listed_flags()
     flags = cpu_flags()
     return [name for name in _REPORTED if name in listed and name not in flags]
