@@ -28,9 +28,9 @@ from omegaconf import open_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtfcdd.config import config_dir  # noqa: E402
+from mtfcdd.core.config import config_dir  # noqa: E402
 from mtfcdd.model.build import build_module  # noqa: E402
-from mtfcdd.run import build_datamodule  # noqa: E402
+from mtfcdd.run.build import build_datamodule  # noqa: E402
 
 
 class StepTimes(L.Callback):

@@ -24,7 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mtfcdd.defect_types import DEFECT_NAMES
+from mtfcdd.core.defect_types import DEFECT_NAMES
 from mtfcdd.metrics.evaluator import MultiTypeEvaluator
 
 TYPE_NAMES = list(DEFECT_NAMES.values())

@@ -4,7 +4,7 @@
   of the same length (the cost of an ordinary shuffled epoch);
 - the index's existence check (30,000 lookups in 200 folders, :func:`mtfcdd.data.realiad.missing_files`) against
   one ``Path.exists`` per file;
-- the exact expected balanced-epoch length for 50 classes of 10^6 (:func:`mtfcdd.data.coupon.expected_draws`)
+- the exact expected balanced-epoch length for 50 classes of 10^6 (:func:`mtfcdd.sampling.coupon.expected_draws`)
   against its Monte Carlo estimate with 4,000 trials.
 
     python experiments/bench_index_and_sampling.py [--rounds 5]
@@ -26,11 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtfcdd.data.coupon import expected_draws  # noqa: E402
+from mtfcdd.sampling.coupon import expected_draws  # noqa: E402
 from mtfcdd.data.realiad import missing_files  # noqa: E402
-from mtfcdd.data.sampler import BalancedClassSampler  # noqa: E402
+from mtfcdd.sampling.sampler import BalancedClassSampler  # noqa: E402
 from mtfcdd.inference.cpu import cpu_name  # noqa: E402
-from mtfcdd.measure import time_rounds  # noqa: E402
+from mtfcdd.measure.timing import time_rounds  # noqa: E402
 
 REALIAD_CLASS_SIZES = {8: 54_066, 0: 500, 1: 400, 2: 600, 3: 300, 4: 900, 5: 474, 6: 300, 7: 300}
 """Training images per sampler class (8 = normal) at Real-IAD scale: 57,840 in all."""

@@ -28,12 +28,12 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtfcdd.measure import time_rounds  # noqa: E402
-from mtfcdd.config import config_dir  # noqa: E402
+from mtfcdd.measure.timing import time_rounds  # noqa: E402
+from mtfcdd.core.config import config_dir  # noqa: E402
 from mtfcdd.inference.backbone_runtime import BackboneRuntime, openvino_available  # noqa: E402
 from mtfcdd.inference.cpu import cpu_name, cpu_supports_bf16, instruction_sets  # noqa: E402
 from mtfcdd.model.build import build_module  # noqa: E402
-from mtfcdd.run import build_datamodule  # noqa: E402
+from mtfcdd.run.build import build_datamodule  # noqa: E402
 
 
 def make_step(module, batch: dict, bf16: bool):

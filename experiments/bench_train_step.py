@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtfcdd.measure import time_rounds  # noqa: E402
+from mtfcdd.measure.timing import time_rounds  # noqa: E402
 from mtfcdd.inference.cpu import cpu_supports_bf16  # noqa: E402
-from mtfcdd.model.backbones import FrozenBackbone  # noqa: E402
-from mtfcdd.model.loss import MultiTypeFCDDLoss  # noqa: E402
-from mtfcdd.model.network import MultiTypeFCDD, pseudo_huber  # noqa: E402
+from mtfcdd.model.components.backbones import FrozenBackbone  # noqa: E402
+from mtfcdd.model.multitype_fcdd.loss import MultiTypeFCDDLoss  # noqa: E402
+from mtfcdd.model.multitype_fcdd.network import MultiTypeFCDD, pseudo_huber  # noqa: E402
 
 
 def ours(net: MultiTypeFCDD, images: torch.Tensor) -> torch.Tensor:

@@ -19,10 +19,10 @@ import timm
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mtfcdd.atomic_io import write_bytes_atomic  # noqa: E402
-from mtfcdd.benchmark_subject import recalibrate_batchnorm  # noqa: E402
+from mtfcdd.core.atomic_io import write_bytes_atomic  # noqa: E402
+from mtfcdd.measure.subject import recalibrate_batchnorm  # noqa: E402
 from mtfcdd.inference.int8_images import load_images  # noqa: E402
-from mtfcdd.model.backbones import backbone_normalisation  # noqa: E402
+from mtfcdd.model.components.backbones import backbone_normalisation  # noqa: E402
 
 NAME = "inception_resnet_v2"
 

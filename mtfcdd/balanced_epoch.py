@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from mtfcdd.data.balance import sampler_classes
-from mtfcdd.data.coupon import METHODS, BalancedEpoch, balanced_epoch
-from mtfcdd.errors import UserError
+from mtfcdd.sampling.balance import sampler_classes
+from mtfcdd.sampling.coupon import METHODS, BalancedEpoch, balanced_epoch
+from mtfcdd.core.errors import UserError
 
 
 def _counts(text: str) -> list[int]:

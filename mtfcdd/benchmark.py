@@ -30,21 +30,22 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mtfcdd.atomic_io import write_bytes_atomic
-from mtfcdd.benchmark_subject import build_benchmark_pipeline, machine_info, recalibrate_batchnorm
-from mtfcdd.config import ConfigError, check_choice
-from mtfcdd.measure import saved_weights_mb, time_interleaved
+from mtfcdd.core.atomic_io import write_bytes_atomic
+from mtfcdd.measure.subject import build_benchmark_pipeline, machine_info, recalibrate_batchnorm
+from mtfcdd.core.config import ConfigError, check_choice
+from mtfcdd.measure.timing import saved_weights_mb, time_interleaved
 from mtfcdd.inference.int8_images import load_images
 from mtfcdd.inference.onnx_pipeline import Int8Options
-from mtfcdd.inference.deviation import median_thresholds, output_deviation
+from mtfcdd.inference.fidelity import median_thresholds, output_deviation
 from mtfcdd.inference.engines import CALIBRATED_ENGINES, Engine, build_engine
-from mtfcdd.inference.metric_change import (
+from mtfcdd.inference.fidelity import (
     COMPARED_MEANS,
     engine_test_results,
     metric_changes,
 )
 from mtfcdd.model.pipeline import PipelineOutput
-from mtfcdd.run import build_datamodule, entry_point
+from mtfcdd.run.build import build_datamodule
+from mtfcdd.run.lifecycle import entry_point
 
 log = logging.getLogger(__name__)
 

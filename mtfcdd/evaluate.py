@@ -18,13 +18,15 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mtfcdd.config import ConfigError
+from mtfcdd.core.config import ConfigError
 from mtfcdd.inference.engines import CALIBRATED_ENGINES, build_engine
 from mtfcdd.inference.onnx_pipeline import Int8Options
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
-from mtfcdd.reporting import write_results
-from mtfcdd.run import build_datamodule, build_loggers, build_trainer, entry_point
+from mtfcdd.run.loggers import write_results
+from mtfcdd.run.build import build_datamodule, build_trainer
+from mtfcdd.run.lifecycle import entry_point
+from mtfcdd.run.loggers import build_loggers
 
 
 def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:

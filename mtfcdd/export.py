@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mtfcdd.atomic_io import write_bytes_atomic
-from mtfcdd.config import ConfigError, check_choice
-from mtfcdd.errors import UserError
+from mtfcdd.core.atomic_io import write_bytes_atomic
+from mtfcdd.core.config import ConfigError, check_choice
+from mtfcdd.core.errors import UserError
 from mtfcdd.inference.int8_images import load_images
 from mtfcdd.inference.onnx_pipeline import (
     INPUT_FORMATS,
@@ -42,7 +42,7 @@ from mtfcdd.inference.onnx_pipeline import (
 from mtfcdd.inference.onnx_runtime import make_session
 from mtfcdd.metrics.tables import model_title
 from mtfcdd.model.pipeline import InferencePipeline
-from mtfcdd.run import entry_point
+from mtfcdd.run.lifecycle import entry_point
 
 log = logging.getLogger(__name__)
 

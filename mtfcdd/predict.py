@@ -17,11 +17,13 @@ from torch.utils.data import DataLoader
 
 from mtfcdd.callbacks.predictions import PredictionWriter
 from mtfcdd.data.images import ImageFileDataset, find_images
-from mtfcdd.errors import UserError
+from mtfcdd.core.errors import UserError
 from mtfcdd.inference.engines import build_engine
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
-from mtfcdd.run import build_callbacks, build_loggers, build_trainer, entry_point
+from mtfcdd.run.build import build_callbacks, build_trainer
+from mtfcdd.run.lifecycle import entry_point
+from mtfcdd.run.loggers import build_loggers
 
 
 class PredictionError(UserError, RuntimeError):

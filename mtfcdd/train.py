@@ -16,12 +16,15 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mtfcdd.config import validate
+from mtfcdd.run.checks import validate
 from mtfcdd.model.build import build_module
-from mtfcdd.reporting import finish_wandb, log_run_setup, write_results
-from mtfcdd.resume import resume_checkpoint, set_wandb_run_id
-from mtfcdd.run import build_datamodule, build_loggers, build_trainer, entry_point
-from mtfcdd.run_status import wandb_target, write_status
+from mtfcdd.run.lifecycle import finish_wandb
+from mtfcdd.run.loggers import log_run_setup, write_results
+from mtfcdd.resume.run_dir import resume_checkpoint, set_wandb_run_id
+from mtfcdd.run.build import build_datamodule, build_trainer
+from mtfcdd.run.lifecycle import entry_point
+from mtfcdd.run.loggers import build_loggers
+from mtfcdd.run.status import wandb_target, write_status
 
 log = logging.getLogger("mtfcdd")
 

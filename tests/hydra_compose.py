@@ -9,11 +9,13 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from mtfcdd.config import config_dir
+from mtfcdd.core.config import config_dir
+from mtfcdd.run.sweep import register_resolvers
 
 
 def compose_config(tmp_path: Path, overrides: list[str], config_name: str = "train") -> DictConfig:
     """The config ``python -m mtfcdd.<task> <overrides>`` would run with, writing under ``tmp_path``."""
+    register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)

@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from mtfcdd import atomic_io
-from mtfcdd.atomic_io import write_bytes_atomic
+from mtfcdd.core import atomic_io
+from mtfcdd.core.atomic_io import write_bytes_atomic
 
 
 def test_write_creates_folders_and_readable_file(tmp_path):

@@ -14,12 +14,12 @@ import torch
 from hydra.utils import instantiate
 from hydra_compose import compose_config
 
-from mtfcdd.callbacks.backbone_runtime import BackboneRuntimeSwitch
-from mtfcdd.config import ConfigError
+from mtfcdd.callbacks.backbone_switch import BackboneRuntimeSwitch
+from mtfcdd.core.config import ConfigError
 from mtfcdd.inference.backbone_runtime import BackboneRuntime, resolve_backbone_runtime
-from mtfcdd.model.backbones import FrozenBackbone
+from mtfcdd.model.components.backbones import FrozenBackbone
 from mtfcdd.model.build import build_module
-from mtfcdd.run import build_datamodule
+from mtfcdd.run.build import build_datamodule
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from mtfcdd.balanced_epoch import main
-from mtfcdd.callbacks.balanced_epoch import BalancedEpochLength
-from mtfcdd.data.coupon import expected_draws
-from mtfcdd.data.sampler import BalancedClassSampler
+from mtfcdd.sampling.epoch_callback import BalancedEpochLength
+from mtfcdd.sampling.coupon import expected_draws
+from mtfcdd.sampling.sampler import BalancedClassSampler
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 COUNTS = [54066, 500, 400, 600, 300, 900, 474, 300, 300]

@@ -18,10 +18,11 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from hydra_compose import compose_config
 from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 
-from mtfcdd.cluster import slurm_plugins
-from mtfcdd.config import ConfigError, check_slurm_layout, config_dir
+from mtfcdd.run.slurm import slurm_plugins
+from mtfcdd.core.config import ConfigError, config_dir
+from mtfcdd.run.slurm import check_slurm_layout
 from mtfcdd.model.build import build_module
-from mtfcdd.run import build_datamodule
+from mtfcdd.run.build import build_datamodule
 
 FAKE_SBATCH = """#!/bin/sh
 # keeps the submission script, then refuses it (no cluster here)

@@ -11,10 +11,12 @@ from hydra.utils import instantiate
 from hydra_compose import compose_config
 from lightning.pytorch.strategies import DDPStrategy
 
-from mtfcdd.checkpoint_io import AtomicCheckpointIO
-from mtfcdd.config import CONFIG_DIR, ConfigError, validate
+from mtfcdd.resume.checkpoint_io import AtomicCheckpointIO
+from mtfcdd.core.config import CONFIG_DIR, ConfigError
+from mtfcdd.run.checks import validate
 from mtfcdd.model.build import build_module
-from mtfcdd.run import build_callbacks, build_loggers, instantiate_datamodule
+from mtfcdd.run.build import build_callbacks, instantiate_datamodule
+from mtfcdd.run.loggers import build_loggers
 
 OFFLINE = ["model/backbone=efficientnet_lite0", "model.head_width=8"]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mtfcdd.data.coupon import balanced_epoch, expected_draws, simulate_draws
+from mtfcdd.sampling.coupon import balanced_epoch, expected_draws, simulate_draws
 
 
 def dp_expected_draws(quotas: tuple[int, ...]) -> Fraction:

@@ -11,13 +11,13 @@ import torch
 from omegaconf import OmegaConf
 from test_realiad_index import LAYOUT, expected_counts, write_realiad
 
-from mtfcdd.config import ConfigError
+from mtfcdd.core.config import ConfigError
 from mtfcdd.data.datamodule import RealIADDataModule, split_by_sample, stratified_subset
-from mtfcdd.data.resumable import ResumableLoader, SeededDraws
+from mtfcdd.resume.loader import ResumableLoader, SeededDraws
 from mtfcdd.data.synthetic.datamodule import SyntheticRealIADDataModule
 from mtfcdd.data.realiad import NORMAL_CLASS_INDEX, Record, load_split
-from mtfcdd.defect_types import DEFECT_CODES
-from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
+from mtfcdd.core.defect_types import DEFECT_CODES
+from mtfcdd.sampling.sampler import BalancedClassSampler, EvaluationShardSampler
 from mtfcdd.data.summary import format_summary_table, summary_rows
 
 FAST = dict(image_size=16, num_workers=0, batch_size=4)
@@ -242,7 +242,7 @@ def test_balance_binary_draws_normal_and_defective_half_each_and_counts_two_clas
 
 
 def test_balance_auto_follows_the_mode_and_types_counts_nine_classes(root):
-    from mtfcdd.data.balance import AUTO_BALANCE
+    from mtfcdd.sampling.balance import AUTO_BALANCE
 
     assert _module(root, mode="multi").balance == "types"
     assert _module(root, mode="single").balance == AUTO_BALANCE["single"]
@@ -256,8 +256,8 @@ def test_balanced_epoch_follows_the_sampled_classes(root, balance):
     import math
     import types
 
-    from mtfcdd.callbacks.balanced_epoch import BalancedEpochLength
-    from mtfcdd.data.coupon import expected_draws
+    from mtfcdd.sampling.epoch_callback import BalancedEpochLength
+    from mtfcdd.sampling.coupon import expected_draws
 
     dm = _module(root, mode="single", balance=balance)
     BalancedEpochLength().setup(types.SimpleNamespace(datamodule=dm, loggers=[]), None, "fit")

@@ -11,9 +11,9 @@ import pytest
 import torch
 from test_realiad_index import write_realiad
 
-from mtfcdd.config import ConfigError
+from mtfcdd.core.config import ConfigError
 from mtfcdd.data.dataset import RealIADDataset, read_image, read_mask
-from mtfcdd.data.resumable import SeededDraws
+from mtfcdd.resume.loader import SeededDraws
 from mtfcdd.data.realiad import RealIADFormatError, Record, load_split
 from mtfcdd.data.transforms import Augment, check_normalisation, eval_transform, reseed, train_transform
 

@@ -14,7 +14,7 @@ from hydra_compose import compose_config
 from torch import nn
 
 from mtfcdd.benchmark import benchmark, format_benchmark_table
-from mtfcdd.measure import saved_weights_mb, time_interleaved
+from mtfcdd.measure.timing import saved_weights_mb, time_interleaved
 from mtfcdd.inference import (
     ENGINES,
     FastTorchEngine,
@@ -25,12 +25,12 @@ from mtfcdd.inference import (
     median_thresholds,
     output_deviation,
 )
-from mtfcdd.benchmark_subject import recalibrate_batchnorm
+from mtfcdd.measure.subject import recalibrate_batchnorm
 from mtfcdd.inference.folding import FoldingError
 from mtfcdd.inference.cpu import physical_cores
 from mtfcdd.inference.engines import CALIBRATED_ENGINES, inference_config
-from mtfcdd.model.backbones import FrozenBackbone
-from mtfcdd.model.network import MultiTypeFCDD
+from mtfcdd.model.components.backbones import FrozenBackbone
+from mtfcdd.model.multitype_fcdd.network import MultiTypeFCDD
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 
 SIZE = 64

@@ -1,5 +1,6 @@
-"""The import graph points one way (README: Layout): every ``mtfcdd`` import of a package's modules, at the top or
-inside a function, names only the packages the layer may use."""
+"""The house's layers (README: Layout): the top of ``mtfcdd/`` holds the commands only, and the import graph points
+one way: every ``mtfcdd`` import of a package's modules, at the top or inside a function, names only the packages
+that lie below it."""
 
 from __future__ import annotations
 
@@ -9,16 +10,23 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mtfcdd"
-BASE = {"errors", "atomic_io", "defect_types", "config", "sweep"}
-"""Modules that import nothing of mtfcdd but each other: every layer may use them."""
-ALLOWED = {
-    "data": BASE | {"data"},
-    "metrics": BASE | {"metrics"},
-    "model": BASE | {"model", "data", "metrics"},
-    "inference": BASE | {"inference", "model", "data", "metrics"},
-    "callbacks": BASE | {"callbacks", "model", "data", "metrics", "inference", "viz"},
-    "report": BASE | {"report", "data", "metrics", "run_status"},
+COMMANDS = {"train", "evaluate", "predict", "export", "benchmark", "report", "balanced_epoch", "serve"}
+"""``python -m mtfcdd.<command>``: modules (or, for report, a package with ``__main__``) at the top."""
+BELOW = {
+    "core": set(),
+    "sampling": {"core"},
+    "resume": {"core", "sampling"},
+    "data": {"core", "sampling", "resume"},
+    "metrics": {"core"},
+    "model": {"core", "data", "metrics"},
+    "inference": {"core", "model", "data", "metrics"},
+    "viz": {"core", "model"},
+    "measure": {"core", "model", "inference"},
+    "callbacks": {"core", "model", "data", "metrics", "inference", "viz"},
+    "run": {"core", "sampling", "resume", "data", "metrics", "model", "inference", "callbacks"},
+    "report": {"core", "sampling", "metrics", "run"},
 }
+"""Package -> the packages it may import besides itself."""
 
 
 def imported(path: Path) -> set[str]:
@@ -33,18 +41,32 @@ def imported(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_the_top_of_the_package_holds_the_commands_only():
+    top = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__"}
+    packages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    assert top <= COMMANDS, sorted(top - COMMANDS)
+    assert packages - {"report"} == set(BELOW) - {"report"}, sorted(packages ^ set(BELOW))
+    assert (PACKAGE / "report" / "__main__.py").is_file()
+
+
+@pytest.mark.parametrize("layer", sorted(BELOW))
 def test_a_layer_imports_only_what_lies_below_it(layer):
     wrong = {
-        str(path.relative_to(PACKAGE)): sorted(imported(path) - ALLOWED[layer])
+        str(path.relative_to(PACKAGE)): sorted(imported(path) - BELOW[layer] - {layer})
         for path in sorted((PACKAGE / layer).rglob("*.py"))
     }
     assert {path: names for path, names in wrong.items() if names} == {}
 
 
-def test_base_modules_import_only_base_modules():
-    for name in BASE:
-        assert imported(PACKAGE / f"{name}.py") <= BASE, name
+def test_the_layers_have_no_cycle():
+    order: list[str] = []
+    pending = dict(BELOW)
+    while pending:
+        ready = [name for name, below in pending.items() if below <= set(order)]
+        assert ready, f"a cycle among {sorted(pending)}"
+        order.extend(sorted(ready))
+        for name in ready:
+            del pending[name]
 
 
 def test_the_checker_sees_function_level_imports(tmp_path):

@@ -6,8 +6,8 @@ import mpmath
 import pytest
 import torch
 
-from mtfcdd.model.loss import MultiTypeFCDDLoss, log1mexp
-from mtfcdd.model.network import pseudo_huber
+from mtfcdd.model.multitype_fcdd.loss import MultiTypeFCDDLoss, log1mexp
+from mtfcdd.model.multitype_fcdd.network import pseudo_huber
 
 
 def direct_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

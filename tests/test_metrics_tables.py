@@ -88,7 +88,7 @@ def test_percent_and_names():
 
 @pytest.mark.parametrize("mode", ["multi", "single"])
 def test_paper_means_stand_beside_ours_with_the_difference(tmp_path, mode):
-    from mtfcdd.paper_results import PAPER_MEANS
+    from mtfcdd.metrics.paper_results import PAPER_MEANS
 
     results = results_for(mode=mode)
     paper = PAPER_MEANS[mode][0.2]

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from skimage import data as skdata
 
-from mtfcdd.model import backbones
-from mtfcdd.model.backbones import BackboneWeightsError, FrozenBackbone, load_classifier_state
-from mtfcdd.model.network import MultiTypeFCDD
+from mtfcdd.model.components import backbones
+from mtfcdd.model.components.backbones import BackboneWeightsError, FrozenBackbone, load_classifier_state
+from mtfcdd.model.multitype_fcdd.network import MultiTypeFCDD
 
 EGYPTIAN_CAT, ESPRESSO = 285, 967  # ImageNet-1k class indices
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from hydra_compose import compose_config
 
-from mtfcdd.config import ConfigError, validate
-from mtfcdd.paper_results import PAPER_MEANS, paper_means, paper_setting_mismatches
-from mtfcdd.run import build_callbacks
+from mtfcdd.core.config import ConfigError
+from mtfcdd.run.checks import validate
+from mtfcdd.metrics.paper_results import PAPER_MEANS, paper_means, paper_setting_mismatches
+from mtfcdd.run.build import build_callbacks
 
 
 def test_paper_experiment_holds_the_papers_settings(tmp_path):
@@ -54,7 +55,7 @@ def test_best_checkpoint_needs_something_to_select_on(tmp_path):
 def test_results_md_of_a_paper_run_holds_the_papers_means(tmp_path, overrides, compared):
     from test_metrics_tables import results_for
 
-    from mtfcdd.reporting import write_results
+    from mtfcdd.run.loggers import write_results
 
     cfg = compose_config(tmp_path, ["experiment=paper", "alpha=0.1", *overrides])
     write_results(results_for("multi"), tmp_path / "run", [], cfg)

@@ -10,8 +10,8 @@ import pytest
 import torch
 from hydra_compose import compose_config
 
-from mtfcdd.config import ConfigError
-from mtfcdd.model.backbones import FrozenBackbone
+from mtfcdd.core.config import ConfigError
+from mtfcdd.model.components.backbones import FrozenBackbone
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
 from mtfcdd.model.patchcore.coreset import PatchReservoir, coreset_size, greedy_coreset

@@ -13,11 +13,11 @@ from conftest import TRAINED_MEAN, TRAINED_STD
 from mtfcdd.export import build_onnx
 from mtfcdd.inference.onnx_pipeline import OUTPUT_NAMES, run_session
 from mtfcdd.inference.onnx_runtime import make_session
-from mtfcdd.model.backbones import FrozenBackbone
+from mtfcdd.model.components.backbones import FrozenBackbone
 from mtfcdd.model.checkpoint import load_pipeline
-from mtfcdd.model.network import MultiTypeFCDD
+from mtfcdd.model.multitype_fcdd.network import MultiTypeFCDD
 from mtfcdd.model.pipeline import InferencePipeline
-from mtfcdd.run import build_datamodule
+from mtfcdd.run.build import build_datamodule
 
 
 def _tiny_pipeline(image_score: str = "max", type_rule: str = "calibrated") -> InferencePipeline:

@@ -17,7 +17,7 @@ from hydra_compose import compose_config
 
 from mtfcdd.callbacks.predictions import column_name
 from mtfcdd.data.images import ImageFileDataset
-from mtfcdd.errors import UserError
+from mtfcdd.core.errors import UserError
 from mtfcdd.evaluate import evaluate
 from mtfcdd.export import build_onnx
 from mtfcdd.inference.onnx_pipeline import run_session

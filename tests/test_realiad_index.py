@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mtfcdd.config import ConfigError
+from mtfcdd.core.config import ConfigError
 from mtfcdd.data.realiad import (
     NORMAL_CLASS_INDEX,
     RealIADFormatError,
@@ -23,7 +23,7 @@ from mtfcdd.data.realiad import (
     load_splits,
     missing_files,
 )
-from mtfcdd.defect_types import DEFECT_CODES, DEFECT_NAMES
+from mtfcdd.core.defect_types import DEFECT_CODES, DEFECT_NAMES
 
 VIEWS = ("C1", "C2")
 # category -> split -> list of (folder kind, sample number, per-view anomaly class ("OK" or the sample's code))

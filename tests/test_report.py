@@ -17,12 +17,12 @@ from omegaconf import OmegaConf
 from test_metrics_tables import results_for
 from wandb_offline import run_info
 
-from mtfcdd.data.balance import AUTO_BALANCE
+from mtfcdd.sampling.balance import AUTO_BALANCE
 from mtfcdd.metrics.evaluator import METRICS
 from mtfcdd.metrics.tables import write_result_files
 from mtfcdd.report.__main__ import build_report, main
 from mtfcdd.report.jobs import ReportError
-from mtfcdd.run_status import write_status
+from mtfcdd.run.status import write_status
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

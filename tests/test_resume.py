@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtfcdd.checkpoint_io import AtomicCheckpointIO
-from mtfcdd.data.resumable import ResumableLoader, SeededDraws
-from mtfcdd.data.sampler import BalancedClassSampler
+from mtfcdd.resume.checkpoint_io import AtomicCheckpointIO
+from mtfcdd.resume.loader import ResumableLoader, SeededDraws
+from mtfcdd.sampling.sampler import BalancedClassSampler
 
 STEPS_PER_EPOCH = 4
 EPOCHS = 2
@@ -196,7 +196,7 @@ class _Indices(torch.utils.data.Dataset):
 def test_a_run_directory_keeps_one_wandb_run_id(tmp_path):
     from hydra_compose import compose_config
 
-    from mtfcdd.resume import WANDB_ID_FILE, set_wandb_run_id
+    from mtfcdd.resume.run_dir import WANDB_ID_FILE, set_wandb_run_id
 
     ids = []
     for run in ("a", "a", "b"):
@@ -211,8 +211,8 @@ def test_a_run_directory_keeps_one_wandb_run_id(tmp_path):
 def test_resume_clears_unfinished_writes_and_refuses_a_second_checkpoint_and_a_finished_run(tmp_path):
     from hydra_compose import compose_config
 
-    from mtfcdd.config import ConfigError
-    from mtfcdd.resume import LAST_CHECKPOINT, resume_checkpoint
+    from mtfcdd.core.config import ConfigError
+    from mtfcdd.resume.run_dir import LAST_CHECKPOINT, resume_checkpoint
 
     cfg = compose_config(tmp_path, ["resume=true", "logger=none"])
     run_dir = Path(cfg.paths.output_dir)

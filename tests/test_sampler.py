@@ -9,8 +9,8 @@ import torch
 from scipy import stats
 from torch.utils.data import DataLoader, TensorDataset
 
-from mtfcdd.data import sampler as sampler_module
-from mtfcdd.data.sampler import BalancedClassSampler
+from mtfcdd.sampling import sampler as sampler_module
+from mtfcdd.sampling.sampler import BalancedClassSampler
 
 
 def imbalanced_classes(sizes: dict[int, int], seed: int = 0) -> np.ndarray:
@@ -181,7 +181,7 @@ def test_shares_under_a_real_process_group(tmp_path):
 
 @pytest.mark.parametrize("size, replicas", [(10, 1), (10, 3), (2, 4), (0, 2)])
 def test_evaluation_shards_cover_every_image_exactly_once(size, replicas):
-    from mtfcdd.data.sampler import EvaluationShardSampler
+    from mtfcdd.sampling.sampler import EvaluationShardSampler
 
     shards = [list(EvaluationShardSampler(size, num_replicas=replicas, rank=r)) for r in range(replicas)]
     assert sorted(i for shard in shards for i in shard) == list(range(size))

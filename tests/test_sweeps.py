@@ -18,8 +18,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 from wandb_records import run_summary
 
-from mtfcdd.config import config_dir
-from mtfcdd.run import build_loggers
+from mtfcdd.core.config import config_dir
+from mtfcdd.run.loggers import build_loggers
 
 
 def wandb_init_of(overrides: list[str], multirun: bool) -> dict:

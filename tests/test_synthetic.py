@@ -18,7 +18,7 @@ import pytest
 from mtfcdd.data import synthetic
 from mtfcdd.data.synthetic import build, layout
 from mtfcdd.data.realiad import load_split, load_splits
-from mtfcdd.defect_types import DEFECT_CODES, NORMAL_CLASS
+from mtfcdd.core.defect_types import DEFECT_CODES, NORMAL_CLASS
 from mtfcdd.data.synthetic import (
     MARKER_NAME,
     PRESETS,
@@ -28,7 +28,7 @@ from mtfcdd.data.synthetic import (
     read_marker,
     render_sample,
 )
-from mtfcdd.errors import UserError
+from mtfcdd.core.errors import UserError
 
 ALPHAS = (0.0, 0.1, 0.2, 0.4)
 TINY = PRESETS["tiny"]

@@ -17,8 +17,8 @@ from wandb_records import run_summary
 
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
-from mtfcdd.model.network import map_scores
-from mtfcdd.run import build_datamodule
+from mtfcdd.model.multitype_fcdd.network import map_scores
+from mtfcdd.run.build import build_datamodule
 from mtfcdd.train import run_task, train
 
 FAST = ["debug=limit", "logger=csv", "data.num_workers=0"]
@@ -73,7 +73,7 @@ def test_last_checkpoint_holds_the_end_of_training_after_an_epoch_without_a_new_
 def test_backbone_weights_and_batchnorm_buffers_do_not_move(tmp_path, tiny_realiad):
     cfg = compose_config(tmp_path, [*tiny_overrides(tiny_realiad), "test=false"])
     from mtfcdd.model.build import build_module
-    from mtfcdd.run import build_datamodule
+    from mtfcdd.run.build import build_datamodule
     import lightning as L
     from hydra.utils import instantiate
 
@@ -264,7 +264,7 @@ def test_paper_run_trains_on_the_whole_split_and_tests_the_last_checkpoint(tmp_p
     """experiment=paper's pipeline (no hold-out, no selection) on the tiny set with the debug backbone."""
     import json
 
-    from mtfcdd.run_status import read_status
+    from mtfcdd.run.status import read_status
 
     cfg = compose_config(tmp_path, ["experiment=paper", *tiny_overrides(tiny_realiad)])
     assert cfg.data.val_fraction == 0 and cfg.test_ckpt == "last"
@@ -278,8 +278,8 @@ def test_paper_run_trains_on_the_whole_split_and_tests_the_last_checkpoint(tmp_p
 
 
 def test_a_failing_run_records_its_error_in_status_json(tmp_path):
-    from mtfcdd.errors import UserError
-    from mtfcdd.run_status import read_status
+    from mtfcdd.core.errors import UserError
+    from mtfcdd.run.status import read_status
 
     cfg = compose_config(tmp_path, [f"data.root={tmp_path / 'no-such-realiad'}", "logger=none"])
     with pytest.raises(UserError):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from mtfcdd.callbacks.heatmaps import row_title, select_examples
-from mtfcdd.defect_types import ANY_DEFECT_COLOUR, DEFECT_NAMES, DEFECT_TYPES, channel_names, colour_of
-from mtfcdd.viz import FigureRow, figure_grid, heat_overlay, save_png
+from mtfcdd.core.defect_types import ANY_DEFECT_COLOUR, DEFECT_NAMES, DEFECT_TYPES, channel_names, colour_of
+from mtfcdd.viz.grids import FigureRow, figure_grid, heat_overlay, save_png
 
 TYPE_COLOURS = [t.colour for t in DEFECT_TYPES]
 

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
-from mtfcdd.config import check_slurm_layout
+from mtfcdd.run.slurm import check_slurm_layout
 
 
 class CheckedSlurmLauncher(SlurmLauncher):
     """Refuses a sweep when one of its jobs' trainer does not match the submitted tasks and nodes
-    (:func:`mtfcdd.config.check_slurm_layout`); otherwise submits exactly as the plugin does."""
+    (:func:`mtfcdd.run.slurm.check_slurm_layout`); otherwise submits exactly as the plugin does."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.hydra_context is not None

@@ -11,8 +11,8 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch.utils.data import Dataset
 
-from mtfcdd.defect_types import NORMAL_CLASS
-from mtfcdd.viz import figure_grid, figure_rows, save_png
+from mtfcdd.core.defect_types import NORMAL_CLASS
+from mtfcdd.viz.grids import figure_grid, figure_rows, save_png
 
 
 def select_examples(type_indices: list[int], num_codes: int, per_type: int, normal: int) -> list[int]:

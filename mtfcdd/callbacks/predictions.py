@@ -24,10 +24,10 @@ from typing import Any
 import lightning as L
 import torch
 
-from mtfcdd.atomic_io import AtomicTextFile
-from mtfcdd.defect_types import DEFECT_NAMES
+from mtfcdd.core.atomic_io import AtomicTextFile
+from mtfcdd.core.defect_types import DEFECT_NAMES
 from mtfcdd.model.pipeline import PipelineOutput
-from mtfcdd.viz import figure_grid, figure_rows, save_png
+from mtfcdd.viz.grids import figure_grid, figure_rows, save_png
 
 
 def column_name(type_name: str) -> str:

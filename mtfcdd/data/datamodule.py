@@ -2,7 +2,7 @@
 
 The validation set is held out of the training split by sample (all views of a sample on one side), stratified by
 class; the test split is the JSON's ``test`` list. ``epoch_draws`` (set by
-:class:`mtfcdd.callbacks.balanced_epoch.BalancedEpochLength` before ``train_dataloader()``) is the length of one
+:class:`mtfcdd.sampling.epoch_callback.BalancedEpochLength` before ``train_dataloader()``) is the length of one
 balanced epoch in draws, over the classes that ``balance`` samples: ``types`` (the paper: 8 defect types + normal,
 each drawn with probability 1/9) or ``binary`` (normal vs any defect, 1/2 each, as FCDD balances).
 """
@@ -20,21 +20,20 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
-from mtfcdd.config import ConfigError, check_choice
-from mtfcdd.data.balance import NUM_SAMPLER_CLASSES, resolve_balance, sampler_classes
+from mtfcdd.core.config import ConfigError, check_choice
+from mtfcdd.sampling.balance import NUM_SAMPLER_CLASSES, resolve_balance, sampler_classes
 from mtfcdd.data.dataset import RealIADDataset
 from mtfcdd.data.realiad import (
-    NUM_CLASSES,
     RealIADFormatError,
     Record,
     check_index_args,
     load_splits,
 )
-from mtfcdd.data.resumable import ResumableLoader, SeededDraws
-from mtfcdd.data.sampler import BalancedClassSampler, EvaluationShardSampler
+from mtfcdd.resume.loader import ResumableLoader, SeededDraws
+from mtfcdd.sampling.sampler import BalancedClassSampler, EvaluationShardSampler
 from mtfcdd.data.summary import format_summary_table, summary_rows
 from mtfcdd.data.transforms import Augment, check_image_size, eval_transform, train_transform
-from mtfcdd.defect_types import DEFECT_CODES, MODES
+from mtfcdd.core.defect_types import DEFECT_CODES, MODES, NUM_CLASSES
 
 log = logging.getLogger("mtfcdd.data")
 
@@ -189,7 +188,7 @@ class RealIADDataModule(L.LightningDataModule):
         if isinstance(val_fraction, bool) or not isinstance(val_fraction, Real) or not 0 <= val_fraction < 1:
             raise ConfigError(f"data.val_fraction={val_fraction!r} is not valid; expected a number in [0, 1)")
         # the arguments, which every checkpoint stores and loads with weights_only=True: plain values only; the
-        # experiment's config is logged by mtfcdd.reporting, not here
+        # experiment's config is logged by mtfcdd.run.loggers, not here
         self.save_hyperparameters(logger=False)
         self.hparams.update({key: _plain(value) for key, value in self.hparams.items()})
         self.balance = resolve_balance(balance, mode)
@@ -277,7 +276,7 @@ class RealIADDataModule(L.LightningDataModule):
 
         Otherwise class-balanced draws: ``epoch_draws`` per epoch (the dataset size, with a warning, when unset).
 
-        Resumable mid-epoch (:mod:`mtfcdd.data.resumable`); the augmentation of each draw is seeded from
+        Resumable mid-epoch (:mod:`mtfcdd.resume.loader`); the augmentation of each draw is seeded from
         (``sampler_seed``, epoch, draw position), independent of the number of workers.
         """
         dataset = self._require(self.train_dataset)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mtfcdd.config import check_choice
-from mtfcdd.defect_types import MODES
+from mtfcdd.core.config import check_choice
+from mtfcdd.core.defect_types import MODES
 from mtfcdd.data.realiad import RealIADFormatError, Record
 from mtfcdd.data.transforms import reseed
 

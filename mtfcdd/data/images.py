@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from mtfcdd.data.dataset import read_image
 from mtfcdd.data.realiad import RealIADFormatError
 from mtfcdd.data.transforms import eval_transform
-from mtfcdd.errors import UserError
+from mtfcdd.core.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 

@@ -17,15 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtfcdd.config import ConfigError, check_choice
-from mtfcdd.defect_types import DEFECT_CODES
-from mtfcdd.errors import UserError
+from mtfcdd.core.config import ConfigError, check_choice
+from mtfcdd.core.defect_types import DEFECT_CODES, NORMAL_CLASS_INDEX
+from mtfcdd.core.errors import UserError
 
 log = logging.getLogger("mtfcdd.data")
-
-NORMAL_CLASS_INDEX = len(DEFECT_CODES)
-"""Sampler class of normal images; defect images use their type index (0..7)."""
-NUM_CLASSES = len(DEFECT_CODES) + 1
 
 JSON_SETS = ("fuiad", "standard", "sv")
 FUIAD_ALPHAS = (0.0, 0.1, 0.2, 0.4)
@@ -81,7 +77,7 @@ def json_folder_name(json_set: str, alpha: float) -> str:
 def check_index_args(
     *, json_set: str, alpha: float, resolution: str, defect_codes: Sequence[str], on_missing: str
 ) -> tuple[str, ...]:
-    """Validate the index options (raises :class:`~mtfcdd.config.ConfigError`); returns ``defect_codes`` as a tuple."""
+    """Validate the index options (raises :class:`~mtfcdd.core.config.ConfigError`); returns ``defect_codes`` as a tuple."""
     check_choice("json_set", json_set, JSON_SETS)
     if json_set == "fuiad" and (isinstance(alpha, bool) or alpha not in FUIAD_ALPHAS):
         raise ConfigError(f"alpha={alpha!r} is not valid for json_set='fuiad'; choose one of: {_choices(FUIAD_ALPHAS)}")

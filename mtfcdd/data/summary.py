@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from mtfcdd.data.realiad import Record
-from mtfcdd.defect_types import DEFECT_CODES, NORMAL_CLASS
+from mtfcdd.core.defect_types import DEFECT_CODES, NORMAL_CLASS
 
 
 def summary_rows(

@@ -6,7 +6,7 @@ Runtime fp32/int8), int8 calibration images and deviation checks.
 """
 
 from mtfcdd.inference.int8_images import load_images
-from mtfcdd.inference.deviation import median_thresholds, output_deviation
+from mtfcdd.inference.fidelity import median_thresholds, output_deviation
 from mtfcdd.inference.engines import (
     ENGINES,
     EagerEngine,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from mtfcdd.config import ConfigError, check_choice
+from mtfcdd.core.config import ConfigError, check_choice
 from mtfcdd.inference.onnx_runtime import export_onnx, make_openvino_request, make_session
 
 log = logging.getLogger(__name__)

@@ -305,7 +305,7 @@ def auto_choices(choices: Mapping[str, Any], device: torch.device) -> list[str]:
 
 def inference_config(name: str) -> DictConfig:
     """``conf/inference/<name>.yaml`` with the configs of its ``defaults`` list merged in (as Hydra composes it)."""
-    from mtfcdd.config import CONFIG_DIR
+    from mtfcdd.core.config import CONFIG_DIR
 
     cfg = OmegaConf.load(CONFIG_DIR / "inference" / f"{name}.yaml")
     parents = [entry for entry in cfg.pop("defaults", []) if entry != "_self_"]

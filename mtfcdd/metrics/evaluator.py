@@ -34,8 +34,8 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from mtfcdd.config import check_choice
-from mtfcdd.defect_types import MODES
+from mtfcdd.core.config import check_choice
+from mtfcdd.core.defect_types import MODES
 from mtfcdd.metrics.any_defect import with_any_defect
 from mtfcdd.metrics.batch_checks import check_batch, check_normal_masks
 from mtfcdd.metrics.aupro import AUPRO_FPR_LIMIT, aupro_from_counts, region_weights

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mtfcdd.config import check_choice
+from mtfcdd.core.config import check_choice
 
 IMAGE_SCORES = ("max", "mean")
 """How a heatmap channel becomes an image score: its maximum (the authors' evaluation) or its mean (Eq. 2)."""

@@ -4,7 +4,7 @@
 shaped like the paper's (values in percent, one decimal): Table 3 (image level: I-AUROC, AP, F1m per type and
 Mean), Table 4 (pixel level: P-AUROC, AUPRO), Table 5 (mode single: I-AUROC, AUPRO), then type classification and
 the per-category breakdown when present, and the paper's published means beside the run's when the run is the
-paper's setting (``paper``: :func:`mtfcdd.paper_results.paper_means`).
+paper's setting (``paper``: :func:`mtfcdd.metrics.paper_results.paper_means`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from mtfcdd.atomic_io import write_bytes_atomic
+from mtfcdd.core.atomic_io import write_bytes_atomic
 from mtfcdd.metrics.evaluator import ANY_DEFECT, METRICS
 
 LABELS = {"i_auroc": "I-AUROC", "ap": "AP", "f1max": "F1m", "p_auroc": "P-AUROC", "aupro": "AUPRO"}

@@ -5,13 +5,13 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from mtfcdd.config import ConfigError
+from mtfcdd.core.config import ConfigError
 from mtfcdd.data.transforms import check_normalisation
-from mtfcdd.defect_types import channel_names
-from mtfcdd.model.backbones import backbone_normalisation
-from mtfcdd.model.loss import MultiTypeFCDDLoss
+from mtfcdd.core.defect_types import channel_names
+from mtfcdd.model.components.backbones import backbone_normalisation
+from mtfcdd.model.multitype_fcdd.loss import MultiTypeFCDDLoss
 from mtfcdd.model.module import MultiTypeFCDDModule
-from mtfcdd.model.network import MultiTypeFCDD
+from mtfcdd.model.multitype_fcdd.network import MultiTypeFCDD
 from mtfcdd.model.patchcore.build import NAME as PATCHCORE
 from mtfcdd.model.patchcore.build import build_patchcore_module, build_patchcore_network, is_patchcore
 from mtfcdd.model.pipeline import InferencePipeline

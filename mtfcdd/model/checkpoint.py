@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mtfcdd.errors import UserError
+from mtfcdd.core.errors import UserError
 from mtfcdd.model.build import build_pipeline
 from mtfcdd.model.module import CONFIG_KEY
 from mtfcdd.model.pipeline import InferencePipeline
 
 PIPELINE_PREFIX = "pipeline."
+MOVED_TARGETS = {
+    "mtfcdd.model.backbones.": "mtfcdd.model.components.backbones.",
+    "mtfcdd.callbacks.last_checkpoint.": "mtfcdd.resume.last_checkpoint.",
+    "mtfcdd.callbacks.resume.": "mtfcdd.resume.callback.",
+    "mtfcdd.callbacks.balanced_epoch.": "mtfcdd.sampling.epoch_callback.",
+    "mtfcdd.callbacks.backbone_runtime.": "mtfcdd.callbacks.backbone_switch.",
+    "mtfcdd.cluster.": "mtfcdd.run.slurm.",
+    "mtfcdd.checkpoint_io.": "mtfcdd.resume.checkpoint_io.",
+}
+"""Module prefixes of ``_target_`` paths saved in the configs of checkpoints written before version 0.2 -> where those
+classes live now (the data modules kept their paths)."""
 
 
 class CheckpointError(UserError, ValueError):
@@ -27,7 +39,24 @@ def read_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if CONFIG_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} has no '{CONFIG_KEY}'/'state_dict' entries: not a checkpoint written by mtfcdd.train")
-    return checkpoint, OmegaConf.create(checkpoint[CONFIG_KEY])
+    return checkpoint, OmegaConf.create(moved_targets(checkpoint[CONFIG_KEY]))
+
+
+def moved_targets(config: Any) -> Any:
+    """``config`` (plain containers) with every ``_target_`` of :data:`MOVED_TARGETS` pointed at its module now."""
+    if isinstance(config, dict):
+        return {key: _current_target(value) if key == "_target_" else moved_targets(value)
+                for key, value in config.items()}
+    if isinstance(config, list):
+        return [moved_targets(value) for value in config]
+    return config
+
+
+def _current_target(target: Any) -> Any:
+    for old, new in MOVED_TARGETS.items():
+        if isinstance(target, str) and target.startswith(old):
+            return new + target[len(old):]
+    return target
 
 
 def load_pipeline(

@@ -18,8 +18,8 @@ import torch
 
 from mtfcdd.metrics.any_defect import ANY_DEFECT_QUANTILE, fit_any_defect
 from mtfcdd.metrics.evaluator import MultiTypeEvaluator, UndefinedMetricWarning
-from mtfcdd.model.loss import MultiTypeFCDDLoss
-from mtfcdd.model.network import map_scores
+from mtfcdd.model.multitype_fcdd.loss import MultiTypeFCDDLoss
+from mtfcdd.model.multitype_fcdd.network import map_scores
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 
 CONFIG_KEY = "mtfcdd_config"

@@ -21,10 +21,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from mtfcdd.config import check_choice
+from mtfcdd.core.config import check_choice
 from mtfcdd.metrics.any_defect import any_defect_map, any_defect_scores
 from mtfcdd.metrics.image_metrics import IMAGE_SCORES, image_scores
-from mtfcdd.model.network import MultiTypeFCDD
+from mtfcdd.model.multitype_fcdd.network import MultiTypeFCDD
 
 TYPE_RULES = ("raw", "calibrated")
 """Predicted type = argmax over the raw per-type scores (``raw``) or over the scores divided by their thresholds

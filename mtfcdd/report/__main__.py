@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mtfcdd.errors import UserError
+from mtfcdd.core.errors import UserError
 from mtfcdd.report.files import markdown, write_csv, write_markdown
 from mtfcdd.report.jobs import job_row, load_jobs, type_names
 from mtfcdd.report.plots import write_plots

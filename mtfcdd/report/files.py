@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from mtfcdd.atomic_io import write_bytes_atomic
+from mtfcdd.core.atomic_io import write_bytes_atomic
 from mtfcdd.metrics.evaluator import ANY_DEFECT, METRICS
 from mtfcdd.metrics.tables import LABELS, display_name, markdown_table, percent
 from mtfcdd.report.jobs import SETTINGS, Job

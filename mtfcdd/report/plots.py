@@ -16,10 +16,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
-from mtfcdd.atomic_io import write_bytes_atomic  # noqa: E402
+from mtfcdd.core.atomic_io import write_bytes_atomic  # noqa: E402
 from mtfcdd.metrics.evaluator import METRICS  # noqa: E402
 from mtfcdd.metrics.tables import LABELS, display_name  # noqa: E402
-from mtfcdd.defect_types import colour_of  # noqa: E402
+from mtfcdd.core.defect_types import colour_of  # noqa: E402
 
 MEAN_PANELS = (*METRICS, "type_accuracy")
 PANEL_LABELS = {**LABELS, "type_accuracy": "type accuracy"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mtfcdd.report.files import problems_table
 from mtfcdd.report.jobs import Job, config_value
-from mtfcdd.run_status import WANDB_KEYS
+from mtfcdd.run.status import WANDB_KEYS
 
 log = logging.getLogger("mtfcdd.report")
 

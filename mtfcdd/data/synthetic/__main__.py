@@ -14,7 +14,7 @@ from mtfcdd.data.synthetic.build import build_synthetic, ensure_synthetic, read_
 from mtfcdd.data.synthetic.config import PRESETS
 from mtfcdd.data.synthetic.layout import LAYOUTS
 from mtfcdd.data.synthetic.styles import CATEGORY_STYLES
-from mtfcdd.errors import UserError, exit_on_user_error
+from mtfcdd.core.errors import UserError, exit_on_user_error
 
 
 def _parse_categories(values: Sequence[str]) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from typing import Any
 from mtfcdd.data.synthetic.config import PRESETS, SyntheticConfig
 from mtfcdd.data.synthetic.layout import IMAGE_FOLDER, LAYOUTS, _plan_splits, _write_jsons, _write_sample
 from mtfcdd.data.synthetic.sample import VIEWS
-from mtfcdd.errors import UserError
+from mtfcdd.core.errors import UserError
 
 log = logging.getLogger("mtfcdd.data")
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from mtfcdd.data.realiad import FUIAD_ALPHAS
 from mtfcdd.data.synthetic.styles import CATEGORY_STYLES
-from mtfcdd.defect_types import DEFECT_CODES
-from mtfcdd.errors import UserError
+from mtfcdd.core.defect_types import DEFECT_CODES
+from mtfcdd.core.errors import UserError
 
 _MIN_SIZE, _MAX_SIZE = 48, 1024
 

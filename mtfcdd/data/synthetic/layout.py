@@ -15,7 +15,7 @@ import numpy as np
 from mtfcdd.data.realiad import FUIAD_ALPHAS, NESTED_PARENT, json_folder_name
 from mtfcdd.data.synthetic.config import SyntheticConfig
 from mtfcdd.data.synthetic.sample import VIEWS, _rng, render_sample
-from mtfcdd.defect_types import DEFECT_CODES, NORMAL_CLASS
+from mtfcdd.core.defect_types import DEFECT_CODES, NORMAL_CLASS
 
 IMAGE_FOLDER = "realiad_256"
 LAYOUTS = ("flat", "nested")

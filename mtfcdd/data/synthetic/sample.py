@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mtfcdd.defect_types import DEFECT_CODES, NORMAL_CLASS
+from mtfcdd.core.defect_types import DEFECT_CODES, NORMAL_CLASS
 from mtfcdd.data.synthetic.defects import DEFECT_DRAWERS
 from mtfcdd.data.synthetic.scene import _make_object, _make_view, _render_layers
 from mtfcdd.data.synthetic.styles import CATEGORY_STYLES

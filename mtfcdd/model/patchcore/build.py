@@ -7,7 +7,7 @@ import logging
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mtfcdd.config import CONFIG_DIR, ConfigError
+from mtfcdd.core.config import CONFIG_DIR, ConfigError
 from mtfcdd.model.patchcore.module import PatchCoreModule
 from mtfcdd.model.patchcore.network import PatchCoreNet
 from mtfcdd.model.pipeline import InferencePipeline

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtfcdd.model.backbones import FrozenBackbone
+from mtfcdd.model.components.backbones import FrozenBackbone
 
 QUERY_CHUNK = 4096
 """Patches compared with the bank at once (bounds the distance matrix to QUERY_CHUNK x bank rows)."""

@@ -8,9 +8,10 @@ of the mode. The balanced epoch (coupon collector) is computed over these classe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
-from mtfcdd.config import ConfigError, check_choice
-from mtfcdd.data.realiad import NORMAL_CLASS_INDEX, NUM_CLASSES, Record
+from mtfcdd.core.config import ConfigError, check_choice
+from mtfcdd.core.defect_types import NORMAL_CLASS_INDEX, NUM_CLASSES
 
 BALANCES = ("auto", "types", "binary")
 # what ``balance="auto"`` means per mode (mode single: the one that measured better on the demo set, see README)
@@ -19,13 +20,19 @@ AUTO_BALANCE = {"multi": "types", "single": "binary"}
 NUM_SAMPLER_CLASSES = {"types": NUM_CLASSES, "binary": 2}
 
 
+class Labelled(Protocol):
+    """A training record as the sampler sees it (e.g. :class:`mtfcdd.data.realiad.Record`)."""
+
+    class_index: int
+
+
 def resolve_balance(balance: str, mode: str) -> str:
     """``types`` or ``binary`` for the config value ``balance`` in ``mode``; unknown values fail naming the key."""
     check_choice("data.balance", balance, BALANCES)
     return AUTO_BALANCE[mode] if balance == "auto" else balance
 
 
-def sampler_classes(records: Sequence[Record], balance: str) -> list[int]:
+def sampler_classes(records: Sequence[Labelled], balance: str) -> list[int]:
     """The sampler class of every record under ``balance`` (``types`` or ``binary``, see the module docstring)."""
     if balance == "types":
         return [r.class_index for r in records]

@@ -19,7 +19,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import get_pretrained_cfg
 from torch import nn
 
-from mtfcdd.errors import UserError
+from mtfcdd.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import math
 import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from mtfcdd.data.coupon import METHODS, BalancedEpoch, balanced_epoch
+from mtfcdd.sampling.coupon import METHODS, BalancedEpoch, balanced_epoch
 
 
 class BalancedEpochLength(L.Callback):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
-from mtfcdd.atomic_io import remove_temporaries, write_bytes_atomic
-from mtfcdd.config import ConfigError
+from mtfcdd.core.atomic_io import remove_temporaries, write_bytes_atomic
+from mtfcdd.core.config import ConfigError
 
 log = logging.getLogger("mtfcdd")
 

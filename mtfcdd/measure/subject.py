@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def build_benchmark_pipeline(cfg: DictConfig) -> tuple[InferencePipeline, DictConfig, dict[str, Any]]:
     """(pipeline in eval mode, its config, notes): from ``ckpt_path`` or from ``cfg.model``."""
-    from mtfcdd.model.backbones import BackboneWeightsError
+    from mtfcdd.model.components.backbones import BackboneWeightsError
     from mtfcdd.model.build import build_pipeline
 
     if cfg.ckpt_path:

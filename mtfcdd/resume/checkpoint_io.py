@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from mtfcdd.atomic_io import write_bytes_atomic
+from mtfcdd.core.atomic_io import write_bytes_atomic
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` into memory, then :func:`mtfcdd.atomic_io.write_bytes_atomic`: a temporary file next to the
+    """``torch.save`` into memory, then :func:`mtfcdd.core.atomic_io.write_bytes_atomic`: a temporary file next to the
     target, fsync, rename. Lightning's own transaction stages the file in the system temp folder and *copies* it
     into place when that folder is on another filesystem, so a kill during the copy would truncate ``last.ckpt``."""
 

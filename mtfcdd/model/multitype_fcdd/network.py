@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtfcdd.model.backbones import FrozenBackbone
+from mtfcdd.model.components.backbones import FrozenBackbone
 
 
 def pseudo_huber(phi: torch.Tensor) -> torch.Tensor:

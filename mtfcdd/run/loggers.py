@@ -1,23 +1,26 @@
-"""What a run tells its user and its loggers: parameter counts, the resolved config, the data summary, results."""
+"""A run's loggers, and what the run tells them and its user: parameter counts, the resolved config, the data summary,
+results."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from mtfcdd.errors import exit_on_user_error
 from mtfcdd.metrics.tables import MODEL_TITLES, results_table, write_result_files
-from mtfcdd.paper_results import paper_means, paper_setting_mismatches
-from mtfcdd.sweep import task_overrides
+from mtfcdd.metrics.paper_results import paper_means, paper_setting_mismatches
+from mtfcdd.run.sweep import task_overrides
 
 log = logging.getLogger("mtfcdd")
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    """The loggers of ``cfg.logger`` (none where the group is empty)."""
+    return [instantiate(conf) for conf in (cfg.get("logger") or {}).values() if conf is not None]
 
 
 def format_parameter_counts(counts: dict[str, int]) -> str:
@@ -58,21 +61,3 @@ def write_results(results: dict | None, output_dir: Path, loggers: list, cfg: Di
         if isinstance(logger, WandbLogger):
             for key, (columns, rows) in results_table(results, paper).items():
                 logger.log_table(key=f"test/{key}", columns=columns, data=rows)
-
-
-@contextlib.contextmanager
-def task_scope() -> Iterator[None]:
-    """An entry point's task: a user error becomes one clear line and exit status 2, and the W&B run is always
-    finished (so that the jobs of a multirun never write into each other's run)."""
-    with exit_on_user_error():
-        try:
-            yield
-        finally:
-            finish_wandb()
-
-
-def finish_wandb() -> None:
-    """Close the active W&B run, if any, so that the jobs of a multirun never write into each other's run."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish()

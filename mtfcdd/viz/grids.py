@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import torch
 
-from mtfcdd.atomic_io import write_bytes_atomic
-from mtfcdd.defect_types import colour_of
+from mtfcdd.core.atomic_io import write_bytes_atomic
+from mtfcdd.core.defect_types import colour_of
 from mtfcdd.model.pipeline import PipelineOutput
 
 

@@ -40,6 +40,10 @@ DEFECT_CODES: tuple[str, ...] = tuple(t.code for t in DEFECT_TYPES)
 """Real-IAD defect codes in the fixed channel order of multi-type models."""
 DEFECT_NAMES: dict[str, str] = {t.code: t.name for t in DEFECT_TYPES}
 """Defect code -> type name."""
+NORMAL_CLASS_INDEX = len(DEFECT_CODES)
+"""Sampler class of normal images; defect images use their type index (0..7)."""
+NUM_CLASSES = len(DEFECT_CODES) + 1
+"""Sampler classes of ``data.balance=types``: the defect types, then normal."""
 NORMAL_CLASS = "OK"
 """Real-IAD's ``anomaly_class`` of normal images."""
 SINGLE_CHANNEL_NAME = "anomaly"

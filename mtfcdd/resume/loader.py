@@ -14,7 +14,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
-from mtfcdd.data.sampler import BalancedClassSampler
+from mtfcdd.sampling.sampler import BalancedClassSampler
 
 
 class SeededDraws(Dataset):

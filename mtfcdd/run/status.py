@@ -17,7 +17,7 @@ from pathlib import Path
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
-from mtfcdd.atomic_io import write_bytes_atomic
+from mtfcdd.core.atomic_io import write_bytes_atomic
 
 STATUS_FILE = "status.json"
 STATES = ("running", "finished", "failed", "died")

@@ -1,0 +1,33 @@
+"""The checks of a whole run's config that stop a bad run before any work (the lifecycle runs them)."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from mtfcdd.core.config import ConfigError, check_choice
+from mtfcdd.core.defect_types import MODES
+
+VALID_CHOICES: dict[str, tuple] = {
+    "alpha": (0.1, 0.2, 0.4),
+    "mode": MODES,
+    "test_ckpt": ("best", "last"),
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject top-level values outside their choices, naming the key and the valid values, and a best checkpoint
+    that nothing could select."""
+    for key, choices in VALID_CHOICES.items():
+        check_choice(key, cfg.get(key), choices)
+    if cfg.test_ckpt == "best" and cfg.get("train", True):
+        checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint")
+        if checkpoint is not None and (not checkpoint.get("monitor") or not checkpoint.get("save_top_k")):
+            raise ConfigError(
+                "test_ckpt=best needs callbacks.model_checkpoint to monitor a metric with save_top_k >= 1; "
+                "set test_ckpt=last or configure the checkpoint callback"
+            )
+        if checkpoint is not None and not cfg.data.get("val_fraction"):
+            raise ConfigError(
+                "test_ckpt=best needs a validation hold-out to select on, but data.val_fraction=0; "
+                "set data.val_fraction (e.g. 0.05) or test_ckpt=last"
+            )
