@@ -7,7 +7,7 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo compare test test-fast bench bench-avx2 bench-avx512 clean
+.PHONY: help install demo compare lint format test test-fast bench bench-avx2 bench-avx512 clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_ -]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -15,9 +15,9 @@ help: ## list the targets
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-install: $(PY) ## create .venv and install mtfcdd (editable) with its test extras; torch pinned to the on-disk release
+install: $(PY) ## create .venv and install mtfcdd (editable) with its test and lint extras; torch pinned to the on-disk release
 	$(PY) -m pip install $(TORCH_PIN)
-	$(PY) -m pip install -e '.[test]' $(TORCH_PIN)
+	$(PY) -m pip install -e '.[test,lint]' $(TORCH_PIN)
 
 demo: install ## train the embedded demo on a synthetic Real-IAD set (CPU, a few minutes), then print where results went
 	$(PY) -m mtfcdd.train experiment=demo
@@ -30,6 +30,14 @@ compare: install ## MultiTypeFCDD vs PatchCore vs their combination on the demo 
 	$(PY) -m mtfcdd.evaluate ckpt_path=$$(ls $${sweep}*_mtfcdd_*/checkpoints/last.ckpt) \
 		detector_ckpt=$$(ls $${sweep}*_patchcore_*/checkpoints/last.ckpt) hydra.run.dir=$${sweep}2_combined && \
 	$(PY) -m mtfcdd.report $$sweep
+
+lint: install ## ruff: formatting and lint rules (pyproject.toml) over the tree; what the pre-commit hooks run
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: install ## ruff: format the tree and apply the safe lint fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 test: install ## run the whole test suite, slow tests included
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -34,10 +34,10 @@ from mtfcdd.core.atomic_io import write_bytes_atomic
 from mtfcdd.measure.subject import build_benchmark_pipeline, machine_info, recalibrate_batchnorm
 from mtfcdd.core.config import ConfigError, check_choice
 from mtfcdd.measure.timing import saved_weights_mb, time_interleaved
+from mtfcdd.inference.calibration import int8_calibration_images
 from mtfcdd.inference.int8_images import load_images
-from mtfcdd.inference.onnx_pipeline import Int8Options
 from mtfcdd.inference.fidelity import median_thresholds, output_deviation
-from mtfcdd.inference.engines import CALIBRATED_ENGINES, Engine, build_engine
+from mtfcdd.inference.engines import Engine, build_engine
 from mtfcdd.inference.fidelity import (
     COMPARED_MEANS,
     engine_test_results,
@@ -106,13 +106,17 @@ def _threshold_source(thresholds: torch.Tensor) -> str:
     return "the network's thresholds, fp32 median score for the types without one"
 
 
-def benchmark(cfg: DictConfig) -> dict[str, Any]:
-    """Run the benchmark of ``cfg`` (``conf/benchmark.yaml``); returns the results that the table shows."""
+def check_config(cfg: DictConfig) -> None:
+    """Reject an ``untrained`` choice or a ``run`` engine without settings (the lifecycle runs this first)."""
     check_choice("untrained", cfg.untrained, UNTRAINED_CHOICES)
     unknown = [name for name in cfg.run if name not in cfg.engines]
     if unknown:
         raise ConfigError(f"run: engines {unknown} have no settings under engines (known: {list(cfg.engines)})")
-    torch.manual_seed(cfg.seed)
+
+
+def benchmark(cfg: DictConfig) -> dict[str, Any]:
+    """Run the benchmark of ``cfg`` (``conf/benchmark.yaml``; checked by :func:`check_config`, seeded with
+    ``cfg.seed``); returns the results that the table shows."""
     pipeline, net_cfg, notes = build_benchmark_pipeline(cfg)
     net = pipeline.net
     size = int(net_cfg.data.image_size)
@@ -121,7 +125,7 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         with open_dict(net_cfg):
             net_cfg.data.test_max_images = cfg.test.max_images  # a stratified subset (None: all)
         datamodule = build_datamodule(net_cfg)
-        calibration = None  # each int8 engine's own count of training images: calibration_for below
+        calibration = None  # each int8 engine's own count of training images (int8_calibration_images)
         test_set = datamodule.test_dataset
         step = max(1, len(test_set) // cfg.deviation_images)
         images = torch.stack([test_set[i]["image"] for i in range(0, len(test_set), step)][: cfg.deviation_images])
@@ -166,23 +170,13 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     }
     names = ["eager"] + [name for name in cfg.run if name != "eager"]
     engines: dict[str, Engine] = {}
-    training_images: dict[int, list[torch.Tensor]] = {}  # with a checkpoint: each int8 engine's own count
-
-    def calibration_for(settings: dict[str, Any]) -> list[torch.Tensor] | None:
-        if datamodule is None:
-            return [calibration]
-        if settings["engine"] not in CALIBRATED_ENGINES:
-            return None
-        count = int(settings.get("calibration_images", Int8Options.calibration_images))
-        if count not in training_images:  # evenly spaced over the training set, whatever the count
-            training_images[count] = datamodule.int8_calibration_images(count)
-        return training_images[count]
-
     for name in names:
         start = time.perf_counter()
         try:
             settings = {"engine": name} | _engine_config(cfg, name)  # a variant names its engine type
-            engines[name] = build_engine(pipeline, settings, calibration=calibration_for(settings))
+            # with a checkpoint: its own count of training images; else its first of the calibration images
+            images_for_engine = int8_calibration_images(settings, datamodule, calibration)
+            engines[name] = build_engine(pipeline, settings, calibration=images_for_engine)
         except Exception as err:  # report the engine as failed, time the others
             if name == "eager":
                 raise
@@ -323,7 +317,7 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-main = entry_point("benchmark")(run_benchmark)
+main = entry_point("benchmark", checks=[check_config])(run_benchmark)
 
 
 if __name__ == "__main__":

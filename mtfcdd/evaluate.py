@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtfcdd.core.config import ConfigError
-from mtfcdd.inference.engines import CALIBRATED_ENGINES, build_engine
-from mtfcdd.inference.onnx_pipeline import Int8Options
+from mtfcdd.inference.calibration import int8_calibration_images
+from mtfcdd.inference.engines import build_engine
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
 from mtfcdd.run.loggers import write_results
 from mtfcdd.run.build import build_datamodule, build_trainer
+from mtfcdd.run.checks import check_inference
 from mtfcdd.run.lifecycle import entry_point
 from mtfcdd.run.loggers import build_loggers
 
@@ -51,24 +51,16 @@ def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
     return merged
 
 
-def int8_calibration_set(datamodule: L.LightningDataModule, cfg_inference: DictConfig) -> list | None:
-    """Raw training images for int8 calibration, when the engine (or ``auto``) may need them; None otherwise."""
-    if cfg_inference.engine not in CALIBRATED_ENGINES + ("auto",):
-        return None
-    return datamodule.int8_calibration_images(int(cfg_inference.get("calibration_images", Int8Options.calibration_images)))
-
-
 def evaluate(cfg: DictConfig) -> dict:
     """Test the checkpoint at ``cfg.ckpt_path``; returns the results dict."""
     pipeline, trained = load_pipeline(cfg.ckpt_path, type_rule=cfg.model.evaluation.type_rule,
                                       detector_ckpt=cfg.detector_ckpt)
     run_cfg = evaluation_config(cfg, trained)
-    L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(run_cfg)
     model = build_module(run_cfg, pipeline)
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, loggers)
-    model.engine = build_engine(model.pipeline, cfg.inference, int8_calibration_set(datamodule, cfg.inference),
+    model.engine = build_engine(model.pipeline, cfg.inference, int8_calibration_images(cfg.inference, datamodule),
                                 device=trainer.strategy.root_device)
     print(f"inference engine: {model.engine.describe()}")
     trainer.test(model=model, datamodule=datamodule)
@@ -78,7 +70,7 @@ def evaluate(cfg: DictConfig) -> dict:
     return model.test_results
 
 
-main = entry_point("evaluate")(evaluate)
+main = entry_point("evaluate", checks=[check_inference])(evaluate)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@
 
 The graph is :class:`~mtfcdd.model.pipeline.InferencePipeline` itself: RGB images [B, 3, H, W] (uint8 0..255 or
 float in [0, 1]; the trained input size, any batch) in; the fields of
-:class:`~mtfcdd.model.pipeline.PipelineOutput` out, by name (``maps``, ``heatmaps``, ``calibrated``, ``scores``,
-``decisions``, ``anomaly_map``, ``anomaly_score``, ``anomalous``, ``predicted_type``). ``metadata_props`` hold, as
+:class:`~mtfcdd.model.outputs.PipelineOutput` out, by name (the output contract). ``metadata_props`` hold, as
 JSON: type names, input size/format/layout, mean/std, heat_min/heat_max, image thresholds (null where none was
 calibrated), the any-defect scales and threshold, the image score,
 the type rule, the backbone, the mode, the outputs. The file is written atomically and only after its outputs
@@ -29,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from mtfcdd.core.atomic_io import write_bytes_atomic
 from mtfcdd.core.config import ConfigError, check_choice
 from mtfcdd.core.errors import UserError
-from mtfcdd.inference.int8_images import load_images
+from mtfcdd.inference.calibration import int8_calibration_images
 from mtfcdd.inference.onnx_pipeline import (
     INPUT_FORMATS,
     OUTPUT_NAMES,
@@ -41,29 +40,14 @@ from mtfcdd.inference.onnx_pipeline import (
 )
 from mtfcdd.inference.onnx_runtime import make_session
 from mtfcdd.metrics.tables import model_title
+from mtfcdd.model.outputs import output_descriptions
 from mtfcdd.model.pipeline import InferencePipeline
+from mtfcdd.model.registry import model_titles
 from mtfcdd.run.lifecycle import entry_point
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "onnx_int8")
-OUTPUT_DESCRIPTIONS = {
-    "maps": "A_k [B, M, h, w], pseudo-Huber maps at feature resolution",
-    "heatmaps": "A'_k [B, M, H, W], the maps upsampled to the input size",
-    "calibrated": "A'_k normalised per type with heat_min/heat_max, clamped to [0, 1]",
-    "scores": "[B, M] image score per type (image_score of the heatmap)",
-    "decisions": "[B, M] bool, scores >= image_threshold (all false where no threshold was calibrated)",
-    "anomaly_map": "[B, H, W] any-defect map: max over the channels divided by anomaly_scale",
-    "anomaly_score": "[B] any-defect image score: max over the type scores divided by anomaly_scale",
-    "anomalous": "[B] bool, anomaly_score >= anomaly_threshold (all false where none was calibrated)",
-    "predicted_type": "[B] int64, index into type_names of the most likely type (read it where anomalous)",
-}
-DETECTOR_DESCRIPTIONS = {
-    "anomaly_map": "[B, H, W] any-defect map: the detector's heatmap",
-    "anomaly_score": "[B] any-defect image score: the detector's image score",
-    "anomalous": "[B] bool, anomaly_score >= anomaly_threshold (the detector's calibrated threshold)",
-}
-"""The any-defect outputs of a model exported with ``detector_ckpt`` (the rest as :data:`OUTPUT_DESCRIPTIONS`)."""
 
 
 class ExportError(UserError, RuntimeError):
@@ -78,12 +62,12 @@ def _floats(tensor: torch.Tensor) -> list[float | None]:
 def export_metadata(pipeline: InferencePipeline, cfg: DictConfig, input_format: str, size: tuple[int, int],
                     precision: str, checkpoint: Path | None) -> dict[str, str]:
     """``metadata_props`` of the exported model: everything a user of the file needs, as JSON strings."""
-    from mtfcdd.model.build import type_names
+    from mtfcdd.model.components.config import type_names
 
     any_defect = pipeline.detector if pipeline.detector is not None else pipeline  # who answers "whether"
     values: dict[str, Any] = {
         "producer": f"mtfcdd {_version()}",
-        "model": model_title({"model": pipeline.model_name}),
+        "model": model_title(pipeline.model_name, model_titles()),
         "precision": precision,
         "type_names": type_names(cfg),
         "mode": cfg.mode,
@@ -102,11 +86,10 @@ def export_metadata(pipeline: InferencePipeline, cfg: DictConfig, input_format: 
         "image_score": pipeline.image_score,
         "type_rule": pipeline.type_rule,
         "upsample": pipeline.net.upsample,
-        "outputs": {name: OUTPUT_DESCRIPTIONS[name] for name in OUTPUT_NAMES},
+        "outputs": output_descriptions(detector=pipeline.detector is not None),
     }
     if pipeline.detector is not None:
-        values["outputs"].update(DETECTOR_DESCRIPTIONS)
-        values["detector"] = {"model": model_title({"model": pipeline.detector.model_name}),
+        values["detector"] = {"model": model_title(pipeline.detector.model_name, model_titles()),
                               "backbone": pipeline.detector.net.backbone.name}
     if checkpoint is not None:
         values["checkpoint"] = checkpoint.name
@@ -174,8 +157,7 @@ def build_onnx(
 
     ``calibration`` (``onnx_int8`` only): raw images [N, 3, H, W] in the export's ``input_format``.
     """
-    check_choice("format", fmt, FORMATS)
-    check_choice("input_format", input_format, INPUT_FORMATS)
+    check_formats(fmt, input_format)
     size = size or (int(cfg.data.image_size),) * 2
     model = pipeline_to_onnx(pipeline.cpu().eval(), input_format, size, opset=opset, dynamo=dynamo)
     if fmt == "onnx_int8":
@@ -184,6 +166,12 @@ def build_onnx(
         model = quantize_pipeline(model, calibration, int8_options or Int8Options())
     metadata = export_metadata(pipeline, cfg, input_format, size, "int8" if fmt == "onnx_int8" else "fp32", checkpoint)
     return _add_metadata(model, metadata)
+
+
+def check_formats(fmt: str, input_format: str) -> None:
+    """Reject a ``format`` or ``input_format`` outside its choices (:class:`~mtfcdd.core.config.ConfigError`)."""
+    check_choice("format", fmt, FORMATS)
+    check_choice("input_format", input_format, INPUT_FORMATS)
 
 
 def default_output(ckpt_path: Path, fmt: str) -> Path:
@@ -200,10 +188,7 @@ def export(cfg: DictConfig) -> Path:
     size = (int(trained.data.image_size),) * 2
     calibration = None
     if fmt == "onnx_int8":
-        images = load_images(
-            cfg.int8.calibration_images, size, source=cfg.int8_images.source, seed=cfg.int8_images.seed,
-            root=cfg.int8_images.root,
-        )
+        images = torch.stack(int8_calibration_images(cfg.int8, size=size, int8_images=cfg.int8_images))
         calibration = (images * 255).round().to(torch.uint8) if input_format == "uint8" else images
     model = build_onnx(
         pipeline, trained, fmt, input_format, size, opset=cfg.opset, dynamo=cfg.dynamo, calibration=calibration,
@@ -227,7 +212,7 @@ def export(cfg: DictConfig) -> Path:
     return output
 
 
-main = entry_point("export")(export)
+main = entry_point("export", checks=[lambda cfg: check_formats(cfg.format, cfg.input_format)])(export)
 
 
 if __name__ == "__main__":

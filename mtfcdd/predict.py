@@ -1,27 +1,28 @@
 """Run a trained checkpoint on new images: ``python -m mtfcdd.predict ckpt_path=PATH input=DIR|FILE|GLOB``.
 
 Images (PNG, JPEG, BMP, TIFF; any size; grayscale, RGB, RGBA, 16 bit) are resized as training did and streamed
-through the checkpoint's inference pipeline (``inference=eager`` float32 by default, or another engine) on the
-device the trainer config picks. Writes ``predictions.csv``, ``predictions.jsonl``, ``overlays/*.png`` (unless
-``save_overlays=false``) and, for files that could not be read, ``errors.csv`` into the run directory; see
-:mod:`mtfcdd.callbacks.predictions` for the columns.
+through the checkpoint's inference pipeline (``inference=eager`` float32 by default, or another engine; an int8 one
+calibrates on the first readable inputs) on the device the trainer config picks. Writes ``predictions.csv``,
+``predictions.jsonl``, ``overlays/*.png`` (unless ``save_overlays=false``) and, for files that could not be read,
+``errors.csv`` into the run directory; see :mod:`mtfcdd.callbacks.predictions` for the columns.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from mtfcdd.callbacks.predictions import PredictionWriter
 from mtfcdd.data.images import ImageFileDataset, find_images
 from mtfcdd.core.errors import UserError
+from mtfcdd.inference.calibration import int8_calibration_images
 from mtfcdd.inference.engines import build_engine
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
 from mtfcdd.run.build import build_callbacks, build_trainer
+from mtfcdd.run.checks import check_inference
 from mtfcdd.run.lifecycle import entry_point
 from mtfcdd.run.loggers import build_loggers
 
@@ -34,7 +35,6 @@ def predict(cfg: DictConfig) -> dict:
     """Predict every image of ``cfg.input`` with ``cfg.ckpt_path``; returns the writer's summary."""
     paths = find_images(str(cfg.input))
     pipeline, trained = load_pipeline(cfg.ckpt_path, type_rule=cfg.type_rule, detector_ckpt=cfg.detector_ckpt)
-    L.seed_everything(cfg.seed, workers=True)
     model = build_module(trained, pipeline)
     dataset = ImageFileDataset(paths, int(trained.data.image_size))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle=False)
@@ -43,8 +43,9 @@ def predict(cfg: DictConfig) -> dict:
     if not writers:
         raise UserError("callbacks: predict needs the predictions callback (callbacks=predict)")
     trainer = build_trainer(cfg, build_loggers(cfg), callbacks)
-    model.engine = build_engine(model.pipeline, cfg.inference, int8_calibration_set(dataset, cfg.inference),
-                                device=trainer.strategy.root_device)
+    readable = (sample["image"] for sample in map(dataset.__getitem__, range(len(dataset))) if not sample["error"])
+    calibration = int8_calibration_images(cfg.inference, images=readable, size=int(trained.data.image_size))
+    model.engine = build_engine(model.pipeline, cfg.inference, calibration, device=trainer.strategy.root_device)
     print(f"{len(paths)} images from {cfg.input}; inference engine: {model.engine.describe()}")
     trainer.predict(model=model, dataloaders=loader, return_predictions=False)
     summary = writers[0].summary
@@ -52,21 +53,6 @@ def predict(cfg: DictConfig) -> dict:
     if summary["images"] == 0:
         raise PredictionError(f"input={cfg.input!r}: none of its {len(paths)} files could be read (see errors.csv)")
     return summary
-
-
-def int8_calibration_set(dataset: ImageFileDataset, cfg_inference: DictConfig) -> list | None:
-    """For ``onnx_int8``: the first readable input images (the checkpoint's training data need not be at hand where
-    a model is deployed); None for the other engines."""
-    if cfg_inference.engine != "onnx_int8":
-        return None
-    images = []
-    for index in range(len(dataset)):
-        sample = dataset[index]
-        if not sample["error"]:
-            images.append(sample["image"])
-        if len(images) == int(cfg_inference.calibration_images):
-            break
-    return images or None
 
 
 def format_summary(summary: dict, output_dir: Path) -> str:
@@ -80,7 +66,7 @@ def format_summary(summary: dict, output_dir: Path) -> str:
     return "\n".join(lines)
 
 
-main = entry_point("predict")(predict)
+main = entry_point("predict", checks=[check_inference])(predict)
 
 
 if __name__ == "__main__":

@@ -12,33 +12,27 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mtfcdd.run.checks import validate
 from mtfcdd.model.build import build_module
-from mtfcdd.run.lifecycle import finish_wandb
-from mtfcdd.run.loggers import log_run_setup, write_results
 from mtfcdd.resume.run_dir import resume_checkpoint, set_wandb_run_id
 from mtfcdd.run.build import build_datamodule, build_trainer
-from mtfcdd.run.lifecycle import entry_point
-from mtfcdd.run.loggers import build_loggers
-from mtfcdd.run.status import wandb_target, write_status
+from mtfcdd.run.checks import validate
+from mtfcdd.run.lifecycle import entry_point, run_command
+from mtfcdd.run.loggers import build_loggers, log_run_setup, write_results
 
 log = logging.getLogger("mtfcdd")
 
-# the frozen backbone is in eval mode on purpose (BatchNorm statistics must not move)
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
+CHECKS = (validate,)
+"""The checks of a training config that the lifecycle runs before any work."""
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit (and test) one run; returns (metrics, objects)."""
-    validate(cfg)
+    """Fit (and test) one run, seeded and checked by the lifecycle (:func:`run_task`); returns (metrics, objects)."""
     ckpt_path = resume_checkpoint(cfg)
     if ckpt_path:
         log.info("continuing from checkpoint %s", ckpt_path)
-    L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     set_wandb_run_id(cfg)
     datamodule = build_datamodule(cfg)
@@ -51,7 +45,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     checkpoints = {"best": "", "last": ""}
     if cfg.train:
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with warnings.catch_warnings():  # the frozen backbone is in eval mode on purpose (BatchNorm statistics)
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if trainer.checkpoint_callback is not None:
             callback = trainer.checkpoint_callback
             checkpoints = {"best": callback.best_model_path, "last": callback.last_model_path}
@@ -65,20 +61,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return metrics, objects
 
 
-def run_task(cfg: DictConfig) -> float | None:
-    """Run :func:`train`, always closing experiment loggers (one W&B run per multirun job), record the job's
-    ``status.json`` (running, then finished or failed) and print where things went; returns the value of ``optimized_metric`` (None where the run has none)."""
+def train_and_report(cfg: DictConfig) -> float | None:
+    """Run :func:`train` and print where things went; returns the value of ``optimized_metric`` (None where the run
+    has none)."""
+    metrics, objects = train(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    wandb = wandb_target(cfg)
-    write_status(output_dir, "running", wandb=wandb)
-    try:
-        metrics, objects = train(cfg)
-    except BaseException as err:
-        write_status(output_dir, "failed", error=f"{type(err).__name__}: {err}", wandb=wandb)
-        raise
-    finally:
-        finish_wandb()  # also when called without the command's wrapper (tests, sweeps in one process)
-    write_status(output_dir, "finished", wandb=wandb)
     print(f"\nrun directory: {output_dir}")
     for name, path in objects["checkpoints"].items():
         print(f"{name} checkpoint: {path or '-'}")
@@ -91,7 +78,13 @@ def run_task(cfg: DictConfig) -> float | None:
     return float(value)
 
 
-main = entry_point("train")(run_task)
+def run_task(cfg: DictConfig) -> float | None:
+    """:func:`train_and_report` through the command's lifecycle (:func:`~mtfcdd.run.lifecycle.run_command`: checks,
+    seed, ``status.json``, W&B finished), as ``main`` runs it; tests and sweeps in one process call this."""
+    return run_command(cfg, train_and_report, CHECKS)
+
+
+main = entry_point("train", CHECKS)(train_and_report)
 """``python -m mtfcdd.train`` / ``mtfcdd-train``."""
 
 

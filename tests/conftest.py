@@ -24,7 +24,7 @@ TRAINED_MEAN, TRAINED_STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
 def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_realiad: Path):
     """Factory ``image_score -> run directory`` of a short real training (train, validate, test) on the tiny set with
     a ``data.mean``/``data.std`` override and the any-defect view's normal-quantile scale, cached per image score for the session. Treat the runs as read-only."""
-    from hydra_compose import compose_config
+    from helpers.hydra_compose import compose_config
 
     from mtfcdd.train import run_task
 

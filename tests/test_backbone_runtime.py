@@ -12,7 +12,7 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
-from hydra_compose import compose_config
+from helpers.hydra_compose import compose_config
 
 from mtfcdd.callbacks.backbone_switch import BackboneRuntimeSwitch
 from mtfcdd.core.config import ConfigError

@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero_only
 from lightning.pytorch.plugins.environments import SLURMEnvironment
-from hydra_compose import compose_config
+from helpers.hydra_compose import compose_config
 from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 
 from mtfcdd.run.slurm import slurm_plugins

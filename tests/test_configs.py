@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
-from hydra_compose import compose_config
+from helpers.hydra_compose import compose_config
 from lightning.pytorch.strategies import DDPStrategy
 
 from mtfcdd.resume.checkpoint_io import AtomicCheckpointIO

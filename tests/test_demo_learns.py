@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra_compose import compose_config
+from helpers.hydra_compose import compose_config
 
 from mtfcdd.train import run_task
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-from hydra_compose import compose_config
+from helpers.hydra_compose import compose_config
 from omegaconf import OmegaConf
 
 from mtfcdd.evaluate import evaluate

@@ -61,7 +61,7 @@ def test_evaluate_rejects_a_missing_checkpoint(tmp_path):
 
 
 def test_evaluate_keeps_the_checkpoints_image_score_and_may_change_the_type_rule(tmp_path, trained_checkpoint):
-    from hydra_compose import compose_config
+    from helpers.hydra_compose import compose_config
 
     from mtfcdd.core.config import ConfigError
     from mtfcdd.evaluate import evaluation_config

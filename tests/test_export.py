@@ -13,14 +13,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from hydra_compose import compose_config
+from helpers.hydra_compose import compose_config
 from omegaconf import OmegaConf
 
 from mtfcdd.export import ExportError, build_onnx, export
 from mtfcdd.inference.onnx_pipeline import OUTPUT_NAMES
-from mtfcdd.model.build import build_pipeline, type_names
+from mtfcdd.model.base import CONFIG_KEY
+from mtfcdd.model.build import build_pipeline
 from mtfcdd.model.checkpoint import CheckpointError, load_pipeline
-from mtfcdd.model.module import CONFIG_KEY
+from mtfcdd.model.components.config import type_names
 
 SIZE = 64
 PROJECT = Path(__file__).resolve().parents[1]

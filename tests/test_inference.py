@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from hydra_compose import compose_config
+from helpers.hydra_compose import compose_config
 from torch import nn
 
 from mtfcdd.benchmark import benchmark, format_benchmark_table
@@ -26,6 +26,7 @@ from mtfcdd.inference import (
     output_deviation,
 )
 from mtfcdd.measure.subject import recalibrate_batchnorm
+from mtfcdd.inference.calibration import int8_calibration_images
 from mtfcdd.inference.folding import FoldingError
 from mtfcdd.inference.cpu import physical_cores
 from mtfcdd.inference.engines import CALIBRATED_ENGINES, inference_config
@@ -351,6 +352,29 @@ def test_calibration_sources_give_raw_images(tmp_path):
     batch = load_images(2, 16, source="dir", root=tmp_path)
     assert batch.shape == (2, 3, 16, 16)
     assert batch[1, 0].mean().item() == pytest.approx(80 / 255, abs=0.02)  # the second file, in [0, 1]
+
+
+def test_calibration_images_come_from_the_first_source_at_hand():
+    """One rule for every command: int8 engines and auto get ``calibration_images`` images from the data module,
+    else from the images at hand, else from int8_images; the other engines get none."""
+
+    class TrainingData:
+        def int8_calibration_images(self, count):
+            return [torch.full((3, 8, 8), float(index)) for index in range(count)]
+
+    at_hand = torch.rand(5, 3, 8, 8)
+    int8 = {"engine": "onnx_int8", "calibration_images": 3}
+    assert int8_calibration_images({"engine": "onnx_fp32"}, TrainingData(), at_hand, 8) is None
+    from_data = int8_calibration_images(int8, TrainingData(), at_hand)
+    assert [image[0, 0, 0].item() for image in from_data] == [0.0, 1.0, 2.0]
+    from_hand = int8_calibration_images({**int8, "engine": "openvino_int8"}, images=[at_hand[:2], at_hand[2]])
+    assert torch.equal(torch.stack(from_hand), at_hand[:3])
+    assert len(int8_calibration_images({"engine": "auto"}, images=at_hand)) == 5  # auto: the default count, capped
+    settings = {"source": "skimage", "seed": 3, "root": None}
+    loaded = int8_calibration_images(int8, images=iter([]), size=(8, 12), int8_images=settings)  # none at hand
+    assert torch.equal(torch.stack(loaded), load_images(3, (8, 12), source="skimage", seed=3))
+    with pytest.raises(ValueError, match="input size"):
+        int8_calibration_images(int8)
 
 
 def test_time_interleaved_measures_every_function_every_round():

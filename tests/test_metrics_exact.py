@@ -14,7 +14,6 @@ import pytest
 import torch
 from skimage.measure import label as skimage_label
 
-from mtfcdd.metrics.any_defect import fit_any_defect
 from mtfcdd.metrics.aupro import aupro_from_counts, region_weights
 from mtfcdd.metrics.evaluator import _STATES as STATES
 from mtfcdd.metrics.evaluator import METRICS, MultiTypeEvaluator, UndefinedMetricWarning
@@ -29,6 +28,7 @@ from mtfcdd.metrics.pixel_curves import (
     roc_auc_from_counts,
     type_histograms,
 )
+from mtfcdd.model.any_defect import fit_any_defect
 
 TYPES = ["pit", "scratch", "damage", "stain"]
 EMPTY_TYPE = 3  # no test image has this type

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hydra_compose import compose_config
+from helpers.hydra_compose import compose_config
 
 from mtfcdd.core.config import ConfigError
 from mtfcdd.run.checks import validate

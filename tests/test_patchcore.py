@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra_compose import compose_config
+from helpers.hydra_compose import compose_config
 
 from mtfcdd.core.config import ConfigError
 from mtfcdd.model.components.backbones import FrozenBackbone

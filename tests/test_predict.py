@@ -13,9 +13,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from hydra_compose import compose_config
+from helpers.hydra_compose import compose_config
 
-from mtfcdd.callbacks.predictions import column_name
 from mtfcdd.data.images import ImageFileDataset
 from mtfcdd.core.errors import UserError
 from mtfcdd.evaluate import evaluate
@@ -23,6 +22,7 @@ from mtfcdd.export import build_onnx
 from mtfcdd.inference.onnx_pipeline import run_session
 from mtfcdd.inference.onnx_runtime import make_session
 from mtfcdd.model.checkpoint import load_pipeline
+from mtfcdd.model.outputs import column_name
 from mtfcdd.predict import predict
 
 
@@ -181,7 +181,10 @@ def test_onnx_export_and_engine_equal_predict(tmp_path, trained_run, image_score
     assert exported.anomalous.int().tolist() == [int(r["anomalous"]) for r in eager]
 
 
-def test_predict_with_the_int8_engine_calibrates_on_the_input(tmp_path, trained_run, mixed_images):
+@pytest.mark.parametrize("engine", ["onnx_int8", "openvino_int8"])
+def test_predict_with_an_int8_engine_calibrates_on_the_input(tmp_path, trained_run, mixed_images, engine, capsys):
     summary, run = _predict(tmp_path, _best(trained_run("max")), str(mixed_images), "save_overlays=false",
-                            "inference=onnx_int8", "inference.calibration_images=4")
+                            f"inference={engine}", "inference.calibration_images=4")
     assert summary["images"] == 7 and len(_rows(run / "predictions.csv")) == 7
+    printed = capsys.readouterr().out
+    assert f"'engine': '{engine}'" in printed and "'calibration_images': 4" in printed

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra_compose import compose_config
+from helpers.hydra_compose import compose_config
 from omegaconf import OmegaConf
 from test_metrics_tables import results_for
-from wandb_offline import run_info
+from helpers.wandb_offline import run_info
 
 from mtfcdd.sampling.balance import AUTO_BALANCE
 from mtfcdd.metrics.evaluator import METRICS

@@ -194,7 +194,7 @@ class _Indices(torch.utils.data.Dataset):
 
 
 def test_a_run_directory_keeps_one_wandb_run_id(tmp_path):
-    from hydra_compose import compose_config
+    from helpers.hydra_compose import compose_config
 
     from mtfcdd.resume.run_dir import WANDB_ID_FILE, set_wandb_run_id
 
@@ -209,7 +209,7 @@ def test_a_run_directory_keeps_one_wandb_run_id(tmp_path):
 
 
 def test_resume_clears_unfinished_writes_and_refuses_a_second_checkpoint_and_a_finished_run(tmp_path):
-    from hydra_compose import compose_config
+    from helpers.hydra_compose import compose_config
 
     from mtfcdd.core.config import ConfigError
     from mtfcdd.resume.run_dir import LAST_CHECKPOINT, resume_checkpoint

@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
-from wandb_records import run_summary
+from helpers.wandb_records import run_summary
 
 from mtfcdd.core.config import config_dir
 from mtfcdd.run.loggers import build_loggers

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from hydra_compose import compose_config
+from helpers.hydra_compose import compose_config
 from test_train import tiny_overrides
-from wandb_offline import history, records, run_info
+from helpers.wandb_offline import history, records, run_info
 
 from mtfcdd.callbacks.wandb_dashboard import confusion_labels
 from mtfcdd.train import run_task

@@ -2,9 +2,9 @@
 
 In the run directory, for the predict stage (``python -m mtfcdd.predict``) and the test stage (``evaluate``):
 
-- ``predictions.csv`` and ``predictions.jsonl``: one row per image: ``path``, ``score_<type>`` per type,
-  ``decision_<type>`` per type (0/1), ``anomaly_score`` (the any-defect score), ``anomalous`` (0/1: the any-defect
-  decision), ``predicted_type`` (the most likely defect type; read it where ``anomalous``), and in the test stage ``true_type`` (``normal`` for OK images);
+- ``predictions.csv`` and ``predictions.jsonl``: one row per image, its record
+  (:func:`mtfcdd.model.outputs.image_records`: ``path``, ``score_<type>`` and ``decision_<type>`` per type,
+  ``anomaly_score``, ``anomalous``, ``predicted_type``), and in the test stage ``true_type`` (``normal`` for OK images);
 - ``errors.csv``: ``path``, ``error`` for every file that could not be read (only when there is one);
 - ``overlays/<NNNNNN>_<name>.png`` (``save_overlays``): the image, then one overlay per type channel, titled with the
   type and its score, decided types framed.
@@ -26,13 +26,8 @@ import torch
 
 from mtfcdd.core.atomic_io import AtomicTextFile
 from mtfcdd.core.defect_types import DEFECT_NAMES
-from mtfcdd.model.pipeline import PipelineOutput
+from mtfcdd.model.outputs import PipelineOutput, image_records, record_columns
 from mtfcdd.viz.grids import figure_grid, figure_rows, save_png
-
-
-def column_name(type_name: str) -> str:
-    """A type name as it appears in column names (``missing parts`` -> ``missing_parts``)."""
-    return type_name.replace(" ", "_")
 
 
 class PredictionWriter(L.Callback):
@@ -53,9 +48,7 @@ class PredictionWriter(L.Callback):
         suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
         self.output_dir = Path(trainer.default_root_dir)
         self.type_names = list(pl_module.type_names)
-        self.columns = ["path", *(f"score_{column_name(n)}" for n in self.type_names),
-                        *(f"decision_{column_name(n)}" for n in self.type_names), "anomaly_score", "anomalous",
-                        "predicted_type"]
+        self.columns = record_columns(self.type_names)
         if stage == "test":
             self.columns.append("true_type")
             codes = trainer.datamodule.defect_codes
@@ -79,21 +72,14 @@ class PredictionWriter(L.Callback):
             return
         rows = PipelineOutput(*(part[valid].detach().cpu() for part in outputs))
         paths = [batch["path"][i] for i in valid]
-        scores, decisions = rows.scores.double().tolist(), rows.decisions.tolist()
-        for j, path in enumerate(paths):
-            record: dict[str, Any] = {"path": path}
-            record.update({f"score_{column_name(n)}": scores[j][k] for k, n in enumerate(self.type_names)})
-            record.update({f"decision_{column_name(n)}": int(decisions[j][k]) for k, n in enumerate(self.type_names)})
-            record["anomaly_score"] = float(rows.anomaly_score[j])
-            record["anomalous"] = int(rows.anomalous[j])
-            record["predicted_type"] = self.type_names[int(rows.predicted_type[j])]
+        for j, record in enumerate(image_records(rows, self.type_names, paths)):
             if stage == "test":
                 record["true_type"] = self._true_type(int(batch["type_index"][valid[j]]))
             self._csv.writerow([record[c] for c in self.columns])
             self._files["jsonl"].stream.write(json.dumps(record) + "\n")
-            self.summary["anomalous"] += record["anomalous"]
-            for k, name in enumerate(self.type_names):
-                self.summary["per_type"][name] += int(decisions[j][k])
+        self.summary["anomalous"] += int(rows.anomalous.sum())
+        for name, decided in zip(self.type_names, rows.decisions.sum(dim=0).tolist()):
+            self.summary["per_type"][name] += int(decided)
         if self.save_overlays:
             self._overlays(batch["image"][valid], rows, paths)
         self.summary["images"] += len(paths)

@@ -27,6 +27,8 @@ JSON_SETS = ("fuiad", "standard", "sv")
 FUIAD_ALPHAS = (0.0, 0.1, 0.2, 0.4)
 RESOLUTIONS = ("realiad_256", "realiad_512", "realiad_1024", "realiad_raw")
 SPLITS = ("train", "test")
+VAL_SPLIT = "validation"
+"""An optional third list of a category JSON: the validation split a folder data set writes (mtfcdd.data.folder)."""
 ON_MISSING = ("error", "skip")
 RECORD_KEYS = frozenset({"category", "anomaly_class", "image_path", "mask_path"})
 NESTED_PARENT = "realiad_jsons"
@@ -155,13 +157,19 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _records_of(
     path: Path, data: Mapping[str, Any], split: str, image_root: Path, defect_codes: tuple[str, ...]
 ) -> list[Record]:
-    """The validated records of one split of one category JSON (no file-existence check)."""
+    """The validated records of one split of one category JSON (no file-existence check).
+
+    ``meta.sample_per_image: true`` (the JSONs of :mod:`mtfcdd.data.folder`): each image is a sample of its own
+    (its path; no ``_<view>_<timestamp>`` in its name, ``view`` is ``""``), and ``anomaly_class`` alone tells normal
+    from defective (a defective image may have no mask).
+    """
     entries = data.get(split)
     if not isinstance(entries, list):
         raise RealIADFormatError(f"{path}: missing or non-list '{split}' (expected a list of records)")
     prefix = _safe_relative(data["meta"]["prefix"], lambda: f"{path} meta.prefix").strip("/")
     prefix = "" if prefix in ("", ".") else prefix + "/"
     normal_class = data["meta"]["normal_class"]
+    per_image = data["meta"].get("sample_per_image") is True
     folders: dict[str, Path] = {}
 
     def under_root(relative: str) -> Path:
@@ -188,13 +196,17 @@ def _records_of(
         image_rel = prefix + _safe_relative(image_path, where)
         sample, _, name = image_rel.rpartition("/")
         parts = name.rpartition(".")[0].split("_")
-        if len(parts) < 2:
+        if per_image:
+            sample, view = image_rel, ""
+        elif len(parts) < 2:
             raise RealIADFormatError(f"{where()}: image name {name!r} lacks the '_<view>_<timestamp>' ending")
-        if mask_path is None or anomaly_class == normal_class:
+        else:
+            view = parts[-2]
+        if anomaly_class == normal_class or (mask_path is None and not per_image):
             type_index, mask = -1, None
         elif anomaly_class in defect_codes:
             type_index = defect_codes.index(anomaly_class)
-            mask = under_root(prefix + _safe_relative(mask_path, where))
+            mask = None if mask_path is None else under_root(prefix + _safe_relative(mask_path, where))
         else:
             raise RealIADFormatError(
                 f"{where()}: unknown defect code {anomaly_class!r}; expected {normal_class!r} or one of: "
@@ -208,7 +220,7 @@ def _records_of(
                 anomaly_class=anomaly_class,
                 type_index=type_index,
                 sample=sample,
-                view=parts[-2],
+                view=view,
             )
         )
     return records
@@ -268,6 +280,7 @@ def load_splits(
     categories: Sequence[str] | None = None,
     defect_codes: Sequence[str] = DEFECT_CODES,
     on_missing: str = "error",
+    image_root: str | os.PathLike | None = None,
 ) -> dict[str, list[Record]]:
     """Records of several splits (each of ``"train"``, ``"test"``) of a Real-IAD split set, reading each category
     JSON once.
@@ -281,18 +294,24 @@ def load_splits(
         categories: category names (JSON stems) to read; None reads every JSON in the folder.
         defect_codes: the defect types, in channel order; ``type_index`` indexes this sequence.
         on_missing: ``"error"`` raises when image or mask files are missing, ``"skip"`` drops those records.
+        image_root: the folder the JSON paths are relative to; None: ``<root>/<resolution>``. A folder data set
+            writes its split under a run directory (``<run>/split/realiad_jsons``, json_set ``standard``) and
+            points this at the user's folder; its JSONs also hold a ``validation`` list (``splits`` may name it).
 
     Records keep the JSON order, categories sorted by name.
     """
     codes = check_index_args(
         json_set=json_set, alpha=alpha, resolution=resolution, defect_codes=defect_codes, on_missing=on_missing
     )
-    bad = [split for split in splits if split not in SPLITS]
+    bad = [split for split in splits if split not in (*SPLITS, VAL_SPLIT)]
     if bad or not splits:
-        raise ConfigError(f"split={_choices(bad) or 'none'} is not valid; choose from: {_choices(SPLITS)}")
+        valid = _choices((*SPLITS, VAL_SPLIT))
+        raise ConfigError(f"split={_choices(bad) or 'none'} is not valid; choose from: {valid}")
     root = Path(root)
     json_dir, _ = find_json_dir(root, json_set, alpha)
-    image_root = root / resolution
+    if image_root is not None and not Path(image_root).is_dir():
+        raise RealIADFormatError(f"image folder {image_root} (image_root) does not exist or is not a folder")
+    image_root = root / resolution if image_root is None else Path(image_root)
     if not image_root.is_dir():
         present = sorted(name for name in RESOLUTIONS if (root / name).is_dir())
         raise RealIADFormatError(

@@ -2,9 +2,11 @@
 Runtime fp32/int8), int8 calibration images and deviation checks.
 
 ``build_engine(pipeline, cfg.inference, calibration)`` returns a callable ``raw images -> PipelineOutput`` (see
-:mod:`mtfcdd.inference.engines`); ``conf/inference/<engine>.yaml`` holds each engine's settings.
+:mod:`mtfcdd.inference.engines`); ``conf/inference/<engine>.yaml`` holds each engine's settings;
+``int8_calibration_images(cfg.inference, ...)`` gives any engine its calibration images (None where it needs none).
 """
 
+from mtfcdd.inference.calibration import int8_calibration_images
 from mtfcdd.inference.int8_images import load_images
 from mtfcdd.inference.fidelity import median_thresholds, output_deviation
 from mtfcdd.inference.engines import (
@@ -27,6 +29,7 @@ __all__ = [
     "build_engine",
     "cpu_supports_bf16",
     "fold_batchnorm",
+    "int8_calibration_images",
     "load_images",
     "median_thresholds",
     "output_deviation",

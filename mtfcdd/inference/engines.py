@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mtfcdd.core.config import ConfigError, check_choice
 from mtfcdd.inference.folding import FoldingError, fold_batchnorm
 from mtfcdd.inference.onnx_pipeline import (
     OUTPUT_NAMES,
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 
 ENGINES = ("eager", "fast", "compiled", "onnx_fp32", "onnx_int8", "openvino", "openvino_int8")
 CALIBRATED_ENGINES = ("onnx_int8", "openvino_int8")
-"""Engines that need calibration images (static int8)."""
+"""Engines that need calibration images (static int8; :func:`mtfcdd.inference.calibration.int8_calibration_images`
+gives them)."""
 AUTOCAST_CHOICES = ("none", "auto", "bf16", "fp16")
 
 
@@ -87,10 +89,15 @@ class EagerEngine(Engine):
         return self.pipeline(images)
 
 
+def check_engine(engine: object) -> None:
+    """Reject an ``inference.engine`` that names no engine (:class:`~mtfcdd.core.config.ConfigError`)."""
+    check_choice("inference.engine", engine, ENGINES + ("auto",))
+
+
 def resolve_autocast(choice: str, device: torch.device) -> torch.dtype | None:
     """``none``: float32; ``auto``: bf16 on CPUs with native bf16, fp16 on CUDA, float32 otherwise; or the dtype."""
     if choice not in AUTOCAST_CHOICES:
-        raise ValueError(f"inference.autocast={choice!r}: expected one of {AUTOCAST_CHOICES}")
+        raise ConfigError(f"inference.autocast={choice!r}: expected one of {AUTOCAST_CHOICES}")
     if choice == "auto":
         if device.type == "cuda":
             return torch.float16
@@ -231,8 +238,8 @@ class OpenVinoEngine(OnnxRuntimeEngine):
 
     def __init__(self, pipeline: InferencePipeline, inference_precision: str = "f32", **settings: Any) -> None:
         if inference_precision not in OPENVINO_PRECISIONS:
-            raise ValueError(f"inference.inference_precision={inference_precision!r}: expected one of "
-                             f"{OPENVINO_PRECISIONS}")
+            raise ConfigError(f"inference.inference_precision={inference_precision!r}: expected one of "
+                              f"{OPENVINO_PRECISIONS}")
         self.inference_precision = inference_precision
         super().__init__(pipeline, **settings)
         self.name = "openvino" if settings.get("int8") is None else "openvino_int8"
@@ -294,12 +301,12 @@ def auto_choices(choices: Mapping[str, Any], device: torch.device) -> list[str]:
     a CUDA ``device``."""
     missing = sorted(set(AUTO_TIERS) - set(choices))
     if missing:
-        raise ValueError(f"inference.choices: no engines listed for {missing} (expected keys {AUTO_TIERS})")
+        raise ConfigError(f"inference.choices: no engines listed for {missing} (expected keys {AUTO_TIERS})")
     tier = "cuda" if device.type == "cuda" else isa_level()
     names = list(choices[tier])
     bad = [name for name in names if name not in ENGINES]
     if bad or not names:
-        raise ValueError(f"inference.choices.{tier}={names}: expected engine names among {ENGINES}")
+        raise ConfigError(f"inference.choices.{tier}={names}: expected engine names among {ENGINES}")
     return names
 
 
@@ -317,9 +324,9 @@ def _build_auto(pipeline: InferencePipeline, options: dict[str, Any], calibratio
     runtimes only when installed."""
     unknown = sorted(set(options) - {"choices", "device"})
     if unknown:
-        raise ValueError(f"inference: unknown settings {unknown} for engine 'auto'")
+        raise ConfigError(f"inference: unknown settings {unknown} for engine 'auto'")
     names = auto_choices(options["choices"], torch.device(options["device"]))
-    if calibration is None:  # e.g. predict: no training images at hand, so no int8 engine
+    if calibration is None:  # no calibration images (see mtfcdd.inference.calibration), so no int8 engine
         names = [name for name in names if name not in CALIBRATED_ENGINES] or ["fast"]
     for position, name in enumerate(names):
         try:
@@ -347,8 +354,7 @@ def build_engine(
     options = _as_dict(cfg_inference)
     engine = options.pop("engine", "eager")
     options.pop("_name", None)
-    if engine not in ENGINES + ("auto",):
-        raise ValueError(f"inference.engine={engine!r}: expected one of {ENGINES + ('auto',)}")
+    check_engine(engine)
     if options.get("device", "auto") == "auto":
         options["device"] = device or "cpu"
     if engine == "auto":
@@ -366,7 +372,7 @@ def build_engine(
         engine_keys.add("inference_precision")
     unknown = sorted(set(options) - engine_keys - set(int8.describe() if int8 else ()))
     if unknown:
-        raise ValueError(f"inference: unknown settings {unknown} for engine {engine!r}")
+        raise ConfigError(f"inference: unknown settings {unknown} for engine {engine!r}")
     settings = {key: value for key, value in options.items() if key in engine_keys}
     kind = OpenVinoEngine if engine.startswith("openvino") else OnnxRuntimeEngine
     return kind(pipeline, int8=int8, calibration=calibration, **settings)

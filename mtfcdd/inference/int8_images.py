@@ -1,5 +1,6 @@
 """Images for int8 calibration and for measuring an engine's deviation from fp32 where no training set is at hand
-(with one, the data module serves them: ``int8_calibration_images``).
+(with one, the data module serves them; :func:`mtfcdd.inference.calibration.int8_calibration_images` picks the
+source).
 
 Sources: ``synthetic`` (views rendered in memory by the synthetic Real-IAD generator: objects on real scikit-image
 textures, mostly OK samples with some defects, like a training set), ``skimage`` (scikit-image's photographs,
@@ -15,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from mtfcdd.core.config import ConfigError, check_choice
 
 SOURCES = ("synthetic", "skimage", "dir")
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "brick", "grass", "gravel", "coins", "camera", "moon")
@@ -57,12 +60,12 @@ def _dir_images(root: str | Path, count: int, offset: int) -> list[torch.Tensor]
 
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"calibration image folder {root} does not exist")
+        raise ConfigError(f"int8_images.root={str(root)!r}: the calibration image folder does not exist")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
     if not files:
         files = sorted(p for p in root.rglob("*.png") if "mask" not in p.name.lower())
     if len(files) < offset + count:
-        raise ValueError(f"{root} holds {len(files)} images; {offset + count} are needed")
+        raise ConfigError(f"int8_images.root={str(root)!r} holds {len(files)} images; {offset + count} are needed")
     step = max(1, (len(files) - offset) // count)  # spread over the folder (categories, views)
     chosen = files[offset::step][:count]
     return [_to_tensor(np.asarray(Image.open(path).convert("RGB"))) for path in chosen]
@@ -78,15 +81,14 @@ def load_images(
 ) -> torch.Tensor:
     """``count`` raw images [count, 3, H, W] float32 in [0, 1]. ``offset`` selects a disjoint set (calibration at 0,
     evaluation of deviations at another offset)."""
-    if source not in SOURCES:
-        raise ValueError(f"image source {source!r}: expected one of {SOURCES}")
+    check_choice("int8_images.source", source, SOURCES)
     if source == "synthetic":
         images = _synthetic_images(count, offset, seed)
     elif source == "skimage":
         images = _skimage_images(count, offset, seed)
     else:
         if root is None:
-            raise ValueError("image source 'dir' needs a folder (int8_images.root=...)")
+            raise ConfigError("int8_images.source=dir needs a folder (int8_images.root=...)")
         images = _dir_images(root, count, offset)
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     resized = [

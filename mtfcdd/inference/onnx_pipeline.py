@@ -1,7 +1,8 @@
 """The inference pipeline as an ONNX graph (what ``mtfcdd.export`` writes and the ONNX Runtime engines run).
 
 Input ``images``: RGB [B, 3, H, W], uint8 0..255 or float in [0, 1] (``input_format``); batch, height and width are
-dynamic. Outputs: the fields of :class:`~mtfcdd.model.pipeline.PipelineOutput`, in order and by name.
+dynamic. Outputs: the fields of :class:`~mtfcdd.model.outputs.PipelineOutput`, in order and by name, each dimension
+but M dynamic (named by :data:`mtfcdd.model.outputs.DIMS`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from torch import nn
 
 from mtfcdd.inference.cpu import cpu_has_int8_dot_product
 from mtfcdd.inference.onnx_runtime import export_onnx, quantize_int8
-from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
+from mtfcdd.model.outputs import DIMS, OUTPUT_NAMES, OUTPUTS, PipelineOutput
+from mtfcdd.model.pipeline import InferencePipeline
 
 INPUT_FORMATS = ("uint8", "float01")
-OUTPUT_NAMES: tuple[str, ...] = PipelineOutput._fields
 BACKBONE_PREFIX, HEAD_PREFIX = "/pipeline/net/backbone", "/pipeline/net/head"
 """Graph nodes that int8 quantisation may touch: the backbone's and (unless ``float_head``) the head's;
 normalisation, pseudo-Huber, upsampling, calibration and decisions stay in float32."""
-_SPATIAL = {"maps", "heatmaps", "calibrated"}
 
 
 class _TupleOutputs(nn.Module):
@@ -57,9 +57,10 @@ def pipeline_to_onnx(
     """The serialised ONNX model of ``pipeline`` (eval mode, CPU copy) traced on a ``size`` example."""
     graph = _TupleOutputs(pipeline).eval()
     example = example_images(1, size, input_format)  # a uint8 example traces the cast to float into the graph
-    axes = {0: "batch", 2: "height", 3: "width"}
-    dynamic = {name: axes if name in _SPATIAL else {0: "batch"} for name in OUTPUT_NAMES}
-    return export_onnx(graph, example, ["images"], list(OUTPUT_NAMES), {"images": axes, **dynamic}, opset, dynamo)
+    axes = {"images": {0: DIMS["B"], 2: DIMS["H"], 3: DIMS["W"]}}
+    for name, spec in OUTPUTS.items():
+        axes[name] = {i: DIMS[symbol] for i, symbol in enumerate(spec.dims) if symbol != "M"}
+    return export_onnx(graph, example, ["images"], list(OUTPUT_NAMES), axes, opset, dynamo)
 
 
 def run_session(session, images: torch.Tensor) -> PipelineOutput:

@@ -36,16 +36,9 @@ from torchmetrics.utilities import dim_zero_cat
 
 from mtfcdd.core.config import check_choice
 from mtfcdd.core.defect_types import MODES
-from mtfcdd.metrics.any_defect import with_any_defect
-from mtfcdd.metrics.batch_checks import check_batch, check_normal_masks
 from mtfcdd.metrics.aupro import AUPRO_FPR_LIMIT, aupro_from_counts, region_weights
-from mtfcdd.metrics.image_metrics import (
-    AP_DEFINITION,
-    IMAGE_SCORES,
-    binary_image_metrics,
-    image_scores,
-    type_classification,
-)
+from mtfcdd.metrics.batch_checks import check_any_defect, check_batch, check_normal_masks
+from mtfcdd.metrics.image_metrics import AP_DEFINITION, binary_image_metrics, type_classification
 from mtfcdd.metrics.pixel_curves import (
     BLOCK_SIZE,
     MANTISSA_BITS,
@@ -63,7 +56,10 @@ METRICS = ("i_auroc", "ap", "f1max", "p_auroc", "aupro")
 """Metric keys of every type entry (fractions in [0, 1])."""
 PROTOCOLS = ("paper", "typed")
 ANY_DEFECT = "any_defect"
-"""Results key (and logger key part) of the any-defect view (:mod:`mtfcdd.metrics.any_defect`)."""
+"""Results key (and logger key part) of the any-defect view (:mod:`mtfcdd.model.any_defect`)."""
+BARE_MAP_SCORES = ("max", "mean")
+"""How the evaluator scores the images of bare maps (``update`` without ``scores``): each channel's maximum or mean,
+the reductions of the pipeline's image score (:mod:`mtfcdd.model.image_score`; the model passes its own scores)."""
 _HIST = ("hist_keys", "hist_counts", "hist_mass")
 _STATES = ("scores", "types", "predicted", "image_scopes", "scope_names", *_HIST, "region_scopes", "region_counts")
 
@@ -80,6 +76,27 @@ def _nanmean(values: Sequence[float]) -> float:
 def _rows(state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
     """A cat state as one tensor: its local list (one folded entry) or, after a cross-rank sync, the ranks' rows."""
     return dim_zero_cat(state) if isinstance(state, list) else state
+
+
+def _bare_map_scores(maps: torch.Tensor, kind: str) -> torch.Tensor:
+    """Image scores [B, M] of bare maps [B, M, H, W]: each channel's ``max`` or ``mean`` (:data:`BARE_MAP_SCORES`)."""
+    flat = maps.flatten(2)
+    return flat.amax(dim=2) if kind == "max" else flat.mean(dim=2, dtype=torch.float32)
+
+
+def _with_any_defect(
+    maps: torch.Tensor, scores: torch.Tensor, anomaly_map: torch.Tensor | None, anomaly_score: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Type maps [B, M, H, W] and scores float64 [B, M] with the any-defect view appended as channel M: the pipeline's
+    ``anomaly_map`` [B, H, W] and ``anomaly_score`` [B], or (both None) the maximum over the channels."""
+    if (anomaly_map is None) != (anomaly_score is None):
+        raise ValueError("anomaly_map and anomaly_score: give both (the pipeline's any-defect view) or neither")
+    if anomaly_map is None:
+        anomaly_map, anomaly_score = maps.amax(dim=1), scores.amax(dim=1)
+    anomaly_map, anomaly_score = anomaly_map.detach().to(maps.device), anomaly_score.detach()
+    check_any_defect(maps, anomaly_map, anomaly_score)
+    maps = torch.cat([maps, anomaly_map[:, None].to(maps.dtype)], dim=1)
+    return maps, torch.cat([scores, anomaly_score.to(scores)[:, None]], dim=1)
 
 
 class MultiTypeEvaluator(Metric):
@@ -122,7 +139,7 @@ class MultiTypeEvaluator(Metric):
     ) -> None:
         super().__init__(compute_with_cache=False)
         self.type_names = list(type_names)
-        for key, value, choices in (("protocol", protocol, PROTOCOLS), ("image_score", image_score, IMAGE_SCORES),
+        for key, value, choices in (("protocol", protocol, PROTOCOLS), ("image_score", image_score, BARE_MAP_SCORES),
                                     ("mode", mode, MODES)):
             check_choice(key, value, choices)
         self.protocol, self.image_score, self.mode = protocol, image_score, mode
@@ -194,11 +211,11 @@ class MultiTypeEvaluator(Metric):
             type_index: int [B]: -1 for normal images, else the index of the image's type in ``type_names``
                 (mode single: any index >= 0 means defective).
             category: B object category names (required with ``per_category``).
-            scores: float [B, M] image scores as the inference pipeline computed them; None: ``image_scores`` of
-                ``maps`` with this evaluator's ``image_score``.
+            scores: float [B, M] image scores as the inference pipeline computed them; None: each channel's
+                ``image_score`` (max or mean) of ``maps``.
             predicted_type: int [B] the pipeline's predicted type per image; None: the argmax of ``scores``.
             anomaly_map, anomaly_score: the pipeline's any-defect map [B, H, W] and image score [B]; None: the
-                any-defect view of ``maps``/``scores`` without cross-channel normalisation (scale 1).
+                maximum over the channels of ``maps`` and of ``scores`` (no scales: the unscaled any-defect view).
         """
         maps = maps.detach()
         check_batch(maps, masks, type_index, category, self.num_types, self.mode, self.per_category)
@@ -207,7 +224,7 @@ class MultiTypeEvaluator(Metric):
         types = type_index.detach().cpu().long().numpy()
         masks_cpu = masks.cpu().numpy()
         check_normal_masks(types, masks_cpu)
-        scores = image_scores(maps, self.image_score) if scores is None else scores.detach()
+        scores = _bare_map_scores(maps, self.image_score) if scores is None else scores.detach()
         if tuple(scores.shape) != tuple(maps.shape[:2]):
             raise ValueError(f"scores: expected [B, M] = {tuple(maps.shape[:2])}, got {tuple(scores.shape)}")
         scores = scores.double()
@@ -216,7 +233,7 @@ class MultiTypeEvaluator(Metric):
         predicted = scores.argmax(dim=1) if predicted_type is None else predicted_type.detach().long()
         if tuple(predicted.shape) != (len(types),):
             raise ValueError(f"predicted_type: expected [{len(types)}], got {tuple(predicted.shape)}")
-        maps, scores = with_any_defect(maps, scores, anomaly_map, anomaly_score)
+        maps, scores = _with_any_defect(maps, scores, anomaly_map, anomaly_score)
         codes = [category_code(name) for name in category] if self.per_category else [0] * len(types)
         names = {code: encode_name(name) for code, name in zip(codes, category)} if self.per_category else {}
         self._append("scores", scores)

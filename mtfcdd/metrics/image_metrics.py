@@ -5,24 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-
-from mtfcdd.core.config import check_choice
-
-IMAGE_SCORES = ("max", "mean")
-"""How a heatmap channel becomes an image score: its maximum (the authors' evaluation) or its mean (Eq. 2)."""
 
 AP_DEFINITION = (
     "average precision as scikit-learn defines it: sum over thresholds of (R_n - R_(n-1)) * P_n "
     "(a step sum, not the trapezoid area under PR)"
 )
-
-
-def image_scores(heatmaps: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-type image scores [B, M] of heatmaps [B, M, H, W]: the ``max`` or the ``mean`` of each channel."""
-    check_choice("image_score", kind, IMAGE_SCORES)
-    flat = heatmaps.flatten(2)
-    return flat.amax(dim=2) if kind == "max" else flat.mean(dim=2, dtype=torch.float32)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@
 shaped like the paper's (values in percent, one decimal): Table 3 (image level: I-AUROC, AP, F1m per type and
 Mean), Table 4 (pixel level: P-AUROC, AUPRO), Table 5 (mode single: I-AUROC, AUPRO), then type classification and
 the per-category breakdown when present, and the paper's published means beside the run's when the run is the
-paper's setting (``paper``: :func:`mtfcdd.metrics.paper_results.paper_means`).
+paper's setting (``paper``: :func:`mtfcdd.metrics.paper_results.paper_means`). ``titles`` maps the ``model.name``
+values in a results' ``model`` to display names (:func:`mtfcdd.model.registry.model_titles`; a name without one is
+shown as itself).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Mapping
 
 from mtfcdd.core.atomic_io import write_bytes_atomic
 from mtfcdd.metrics.evaluator import ANY_DEFECT, METRICS
@@ -22,28 +25,19 @@ PIXEL_METRICS = ("p_auroc", "aupro")
 SINGLE_METRICS = ("i_auroc", "aupro")
 
 
-MODEL_TITLES = {"mtfcdd": "MultiTypeFCDD", "patchcore": "PatchCore"}
-"""Display names of the ``model.name`` values (results written before the key existed are MultiTypeFCDD's)."""
+def model_title(model: str, titles: Mapping[str, str] | None = None) -> str:
+    """The display name of a results' ``model`` (``mtfcdd+patchcore``: "MultiTypeFCDD + PatchCore", the type
+    channels with a detector's any-defect view)."""
+    return " + ".join((titles or {}).get(name, name) for name in model.split("+"))
 
 
-def model_title(results: dict) -> str:
-    """The display name of the model that produced ``results`` (``mtfcdd+patchcore``: "MultiTypeFCDD + PatchCore",
-    the type channels with a detector's any-defect view)."""
-    return " + ".join(map(_title, results.get("model", "mtfcdd").split("+")))
-
-
-def _title(name: str) -> str:
-    """The display name of one ``model.name`` (itself where unknown)."""
-    return MODEL_TITLES.get(name, name)
-
-
-def any_defect_text(results: dict) -> str:
+def any_defect_text(results: dict, titles: Mapping[str, str] | None = None) -> str:
     """How the any-defect view of ``results`` was made, one sentence."""
-    types, *detector = results.get("model", "mtfcdd").split("+")
+    types, *detector = results.get("model", "").split("+")
     if detector:
-        return (f"One map and one score per image from the detector ({_title(detector[0])}, with its calibrated "
-                f"threshold); the type channels ({_title(types)}) say which defect. Positives = every defect image "
-                "and pixel.")
+        return (f"One map and one score per image from the detector ({model_title(detector[0], titles)}, with its "
+                f"calibrated threshold); the type channels ({model_title(types, titles)}) say which defect. "
+                "Positives = every defect image and pixel.")
     return ("One map and one score per image: the maximum over the type channels (see the pipeline's anomaly_scale); "
             "positives = every defect image and pixel.")
 
@@ -80,7 +74,9 @@ def paper_table(results: dict, paper: dict[str, float]) -> tuple[list[str], list
     return ["metric", "this run", "paper", "difference"], rows
 
 
-def results_table(results: dict, paper: dict[str, float] | None = None) -> dict[str, tuple[list[str], list[list]]]:
+def results_table(
+    results: dict, paper: dict[str, float] | None = None, titles: Mapping[str, str] | None = None
+) -> dict[str, tuple[list[str], list[list]]]:
     """Tables as ``key -> (columns, rows)`` for ``wandb.Table`` (values in percent, None for NaN).
 
     Keys: ``any_defect`` (the any-defect view: every metric, one row), ``image`` and ``pixel`` (per type + Mean), ``single`` (mode single: I-AUROC, AUPRO), ``type_confusion``
@@ -95,9 +91,10 @@ def results_table(results: dict, paper: dict[str, float] | None = None) -> dict[
     }
     names = [display_name(name) for name in results["types"]]
     if results["mode"] == "single":
+        method = model_title(results.get("model", "this run"), titles)
         tables["single"] = (
             ["method", *(LABELS[m] for m in SINGLE_METRICS)],
-            [[model_title(results), *(percent(results["mean"][m]) for m in SINGLE_METRICS)]],
+            [[method, *(percent(results["mean"][m]) for m in SINGLE_METRICS)]],
         )
     else:
         confusion = results["type_classification"]["confusion"]
@@ -132,13 +129,18 @@ def markdown_table(columns: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def markdown_report(results: dict, paper: dict[str, float] | None = None, alpha: float | None = None) -> str:
+def markdown_report(
+    results: dict,
+    paper: dict[str, float] | None = None,
+    alpha: float | None = None,
+    titles: Mapping[str, str] | None = None,
+) -> str:
     """``results.md``: the settings, then the paper-shaped tables (percent, one decimal); with ``paper`` (the
     published means for this run's ``alpha`` and mode) a comparison table first."""
-    tables = results_table(results, paper)
+    tables = results_table(results, paper, titles)
     counts = results["counts"]
     parts = [
-        f"# {model_title(results)} test results",
+        f"# {model_title(results['model'], titles)} test results" if "model" in results else "# Test results",
         f"Protocol `{results['protocol']}`, image score `{results['image_score']}`, mode `{results['mode']}`; "
         f"{counts['images']} test images, {counts['anomalous_images']} anomalous. Values in percent; n/a = undefined "
         "(no positives). AP: " + results["definitions"]["ap"] + ". AUPRO: " + results["definitions"]["aupro"] + ".",
@@ -151,7 +153,7 @@ def markdown_report(results: dict, paper: dict[str, float] | None = None, alpha:
         ]
     parts += [
         "## Any defect (is this part defective?)",
-        any_defect_text(results),
+        any_defect_text(results, titles),
         markdown_table(*tables[ANY_DEFECT]),
     ]
     if results["mode"] == "single":
@@ -187,12 +189,16 @@ def _strict_json(value):
 
 
 def write_result_files(
-    results: dict, output_dir: Path | str, paper: dict[str, float] | None = None, alpha: float | None = None
+    results: dict,
+    output_dir: Path | str,
+    paper: dict[str, float] | None = None,
+    alpha: float | None = None,
+    titles: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Write ``results.json`` and ``results.md`` (with the ``paper`` comparison for ``alpha`` when given) into
     ``output_dir`` (created if needed); returns their paths."""
     output_dir = Path(output_dir)
     json_path, md_path = output_dir / "results.json", output_dir / "results.md"
     write_bytes_atomic(json_path, (json.dumps(_strict_json(results), indent=2, allow_nan=False) + "\n").encode())
-    write_bytes_atomic(md_path, markdown_report(results, paper, alpha).encode())
+    write_bytes_atomic(md_path, markdown_report(results, paper, alpha, titles).encode())
     return [json_path, md_path]

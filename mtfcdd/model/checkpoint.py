@@ -9,8 +9,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.core.errors import UserError
+from mtfcdd.model.base import CONFIG_KEY
 from mtfcdd.model.build import build_pipeline
-from mtfcdd.model.module import CONFIG_KEY
 from mtfcdd.model.pipeline import InferencePipeline
 
 PIPELINE_PREFIX = "pipeline."

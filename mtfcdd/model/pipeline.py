@@ -3,8 +3,9 @@
 ``raw RGB (uint8 0..255 or float [0, 1]) -> normalise (pixel_mean/pixel_std) -> backbone -> head -> pseudo-Huber
 maps A_k -> upsample to the input size (A'_k) -> calibrated heatmaps in [0, 1] (heat_min/heat_max) -> per-type image
 scores (max or mean of A'_k) -> per-type decisions (score >= image_threshold) -> the any-defect view (channels
-divided by anomaly_scale, their maximum; :mod:`mtfcdd.metrics.any_defect`) and its decision (>= anomaly_threshold)
--> predicted type``. With a ``detector`` (a one-channel pipeline, e.g. PatchCore's, attached by
+divided by anomaly_scale, their maximum; :mod:`mtfcdd.model.any_defect`) and its decision (>= anomaly_threshold)
+-> predicted type``: the fields of :class:`~mtfcdd.model.outputs.PipelineOutput` (the output contract). With a
+``detector`` (a one-channel pipeline, e.g. PatchCore's, attached by
 :func:`mtfcdd.model.checkpoint.load_pipeline`'s ``detector_ckpt``) the any-defect view and its decision are the
 detector's own, and the type channels say which defect it is: "whether" from the detector, "which" from the types.
 
@@ -16,43 +17,18 @@ constants set from the run config.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
 from mtfcdd.core.config import check_choice
-from mtfcdd.metrics.any_defect import any_defect_map, any_defect_scores
-from mtfcdd.metrics.image_metrics import IMAGE_SCORES, image_scores
+from mtfcdd.model.any_defect import any_defect_map, any_defect_scores
+from mtfcdd.model.image_score import IMAGE_SCORES, image_scores
 from mtfcdd.model.multitype_fcdd.network import MultiTypeFCDD
+from mtfcdd.model.outputs import PipelineOutput
 
 TYPE_RULES = ("raw", "calibrated")
 """Predicted type = argmax over the raw per-type scores (``raw``) or over the scores divided by their thresholds
 (``calibrated``)."""
-
-
-class PipelineOutput(NamedTuple):
-    """Per batch of B images at input size H x W with M heatmap channels (defect types).
-
-    maps: pseudo-Huber maps A_k float32 [B, M, h, w] at feature resolution (their means are Eq. 2's scores);
-    heatmaps: A'_k float32 [B, M, H, W]; calibrated: A'_k mapped to [0, 1] per type with heat_min/heat_max
-    [B, M, H, W]; scores: per-type image scores [B, M]; decisions: bool [B, M], score >= the type's threshold
-    (all False where none was calibrated); anomaly_map: the any-defect map [B, H, W] (max over the channels divided by
-    ``anomaly_scale``); anomaly_score: the any-defect image score [B] (max over the scaled type scores); anomalous:
-    bool [B], anomaly_score >= anomaly_threshold (all False where none was calibrated); predicted_type: int64 [B],
-    index of the most likely defect type (read it where ``anomalous``). With a detector, anomaly_map, anomaly_score
-    and anomalous are the detector's (its heatmap, image score and calibrated decision).
-    """
-
-    maps: torch.Tensor
-    heatmaps: torch.Tensor
-    calibrated: torch.Tensor
-    scores: torch.Tensor
-    decisions: torch.Tensor
-    anomaly_map: torch.Tensor
-    anomaly_score: torch.Tensor
-    anomalous: torch.Tensor
-    predicted_type: torch.Tensor
 
 
 class InferencePipeline(nn.Module):
@@ -136,15 +112,15 @@ class InferencePipeline(nn.Module):
         else:
             anomaly_map, anomaly_score, anomalous = detected.anomaly_map, detected.anomaly_score, detected.anomalous
         return PipelineOutput(
-            maps,
-            heatmaps,
-            calibrated,
-            scores,
-            scores >= self.image_threshold,
-            anomaly_map,
-            anomaly_score,
-            anomalous,
-            self.type_scores(scores).argmax(dim=1),
+            maps=maps,
+            heatmaps=heatmaps,
+            calibrated=calibrated,
+            scores=scores,
+            decisions=scores >= self.image_threshold,
+            anomaly_map=anomaly_map,
+            anomaly_score=anomaly_score,
+            anomalous=anomalous,
+            predicted_type=self.type_scores(scores).argmax(dim=1),
         )
 
     def type_scores(self, scores: torch.Tensor) -> torch.Tensor:

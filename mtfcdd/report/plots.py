@@ -11,28 +11,25 @@ import io
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
-
-from mtfcdd.core.atomic_io import write_bytes_atomic  # noqa: E402
-from mtfcdd.metrics.evaluator import METRICS  # noqa: E402
-from mtfcdd.metrics.tables import LABELS, display_name  # noqa: E402
-from mtfcdd.core.defect_types import colour_of  # noqa: E402
+from mtfcdd.core.atomic_io import write_bytes_atomic
+from mtfcdd.core.defect_types import colour_of
+from mtfcdd.metrics.evaluator import METRICS
+from mtfcdd.metrics.tables import LABELS, display_name
 
 MEAN_PANELS = (*METRICS, "type_accuracy")
 PANEL_LABELS = {**LABELS, "type_accuracy": "type accuracy"}
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return write_bytes_atomic(path, buffer.getvalue())
 
 
-def _line(ax: plt.Axes, points: dict[float, list[float]], **style) -> None:
+def _line(ax: Axes, points: dict[float, list[float]], **style) -> None:
     """A line through the mean at each alpha, and a dot per value."""
     alphas = sorted(points)
     (line,) = ax.plot(alphas, [sum(points[a]) / len(points[a]) for a in alphas], marker="o", **style)
@@ -40,10 +37,12 @@ def _line(ax: plt.Axes, points: dict[float, list[float]], **style) -> None:
         ax.scatter([alpha] * len(points[alpha]), points[alpha], s=10, alpha=0.5, color=line.get_color())
 
 
-def _axes(count: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
+def _axes(count: int, title: str) -> tuple[Figure, list[Axes]]:
+    """A figure of ``count`` panels, 3 a row (matplotlib's object API: no pyplot, no global backend)."""
     cols = 3
     rows = -(-count // cols)
-    fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False, layout="constrained")
+    fig = Figure(figsize=(4.2 * cols, 3.3 * rows), layout="constrained")
+    grid = fig.subplots(rows, cols, squeeze=False)
     fig.suptitle(title)
     axes = list(grid.flat)
     for ax in axes[count:]:
@@ -51,7 +50,7 @@ def _axes(count: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
     return fig, axes[:count]
 
 
-def _finish(ax: plt.Axes, label: str, alphas: list[float]) -> None:
+def _finish(ax: Axes, label: str, alphas: list[float]) -> None:
     ax.set_title(label)
     ax.set_xlabel("alpha")
     ax.set_ylabel("%")

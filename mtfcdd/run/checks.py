@@ -6,6 +6,7 @@ from omegaconf import DictConfig
 
 from mtfcdd.core.config import ConfigError, check_choice
 from mtfcdd.core.defect_types import MODES
+from mtfcdd.inference.engines import check_engine
 
 VALID_CHOICES: dict[str, tuple] = {
     "alpha": (0.1, 0.2, 0.4),
@@ -31,3 +32,8 @@ def validate(cfg: DictConfig) -> None:
                 "test_ckpt=best needs a validation hold-out to select on, but data.val_fraction=0; "
                 "set data.val_fraction (e.g. 0.05) or test_ckpt=last"
             )
+
+
+def check_inference(cfg: DictConfig) -> None:
+    """Reject an ``inference.engine`` that names no engine (the commands that run one: evaluate, predict)."""
+    check_engine((cfg.get("inference") or {}).get("engine", "eager"))

@@ -11,8 +11,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from mtfcdd.metrics.tables import MODEL_TITLES, results_table, write_result_files
 from mtfcdd.metrics.paper_results import paper_means, paper_setting_mismatches
+from mtfcdd.metrics.tables import results_table, write_result_files
+from mtfcdd.model.registry import model_entry, model_titles
 from mtfcdd.run.sweep import task_overrides
 
 log = logging.getLogger("mtfcdd")
@@ -34,7 +35,8 @@ def log_run_setup(objects: dict[str, Any]) -> None:
     cfg: DictConfig = objects["cfg"]
     model = objects["model"]
     counts = model.net.parameter_counts()
-    print(f"{MODEL_TITLES.get(cfg.model.get('name'), 'MultiTypeFCDD')} ({cfg.model.backbone.name}, M={model.net.num_types}) parameters:\n{format_parameter_counts(counts)}")
+    title = f"{model_entry(cfg).title} ({cfg.model.backbone.name}, M={model.net.num_types})"
+    print(f"{title} parameters:\n{format_parameter_counts(counts)}")
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams["parameters"] = counts
     # the values this run was given on the command line: what sets a sweep's jobs apart
@@ -53,11 +55,11 @@ def write_results(results: dict | None, output_dir: Path, loggers: list, cfg: Di
     if results is None:
         return
     paper = paper_means(cfg, results["mode"])
-    paths = write_result_files(results, output_dir, paper, cfg.alpha)
+    paths = write_result_files(results, output_dir, paper, cfg.alpha, model_titles())
     log.info("results written to %s", ", ".join(str(p) for p in paths))
     if paper is None:
         log.info("no paper comparison in results.md: %s", "; ".join(paper_setting_mismatches(cfg, results["mode"])))
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            for key, (columns, rows) in results_table(results, paper).items():
+            for key, (columns, rows) in results_table(results, paper, model_titles()).items():
                 logger.log_table(key=f"test/{key}", columns=columns, data=rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -14,45 +15,40 @@ from mtfcdd.model.pipeline import InferencePipeline
 
 log = logging.getLogger("mtfcdd.patchcore")
 
-NAME = PatchCoreNet.model_name
-"""``model.name`` of PatchCore's config."""
+GLOBAL_PACKAGE = "# @package _global_"
+"""First line of a model config that sets keys outside ``model`` (patchcore.yaml: ``mode``, ``data``)."""
 
 
-def is_patchcore(cfg: DictConfig) -> bool:
-    """Whether the run config's model is PatchCore."""
-    return cfg.model.get("name") == NAME
-
-
-def _model_keys(option: str) -> set[str]:
-    """Top-level keys of ``conf/model/<option>.yaml``'s model node."""
-    node = OmegaConf.load(CONFIG_DIR / "model" / f"{option}.yaml")
-    node = node.get("model", node) if option == NAME else node  # patchcore.yaml is a @package _global_ config
+def _model_keys(path: Path) -> set[str]:
+    """Top-level keys of the model node of ``conf/model/<name>.yaml``."""
+    node = OmegaConf.load(path)
+    node = node.model if path.read_text(encoding="utf-8").startswith(GLOBAL_PACKAGE) else node
     return set(node) - {"defaults"}
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Mode ``single`` and known ``model.*`` keys. A shared experiment's MultiTypeFCDD keys (e.g. ``head_width``) are
-    ignored with a log line; any other key is a typo and fails."""
-    if cfg.mode != "single":
-        raise ConfigError(f"mode={cfg.mode!r} is not valid with model=patchcore: it has one any-defect channel, set mode=single")
-    own, fcdd = _model_keys(NAME), _model_keys("mtfcdd")
-    unknown = sorted(set(cfg.model) - own - fcdd)
+    """Known ``model.*`` keys. The keys of another model's config (e.g. MultiTypeFCDD's ``head_width`` from a shared
+    experiment) are ignored with a log line; any other key is a typo and fails."""
+    keys = {path.stem: _model_keys(path) for path in sorted((CONFIG_DIR / "model").glob("*.yaml"))}
+    own = keys.pop(PatchCoreNet.model_name)
+    others = set().union(*keys.values())
+    unknown = sorted(set(cfg.model) - own - others)
     if unknown:
         raise ConfigError(f"model.{unknown[0]} is not a key of model=patchcore; its keys: {', '.join(sorted(own))}")
-    ignored = sorted(set(cfg.model) & (fcdd - own))
+    ignored = sorted(set(cfg.model) & (others - own))
     if ignored:
-        log.info("model=patchcore ignores the MultiTypeFCDD keys %s", ", ".join(f"model.{k}" for k in ignored))
+        log.info("model=patchcore ignores the other models' keys %s", ", ".join(f"model.{k}" for k in ignored))
 
 
-def build_patchcore_network(cfg: DictConfig) -> PatchCoreNet:
+def build_network(cfg: DictConfig) -> PatchCoreNet:
     """The :class:`PatchCoreNet` of ``cfg.model`` (empty memory bank; fitting or a checkpoint fills it)."""
     check_config(cfg)
     return PatchCoreNet(instantiate(cfg.model.backbone), blur_sigma=cfg.model.blur_sigma)
 
 
-def build_patchcore_module(cfg: DictConfig, pipeline: InferencePipeline) -> PatchCoreModule:
+def build_module(cfg: DictConfig, pipeline: InferencePipeline) -> PatchCoreModule:
     """The :class:`PatchCoreModule` of ``cfg.model`` around ``pipeline`` (built, and the config checked, by
-    :func:`build_patchcore_network`)."""
+    :func:`build_network`)."""
     return PatchCoreModule(
         pipeline,
         coreset_ratio=cfg.model.coreset_ratio,

@@ -4,35 +4,34 @@ Fitting is one epoch over the normal training images in order (the data module's
 training batch adds its patch features to a bounded random sample per category; after the last batch (before the
 epoch's validation) a greedy k-center coreset is taken per bank on randomly projected features and stored in the
 network's ``memory_bank``. No optimizer, no gradients. Validation (calibration of the heat range and the F1
-threshold), test and prediction are :class:`MultiTypeFCDDModule`'s, on one ``anomaly`` channel (mode ``single``:
-no type metrics).
+threshold), test and prediction are :class:`~mtfcdd.model.base.AnomalyModule`'s, on one ``anomaly`` channel (mode
+``single``: no type metrics).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import warnings
 import zlib
 
 import torch
 
-from mtfcdd.model.module import MultiTypeFCDDModule
+from mtfcdd.core.defect_types import SINGLE_CHANNEL_NAME
+from mtfcdd.model.base import AnomalyModule
 from mtfcdd.model.patchcore.coreset import PatchReservoir, coreset_size, greedy_coreset, random_projection
 from mtfcdd.model.pipeline import InferencePipeline
 
 log = logging.getLogger("mtfcdd.patchcore")
-
-# fitting a memory bank has no optimizer on purpose
-warnings.filterwarnings("ignore", message=r"`LightningModule.configure_optimizers` returned `None`", category=UserWarning)
 
 BANKS = ("per_category", "shared")
 """``per_category``: one coreset per category, the bank is their union (a query's nearest row is searched over all of
 them: the pipeline's input is the image alone); ``shared``: one coreset over every category's patches."""
 
 
-class PatchCoreModule(MultiTypeFCDDModule):
-    """Args:
+class PatchCoreModule(AnomalyModule):
+    """Fits a PatchCore memory bank in ``trainer.fit``; evaluates as every model does.
+
+    Args:
         pipeline: an :class:`InferencePipeline` around a :class:`~mtfcdd.model.patchcore.network.PatchCoreNet`.
         coreset_ratio: share of the (sampled) patches of a bank kept as coreset, in (0, 1].
         bank: ``per_category`` or ``shared`` (see :data:`BANKS`).
@@ -40,7 +39,7 @@ class PatchCoreModule(MultiTypeFCDDModule):
             fitting memory to about 1.25 x this x feature depth x 4 bytes per category.
         projection_dim: random projection depth for the coreset's distances (>= the feature depth: none).
         seed: seed of the patch sampling, the projection and the coreset's first centre.
-        protocol, per_category, channels_last: as :class:`MultiTypeFCDDModule`.
+        protocol, per_category, channels_last: as :class:`~mtfcdd.model.base.AnomalyModule`.
     """
 
     def __init__(
@@ -61,10 +60,8 @@ class PatchCoreModule(MultiTypeFCDDModule):
             raise ValueError(f"model.coreset_ratio={coreset_ratio!r}: expected a number in (0, 1]")
         if max_patches_per_category is not None and max_patches_per_category < 1:
             raise ValueError(f"model.max_patches_per_category={max_patches_per_category!r}: expected >= 1 or null")
-        super().__init__(
-            pipeline, loss=None, optimizer=None, scheduler=None, type_names=["anomaly"], mode="single",
-            protocol=protocol, per_category=per_category, channels_last=channels_last,
-        )
+        super().__init__(pipeline, [SINGLE_CHANNEL_NAME], mode="single", protocol=protocol, per_category=per_category,
+                         channels_last=channels_last)
         self.automatic_optimization = False
         self.coreset_ratio = coreset_ratio
         self.bank = bank
@@ -108,7 +105,8 @@ class PatchCoreModule(MultiTypeFCDDModule):
         self.net.set_memory_bank(torch.cat(banks).to(self.device))
         sampled = sum(len(pool) for pool in pools)
         log.info(
-            "PatchCore memory bank: %d rows x %d from %d sampled patches of %d normal images (%s, %d categories) in %.1f s",
+            "PatchCore memory bank: %d rows x %d from %d sampled patches of %d normal images (%s, %d categories) "
+            "in %.1f s",
             self.net.memory_bank.shape[0], self.net.feature_dim, sampled, self._images_seen, self.bank,
             len(categories), time.perf_counter() - started,
         )
@@ -143,5 +141,6 @@ class PatchCoreModule(MultiTypeFCDDModule):
         self._fit_in_trainer()
         self.trainer.should_stop = True
 
-    def configure_optimizers(self) -> None:
-        return None
+    def configure_optimizers(self) -> list:
+        """No optimiser (an empty list: Lightning warns about None)."""
+        return []

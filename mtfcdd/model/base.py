@@ -1,4 +1,6 @@
-"""LightningModule: training logic around the :class:`InferencePipeline` (and its plain network).
+"""The LightningModule every model shares: evaluation, calibration, engines and predictions around the
+:class:`InferencePipeline`; a model adds how it trains (:meth:`AnomalyModule.training_step`,
+:meth:`AnomalyModule.configure_optimizers`).
 
 Batches are dicts with the named fields of :mod:`mtfcdd.data.dataset` (``image`` raw RGB in [0, 1], ``label``,
 ``mask``, ``type_index``, ``category``, ``path``). Validation, test and prediction run the pipeline (or, for test
@@ -11,16 +13,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import lightning as L
 import torch
 
-from mtfcdd.metrics.any_defect import ANY_DEFECT_QUANTILE, fit_any_defect
 from mtfcdd.metrics.evaluator import MultiTypeEvaluator, UndefinedMetricWarning
-from mtfcdd.model.multitype_fcdd.loss import MultiTypeFCDDLoss
-from mtfcdd.model.multitype_fcdd.network import map_scores
-from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
+from mtfcdd.model.any_defect import ANY_DEFECT_QUANTILE, fit_any_defect
+from mtfcdd.model.outputs import PipelineOutput
+from mtfcdd.model.pipeline import InferencePipeline
 
 CONFIG_KEY = "mtfcdd_config"
 """Checkpoint entry holding the resolved run config (plain containers, loadable with ``weights_only=True``)."""
@@ -29,12 +31,11 @@ Engine = Callable[[torch.Tensor], PipelineOutput]
 """Raw images [B, 3, H, W] -> the pipeline's outputs, e.g. an engine of :mod:`mtfcdd.inference`."""
 
 
-class MultiTypeFCDDModule(L.LightningModule):
-    """Trains the head of ``pipeline.net`` with the Eq. 3 loss; validates and tests with per-type metrics.
+class AnomalyModule(L.LightningModule, ABC):
+    """Validates (calibrating the pipeline), tests and predicts with per-type metrics; subclasses train.
 
     ``engine`` (set by ``evaluate`` and ``predict``) runs the test and prediction batches instead of the pipeline
     itself (an engine compiles, folds or quantises the same pipeline); validation always runs the pipeline.
-    ``loss`` None (a model without one, e.g. PatchCore): no ``val/loss``/``test/loss``.
     ``channels_last`` runs the network in NHWC memory format (about 2.7x faster for the depthwise convolutions of
     EfficientNet on CPU; same values).
     """
@@ -42,9 +43,6 @@ class MultiTypeFCDDModule(L.LightningModule):
     def __init__(
         self,
         pipeline: InferencePipeline,
-        loss: MultiTypeFCDDLoss | None,
-        optimizer: Callable[..., torch.optim.Optimizer] | None,
-        scheduler: Callable[..., Any] | None,
         type_names: list[str],
         mode: str = "multi",
         protocol: str = "typed",
@@ -58,13 +56,13 @@ class MultiTypeFCDDModule(L.LightningModule):
         self.pipeline = pipeline.to(memory_format=torch.channels_last) if channels_last else pipeline
         self.channels_last = channels_last
         if any_defect_quantile is not None and not 0.0 < any_defect_quantile <= 1.0:
-            raise ValueError(f"model.evaluation.any_defect_quantile={any_defect_quantile!r}: expected null or a number in (0, 1]")
+            raise ValueError(
+                f"model.evaluation.any_defect_quantile={any_defect_quantile!r}: expected null or a number in (0, 1]"
+            )
         self.any_defect_quantile = any_defect_quantile
-        self.loss = loss
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         self.type_names = list(type_names)
-        options = dict(type_names=self.type_names, protocol=protocol, image_score=pipeline.image_score, mode=mode)
+        options = {"type_names": self.type_names, "protocol": protocol, "image_score": pipeline.image_score,
+                   "mode": mode}
         self.val_evaluator = MultiTypeEvaluator(**options)
         self.test_evaluator = MultiTypeEvaluator(**options, per_category=per_category)
         self.run_config: dict | None = None
@@ -72,9 +70,21 @@ class MultiTypeFCDDModule(L.LightningModule):
         self.test_results: dict | None = None
         self._reset_heat_range()
 
+    @abstractmethod
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        """One training batch: the loss to minimise, or None (a model fitted without gradients)."""
+
+    @abstractmethod
+    def configure_optimizers(self) -> dict | None:
+        """Lightning's optimiser (and scheduler) dict, or None (no optimiser)."""
+
+    def evaluation_loss(self, out: PipelineOutput, batch: dict) -> torch.Tensor | None:
+        """The training loss on a validation or test batch, logged as ``val/loss``/``test/loss``; None: none."""
+        return None
+
     @property
     def net(self):
-        """The plain network (backbone + head + pseudo-Huber)."""
+        """The plain network (backbone + what the model puts after it)."""
         return self.pipeline.net
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
@@ -85,11 +95,6 @@ class MultiTypeFCDDModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> PipelineOutput:
         return self.pipeline(images)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(map_scores(self.pipeline.maps(batch["image"])), batch["label"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
-        return loss
-
     def infer(self, images: torch.Tensor) -> PipelineOutput:
         """The pipeline's outputs for raw images, from ``engine`` when one is set (test and prediction only)."""
         if self.engine is None or not (self.trainer.testing or self.trainer.predicting):
@@ -98,8 +103,8 @@ class MultiTypeFCDDModule(L.LightningModule):
 
     def _eval_step(self, batch: dict, evaluator: MultiTypeEvaluator, stage: str) -> PipelineOutput:
         out = self.infer(batch["image"])
-        if self.loss is not None:
-            loss = self.loss(map_scores(out.maps), batch["label"])
+        loss = self.evaluation_loss(out, batch)
+        if loss is not None:
             self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch["image"]), sync_dist=True)
         evaluator.update(out.heatmaps, batch["mask"], batch["type_index"], list(batch["category"]),
                          scores=out.scores, predicted_type=out.predicted_type,
@@ -152,12 +157,6 @@ class MultiTypeFCDDModule(L.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> PipelineOutput:
         """The pipeline's outputs for a batch of new images (see :class:`PipelineOutput`)."""
         return self.infer(batch["image"])
-
-    def configure_optimizers(self) -> dict:
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is not None:

@@ -21,7 +21,6 @@ import math
 import numpy as np
 import torch
 
-from mtfcdd.metrics.batch_checks import check_any_defect
 from mtfcdd.metrics.image_metrics import binary_image_metrics
 
 ANY_DEFECT_QUANTILE: float | None = None
@@ -38,22 +37,6 @@ def any_defect_scores(scores: torch.Tensor, scale: torch.Tensor) -> torch.Tensor
 
     With image score ``max`` this equals the maximum of :func:`any_defect_map`."""
     return (scores / scale.view(1, -1)).amax(dim=1)
-
-
-def with_any_defect(
-    maps: torch.Tensor, scores: torch.Tensor, anomaly_map: torch.Tensor | None, anomaly_score: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Type maps [B, M, H, W] and scores float64 [B, M] with the any-defect view appended as channel M: the pipeline's
-    ``anomaly_map`` [B, H, W] and ``anomaly_score`` [B], or (both None) the view of the maps and scores at scale 1."""
-    if (anomaly_map is None) != (anomaly_score is None):
-        raise ValueError("anomaly_map and anomaly_score: give both (the pipeline's any-defect view) or neither")
-    if anomaly_map is None:
-        ones = torch.ones(maps.shape[1], device=maps.device, dtype=maps.dtype)
-        anomaly_map, anomaly_score = any_defect_map(maps, ones), any_defect_scores(scores, ones.double())
-    anomaly_map, anomaly_score = anomaly_map.detach().to(maps.device), anomaly_score.detach()
-    check_any_defect(maps, anomaly_map, anomaly_score)
-    maps = torch.cat([maps, anomaly_map[:, None].to(maps.dtype)], dim=1)
-    return maps, torch.cat([scores, anomaly_score.to(scores)[:, None]], dim=1)
 
 
 def fit_any_defect(

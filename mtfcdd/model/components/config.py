@@ -1,0 +1,22 @@
+"""What every model reads from a composed run config: its heatmap channels and its input normalisation."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from mtfcdd.core.defect_types import channel_names
+from mtfcdd.data.transforms import check_normalisation
+from mtfcdd.model.components.backbones import backbone_normalisation
+
+
+def type_names(cfg: DictConfig) -> list[str]:
+    """Heatmap channel names: one per configured defect code (mode multi) or ``["anomaly"]`` (mode single)."""
+    return channel_names(list(cfg.data.defect_codes), cfg.mode)
+
+
+def normalisation(cfg: DictConfig) -> tuple[list[float], list[float]]:
+    """(mean, std) of the network input: ``data.mean``/``data.std`` where set, else the backbone's own."""
+    default_mean, default_std = backbone_normalisation(cfg.model.backbone.name)
+    mean, std = list(cfg.data.mean or default_mean), list(cfg.data.std or default_std)
+    check_normalisation(mean, std)
+    return mean, std

@@ -1,0 +1,1 @@
+"""Helpers the tests share: composing the real configs, offline W&B runs and their records, folder trees."""
