@@ -28,12 +28,14 @@ from omegaconf import open_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtfcdd.core.config import config_dir  # noqa: E402
-from mtfcdd.model.build import build_module  # noqa: E402
-from mtfcdd.run.build import build_datamodule  # noqa: E402
+from mtfcdd.core.config import config_dir
+from mtfcdd.model.build import build_module
+from mtfcdd.run.build import build_datamodule
 
 
 class StepTimes(L.Callback):
+    """Wall time of each training step, from batch start to batch end (s)."""
+
     def __init__(self) -> None:
         self.seconds: list[float] = []
 
@@ -45,6 +47,7 @@ class StepTimes(L.Callback):
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Time training steps and checkpoint writes for a run config; print and return the results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml (default: experiment=demo)")
     parser.add_argument("--steps", type=int, default=6)
@@ -66,8 +69,15 @@ def main(argv: list[str] | None = None) -> dict:
         model = build_module(cfg)
         timer = StepTimes()
         trainer: L.Trainer = instantiate(
-            cfg.trainer, logger=False, callbacks=[timer], max_steps=args.steps, limit_val_batches=0,
-            num_sanity_val_steps=0, enable_checkpointing=False, enable_progress_bar=False, max_time=None,
+            cfg.trainer,
+            logger=False,
+            callbacks=[timer],
+            max_steps=args.steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            max_time=None,
         )
         trainer.fit(model, datamodule=datamodule)
         path = Path(tmp) / "checkpoints" / "last.ckpt"
@@ -82,13 +92,20 @@ def main(argv: list[str] | None = None) -> dict:
     save_ms = statistics.median(save_seconds) * 1e3
     every = cfg.callbacks.step_checkpoint.every_n_train_steps
     results = {
-        "overrides": overrides, "steps": args.steps, "saves": args.saves, "ms_per_step": step_ms,
-        "ms_per_checkpoint": save_ms, "mb_per_checkpoint": size_mb, "every_n_train_steps": every,
+        "overrides": overrides,
+        "steps": args.steps,
+        "saves": args.saves,
+        "ms_per_step": step_ms,
+        "ms_per_checkpoint": save_ms,
+        "mb_per_checkpoint": size_mb,
+        "every_n_train_steps": every,
         "share_of_training_time": save_ms / (every * step_ms),
     }
-    print(f"{' '.join(overrides)}: {step_ms:.0f} ms per training step (median of {len(timer.seconds) - 1}), "
-          f"{save_ms:.1f} ms and {size_mb:.1f} MB per checkpoint (median of {args.saves}); "
-          f"every {every} steps = {100 * results['share_of_training_time']:.3f} % of training time")
+    print(
+        f"{' '.join(overrides)}: {step_ms:.0f} ms per training step (median of {len(timer.seconds) - 1}), "
+        f"{save_ms:.1f} ms and {size_mb:.1f} MB per checkpoint (median of {args.saves}); "
+        f"every {every} steps = {100 * results['share_of_training_time']:.3f} % of training time"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return results

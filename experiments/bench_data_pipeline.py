@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mtfcdd.data.datamodule import RealIADDataModule
-from mtfcdd.data.synthetic import SyntheticConfig, ensure_synthetic
 from mtfcdd.data.summary import format_summary_table
+from mtfcdd.data.synthetic import SyntheticConfig, ensure_synthetic
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "data" / "synthetic-bench"
-BENCH_SET = SyntheticConfig(categories=("audiojack", "pcb"), size=256, train_samples=20, test_ok_samples=1, test_ng_samples=1)
+BENCH_SET = SyntheticConfig(
+    categories=("audiojack", "pcb"), size=256, train_samples=20, test_ok_samples=1, test_ng_samples=1
+)
 """200 training images of 256 x 256 px (2 categories x 20 samples x 5 views), like ``realiad_256``."""
 
 
@@ -39,6 +41,7 @@ def measure(datamodule: RealIADDataModule, batches: int) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
+    """Measure training-input throughput for each worker count; print and return one row per count."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=None, help="Real-IAD root (default: generate a small set)")
     parser.add_argument("--categories", nargs="*", default=None, help="category subset (default: all)")
@@ -53,18 +56,27 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     rows = []
     for workers in args.workers:
         datamodule = RealIADDataModule(
-            root, alpha=0.2, resolution=args.resolution, categories=args.categories, image_size=args.image_size,
-            batch_size=args.batch_size, num_workers=workers, persistent_workers=False, val_fraction=0.0,
+            root,
+            alpha=0.2,
+            resolution=args.resolution,
+            categories=args.categories,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            num_workers=workers,
+            persistent_workers=False,
+            val_fraction=0.0,
         )
         datamodule.setup("fit")
         result = measure(datamodule, args.batches)
-        rows.append({
-            "workers": workers,
-            "images": result["images"],
-            "first_batch_ms": round(1000 * result["first_batch_s"]),
-            "images_per_s": round(result["images_per_s"]),
-            "ms_per_image": round(1000 / result["images_per_s"], 1),
-        })
+        rows.append(
+            {
+                "workers": workers,
+                "images": result["images"],
+                "first_batch_ms": round(1000 * result["first_batch_s"]),
+                "images_per_s": round(result["images_per_s"]),
+                "ms_per_image": round(1000 / result["images_per_s"], 1),
+            }
+        )
     print(f"\ntraining input pipeline, {args.batch_size} per batch, {args.image_size} px, {os.cpu_count()} CPUs:")
     print(format_summary_table(rows))
     return rows

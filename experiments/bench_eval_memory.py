@@ -107,6 +107,7 @@ def worker(args: argparse.Namespace, images: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run one subprocess per test-set size and print its memory and speed as JSON lines and a table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, nargs="+", default=[500, 1000, 2000, 4000])
     parser.add_argument("--batch-size", type=int, default=32)
@@ -132,8 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     for row in rows:
         print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
     peaks = [row["peak_rss_mb"] for row in rows]
-    print(f"\npeak RSS from {args.images[0]} to {args.images[-1]} images: {min(peaks):.0f} .. {max(peaks):.0f} MB "
-          f"(growth {max(peaks) - peaks[0]:+.0f} MB)")
+    print(
+        f"\npeak RSS from {args.images[0]} to {args.images[-1]} images: {min(peaks):.0f} .. {max(peaks):.0f} MB "
+        f"(growth {max(peaks) - peaks[0]:+.0f} MB)"
+    )
 
 
 if __name__ == "__main__":

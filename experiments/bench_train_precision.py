@@ -28,15 +28,17 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtfcdd.measure.timing import time_rounds  # noqa: E402
-from mtfcdd.core.config import config_dir  # noqa: E402
-from mtfcdd.inference.backbone_runtime import BackboneRuntime, openvino_available  # noqa: E402
-from mtfcdd.inference.cpu import cpu_name, cpu_supports_bf16, instruction_sets  # noqa: E402
-from mtfcdd.model.build import build_module  # noqa: E402
-from mtfcdd.run.build import build_datamodule  # noqa: E402
+from mtfcdd.core.config import config_dir
+from mtfcdd.inference.backbone_runtime import BackboneRuntime, openvino_available
+from mtfcdd.inference.cpu import cpu_name, cpu_supports_bf16, instruction_sets
+from mtfcdd.measure.timing import time_rounds
+from mtfcdd.model.build import build_module
+from mtfcdd.run.build import build_datamodule
 
 
 def make_step(module, batch: dict, bf16: bool):
+    """A closure running one full training step of ``module`` on ``batch`` (under bf16 autocast if ``bf16``) that
+    returns the loss."""
     optimizer = module.configure_optimizers()["optimizer"]
 
     def step() -> float:
@@ -52,6 +54,7 @@ def make_step(module, batch: dict, bf16: bool):
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Time the demo's training step for each variant; print a table and return the results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=1)
@@ -71,7 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
             module = copy.deepcopy(base)
             module.channels_last = memory == "channels_last"
             module.pipeline = module.pipeline.to(
-                memory_format=torch.channels_last if module.channels_last else torch.contiguous_format)
+                memory_format=torch.channels_last if module.channels_last else torch.contiguous_format
+            )
             module.train()
             variants[f"{precision}, {memory}"] = make_step(module, batch, precision == "bf16-mixed")
     for runtime in ("onnxruntime", "openvino")[: 2 if openvino_available() else 1]:
@@ -83,24 +87,38 @@ def main(argv: list[str] | None = None) -> dict:
     size = len(batch["image"])
     medians = {name: statistics.median(values) for name, values in times.items()}
     results = {
-        "cpu": cpu_name(), "backbone": cfg.model.backbone.name, "image_size": cfg.data.image_size, "batch": size,
-        "threads": torch.get_num_threads(), "instruction_sets": instruction_sets(), "native_bf16": cpu_supports_bf16(),
-        "rounds": args.rounds, "load_average_1min": [load_start, os.getloadavg()[0]], "rows": {},
+        "cpu": cpu_name(),
+        "backbone": cfg.model.backbone.name,
+        "image_size": cfg.data.image_size,
+        "batch": size,
+        "threads": torch.get_num_threads(),
+        "instruction_sets": instruction_sets(),
+        "native_bf16": cpu_supports_bf16(),
+        "rounds": args.rounds,
+        "load_average_1min": [load_start, os.getloadavg()[0]],
+        "rows": {},
     }
-    print(f"demo training step on {cpu_name()}: {cfg.model.backbone.name}, {cfg.data.image_size}px, batch {size}, "
-          f"{torch.get_num_threads()} threads, instruction sets {' '.join(instruction_sets())}, native bf16 "
-          f"{cpu_supports_bf16()}; median of {args.rounds} interleaved rounds; load {load_start:.1f} -> "
-          f"{os.getloadavg()[0]:.1f}")
+    print(
+        f"demo training step on {cpu_name()}: {cfg.model.backbone.name}, {cfg.data.image_size}px, batch {size}, "
+        f"{torch.get_num_threads()} threads, instruction sets {' '.join(instruction_sets())}, native bf16 "
+        f"{cpu_supports_bf16()}; median of {args.rounds} interleaved rounds; load {load_start:.1f} -> "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     print("| precision, memory format, backbone | s/step | images/s | x fp32 contiguous | x fp32 channels-last |")
     print("|---|---|---|---|---|")
     for name, median in medians.items():
-        row = {"s_per_step": median, "images_per_s": size / median,
-               "vs_fp32_contiguous": medians["32-true, contiguous"] / median,
-               "vs_fp32_channels_last": medians["32-true, channels_last"] / median,
-               "all_s": [round(v, 3) for v in times[name]]}
+        row = {
+            "s_per_step": median,
+            "images_per_s": size / median,
+            "vs_fp32_contiguous": medians["32-true, contiguous"] / median,
+            "vs_fp32_channels_last": medians["32-true, channels_last"] / median,
+            "all_s": [round(v, 3) for v in times[name]],
+        }
         results["rows"][name] = row
-        print(f"| {name} | {median:.2f} | {row['images_per_s']:.1f} | {row['vs_fp32_contiguous']:.2f} | "
-              f"{row['vs_fp32_channels_last']:.2f} |")
+        print(
+            f"| {name} | {median:.2f} | {row['images_per_s']:.1f} | {row['vs_fp32_contiguous']:.2f} | "
+            f"{row['vs_fp32_channels_last']:.2f} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return results

@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtfcdd.measure.timing import time_rounds  # noqa: E402
-from mtfcdd.inference.cpu import cpu_supports_bf16  # noqa: E402
-from mtfcdd.model.components.backbones import FrozenBackbone  # noqa: E402
-from mtfcdd.model.multitype_fcdd.loss import MultiTypeFCDDLoss  # noqa: E402
-from mtfcdd.model.multitype_fcdd.network import MultiTypeFCDD, pseudo_huber  # noqa: E402
+from mtfcdd.inference.cpu import cpu_supports_bf16
+from mtfcdd.measure.timing import time_rounds
+from mtfcdd.model.components.backbones import FrozenBackbone
+from mtfcdd.model.multitype_fcdd.loss import MultiTypeFCDDLoss
+from mtfcdd.model.multitype_fcdd.network import MultiTypeFCDD, pseudo_huber
 
 
 def ours(net: MultiTypeFCDD, images: torch.Tensor) -> torch.Tensor:
@@ -40,6 +40,8 @@ def naive(net: MultiTypeFCDD, images: torch.Tensor) -> torch.Tensor:
 
 
 def make_step(net, forward, images, labels):
+    """A closure running one training step (``forward``, Eq. 3 loss, backward, Adam on the head) that returns the
+    loss."""
     loss_fn = MultiTypeFCDDLoss()
     optimizer = torch.optim.Adam(net.head.parameters(), lr=1e-4)
 
@@ -54,6 +56,7 @@ def make_step(net, forward, images, labels):
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Time our training step against the naive one (and bf16 where chosen); print a table and return the results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="inception_resnet_v2")
     parser.add_argument("--head-width", type=int, default=512)
@@ -63,8 +66,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--no-channels-last", action="store_true")
-    parser.add_argument("--autocast", choices=["auto", "bf16", "none"], default="auto",
-                        help="extra row with the backbone under bf16 autocast (auto: only where the CPU runs bf16 natively)")
+    parser.add_argument(
+        "--autocast",
+        choices=["auto", "bf16", "none"],
+        default="auto",
+        help="extra row with the backbone under bf16 autocast (auto: only where the CPU runs bf16 natively)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -93,18 +100,31 @@ def main(argv: list[str] | None = None) -> dict:
 
     naive_median = statistics.median(times["naive (graph through backbone)"])
     results = {
-        "backbone": args.backbone, "head_width": args.head_width, "types": args.types, "size": args.size,
-        "batch": args.batch, "rounds": args.rounds, "channels_last": not args.no_channels_last,
-        "threads": torch.get_num_threads(), "native_bf16": cpu_supports_bf16(), "rows": {},
+        "backbone": args.backbone,
+        "head_width": args.head_width,
+        "types": args.types,
+        "size": args.size,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "channels_last": not args.no_channels_last,
+        "threads": torch.get_num_threads(),
+        "native_bf16": cpu_supports_bf16(),
+        "rows": {},
     }
-    print(f"training step, {args.backbone} cut + head {args.head_width}, M = {args.types}, "
-          f"{args.size}x{args.size}, batch {args.batch}, {torch.get_num_threads()} threads, "
-          f"median of {args.rounds} interleaved rounds; native bf16: {cpu_supports_bf16()}")
+    print(
+        f"training step, {args.backbone} cut + head {args.head_width}, M = {args.types}, "
+        f"{args.size}x{args.size}, batch {args.batch}, {torch.get_num_threads()} threads, "
+        f"median of {args.rounds} interleaved rounds; native bf16: {cpu_supports_bf16()}"
+    )
     print("| step | s/step | images/s | x naive |\n|---|---|---|---|")
     for name, values in times.items():
         median = statistics.median(values)
-        row = {"s_per_step": median, "images_per_s": args.batch / median, "speedup_vs_naive": naive_median / median,
-               "all_s": [round(v, 3) for v in values]}
+        row = {
+            "s_per_step": median,
+            "images_per_s": args.batch / median,
+            "speedup_vs_naive": naive_median / median,
+            "all_s": [round(v, 3) for v in values],
+        }
         results["rows"][name] = row
         print(f"| {name} | {median:.2f} | {row['images_per_s']:.2f} | {row['speedup_vs_naive']:.2f} |")
     if not use_bf16:

@@ -19,15 +19,16 @@ import timm
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mtfcdd.core.atomic_io import write_bytes_atomic  # noqa: E402
-from mtfcdd.measure.subject import recalibrate_batchnorm  # noqa: E402
-from mtfcdd.inference.int8_images import load_images  # noqa: E402
-from mtfcdd.model.components.backbones import backbone_normalisation  # noqa: E402
+from mtfcdd.core.atomic_io import write_bytes_atomic
+from mtfcdd.inference.int8_images import load_images
+from mtfcdd.measure.subject import recalibrate_batchnorm
+from mtfcdd.model.components.backbones import backbone_normalisation
 
 NAME = "inception_resnet_v2"
 
 
 def main() -> None:
+    """Build the stand-in backbone and write its state dict to the given file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="the state dict file to write (.pth)")
     parser.add_argument("--images", type=int, default=64, help="images the BatchNorm statistics are measured on")
@@ -43,8 +44,10 @@ def main() -> None:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     write_bytes_atomic(args.output, buffer.getvalue())
-    print(f"{args.output}: {NAME}, random weights (seed {args.seed}), BatchNorm statistics of {layers} layers "
-          f"measured on {len(images)} synthetic images")
+    print(
+        f"{args.output}: {NAME}, random weights (seed {args.seed}), BatchNorm statistics of {layers} layers "
+        f"measured on {len(images)} synthetic images"
+    )
 
 
 if __name__ == "__main__":

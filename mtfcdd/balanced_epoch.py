@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from mtfcdd.core.errors import UserError
 from mtfcdd.sampling.balance import sampler_classes
 from mtfcdd.sampling.coupon import METHODS, BalancedEpoch, balanced_epoch
-from mtfcdd.core.errors import UserError
 
 
 def _counts(text: str) -> list[int]:
@@ -53,6 +53,7 @@ def _categories(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m mtfcdd.balanced_epoch``."""
     parser = argparse.ArgumentParser(
         prog="python -m mtfcdd.balanced_epoch",
         description="Expected length of a balanced epoch (coupon-collector time, paper Eq. 4/5 and Table 2).",
@@ -64,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--categories", type=_categories, help="categories a,b (with --alpha; default: all)")
     parser.add_argument("--json-set", default="fuiad", choices=("fuiad", "standard", "sv"), help="(with --alpha)")
     parser.add_argument("--resolution", default="realiad_256", help="resolution folder (with --alpha)")
-    parser.add_argument("--balance", choices=("types", "binary"), default="types",
-                        help="sampled classes (with --alpha): types (9, the paper's) or binary (normal vs any defect)")
+    parser.add_argument(
+        "--balance",
+        choices=("types", "binary"),
+        default="types",
+        help="sampled classes (with --alpha): types (9, the paper's) or binary (normal vs any defect)",
+    )
     parser.add_argument("--batch-size", type=_positive_int, default=32, help="images per batch (default 32)")
     parser.add_argument("--method", choices=(*METHODS, "both"), default="exact", help="exact, Monte Carlo or both")
     parser.add_argument("--trials", type=_positive_int, default=10000, help="Monte Carlo trials (default 10000)")
@@ -91,21 +96,39 @@ def counts_from_index(
 def format_balanced_epochs(rows: list[tuple[BalancedEpoch, float]], alpha: float | None) -> str:
     """Table 2 columns, one line per method; ``rows`` holds (result, seconds taken)."""
     header = [
-        "method", "alpha", "total images", "classes", "mu_T", "+- stderr", "mu_T^batch", "std iterations",
-        "std epochs", "seconds",
+        "method",
+        "alpha",
+        "total images",
+        "classes",
+        "mu_T",
+        "+- stderr",
+        "mu_T^batch",
+        "std iterations",
+        "std epochs",
+        "seconds",
     ]
     lines = [header]
     for result, seconds in rows:
-        lines.append([
-            result.estimate.method, "-" if alpha is None else f"{alpha:g}", f"{result.total_images:,}",
-            str(result.classes), f"{result.draws:,.2f}", f"{result.estimate.stderr:,.2f}", f"{result.batches:,.2f}",
-            f"{result.standard_iterations:,.1f}", f"{result.standard_epochs:.2f}", f"{seconds:.3f}",
-        ])
+        lines.append(
+            [
+                result.estimate.method,
+                "-" if alpha is None else f"{alpha:g}",
+                f"{result.total_images:,}",
+                str(result.classes),
+                f"{result.draws:,.2f}",
+                f"{result.estimate.stderr:,.2f}",
+                f"{result.batches:,.2f}",
+                f"{result.standard_iterations:,.1f}",
+                f"{result.standard_epochs:.2f}",
+                f"{seconds:.3f}",
+            ]
+        )
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
     return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Print the expected balanced-epoch length for the given class counts (a table or JSON); returns 0."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.alpha is None and (args.data_root or args.categories or args.balance != "types"):

@@ -31,18 +31,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtfcdd.core.atomic_io import write_bytes_atomic
-from mtfcdd.measure.subject import build_benchmark_pipeline, machine_info, recalibrate_batchnorm
 from mtfcdd.core.config import ConfigError, check_choice
-from mtfcdd.measure.timing import saved_weights_mb, time_interleaved
 from mtfcdd.inference.calibration import int8_calibration_images
-from mtfcdd.inference.int8_images import load_images
-from mtfcdd.inference.fidelity import median_thresholds, output_deviation
 from mtfcdd.inference.engines import Engine, build_engine
 from mtfcdd.inference.fidelity import (
     COMPARED_MEANS,
     engine_test_results,
+    median_thresholds,
     metric_changes,
+    output_deviation,
 )
+from mtfcdd.inference.int8_images import load_images
+from mtfcdd.measure.subject import build_benchmark_pipeline, machine_info, recalibrate_batchnorm
+from mtfcdd.measure.timing import saved_weights_mb, time_interleaved
 from mtfcdd.model.pipeline import PipelineOutput
 from mtfcdd.run.build import build_datamodule
 from mtfcdd.run.lifecycle import entry_point
@@ -69,17 +70,17 @@ def _engine_config(cfg: DictConfig, name: str) -> dict[str, Any]:
 
 
 def _measure_device(
-    device: str,
-    engines: dict[str, Engine],
-    reference: PipelineOutput,
-    images: torch.Tensor,
-    cfg: DictConfig,
+    device: str, engines: dict[str, Engine], reference: PipelineOutput, images: torch.Tensor, cfg: DictConfig
 ) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for name, engine in engines.items():
         outputs = _batched(engine, images.to(engine.device))
-        rows[name] = {**engine.describe(), "device": device, "name": name,
-                      "deviation": output_deviation(outputs, reference)}
+        rows[name] = {
+            **engine.describe(),
+            "device": device,
+            "name": name,
+            "deviation": output_deviation(outputs, reference),
+        }
     sync = torch.cuda.synchronize if device == "cuda" else None
     for batch in cfg.batch_sizes:
         inputs = _batch_of(images, int(batch)).to(next(iter(engines.values())).device)
@@ -131,7 +132,7 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         images = torch.stack([test_set[i]["image"] for i in range(0, len(test_set), step)][: cfg.deviation_images])
         image_source = "checkpoint training (calibration) / test (deviation)"
     else:
-        source = dict(source=cfg.int8_images.source, root=cfg.int8_images.root, seed=cfg.int8_images.seed)
+        source = {"source": cfg.int8_images.source, "root": cfg.int8_images.root, "seed": cfg.int8_images.seed}
         calibration = load_images(cfg.calibration_images, size, offset=0, **source)
         images = load_images(cfg.deviation_images, size, offset=10_000, **source)
         image_source = cfg.int8_images.source
@@ -162,9 +163,14 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
             **notes,
         },
         "machine": machine_info(),
-        "settings": {"batch_sizes": list(cfg.batch_sizes), "rounds": cfg.rounds, "warmup": cfg.warmup,
-                     "deviation_images": len(images), "image_source": image_source,
-                     "calibration_images": "per engine" if calibration is None else len(calibration)},
+        "settings": {
+            "batch_sizes": list(cfg.batch_sizes),
+            "rounds": cfg.rounds,
+            "warmup": cfg.warmup,
+            "deviation_images": len(images),
+            "image_source": image_source,
+            "calibration_images": "per engine" if calibration is None else len(calibration),
+        },
         "rows": [],
         "failed": {},
     }
@@ -212,7 +218,7 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
 def within_bounds(test: dict[str, Any], bounds: DictConfig | dict) -> bool:
     """Whether every mean metric moved by at most ``bounds.mean_points`` and type accuracy by at most
     ``bounds.type_accuracy_points`` (points; a change that is NaN because the metric is undefined counts as none)."""
-    limits = {name: bounds["mean_points"] for name in COMPARED_MEANS} | {"type_accuracy": bounds["type_accuracy_points"]}
+    limits = dict.fromkeys(COMPARED_MEANS, bounds["mean_points"]) | {"type_accuracy": bounds["type_accuracy_points"]}
     return all(math.isnan(change) or abs(change) <= limits[name] for name, change in test["change_points"].items())
 
 
@@ -222,8 +228,12 @@ def best_engine(rows: list[dict[str, Any]], batch: int) -> dict[str, Any] | None
     if not kept:
         return None
     row = max(kept, key=lambda r: r[f"b{batch}"]["speedup_vs_eager"])
-    return {"engine": row["name"], "precision": row["precision"], "batch": batch,
-            "speedup_vs_eager": row[f"b{batch}"]["speedup_vs_eager"]}
+    return {
+        "engine": row["name"],
+        "precision": row["precision"],
+        "batch": batch,
+        "speedup_vs_eager": row[f"b{batch}"]["speedup_vs_eager"],
+    }
 
 
 def format_benchmark_table(results: dict[str, Any]) -> str:
@@ -243,9 +253,14 @@ def format_benchmark_table(results: dict[str, Any]) -> str:
         f"{'yes' if machine['native_bf16'] else 'no'}, int8 VNNI: {'yes' if machine['int8_vnni'] else 'no'}; "
         f"GPU: {machine['gpu'] or 'none'}; torch {machine['torch']}, onnxruntime {machine['onnxruntime']}, "
         f"openvino {machine['openvino'] or 'not installed'}",
-        *([f"- CPUID hides {' '.join(machine['hidden_instruction_sets'])}, which /proc/cpuinfo lists: an emulated or "
-            "masked CPU, every runtime ran the kernels of the instruction sets above"]
-          if machine.get("hidden_instruction_sets") else []),
+        *(
+            [
+                f"- CPUID hides {' '.join(machine['hidden_instruction_sets'])}, which /proc/cpuinfo lists: an "
+                "emulated or masked CPU, every runtime ran the kernels of the instruction sets above"
+            ]
+            if machine.get("hidden_instruction_sets")
+            else []
+        ),
         f"- load average (1 min) at start / end: {machine['load_average_1min_start']:.1f} / "
         f"{machine.get('load_average_1min_end', float('nan')):.1f}",
         f"- timing: median of {results['settings']['rounds']} interleaved rounds per batch size; speed-up = eager "
@@ -262,9 +277,10 @@ def format_benchmark_table(results: dict[str, Any]) -> str:
             "type accuracy"
         )
         best = results.get("best")
-        lines.append(f"- best engine within the bounds at batch {results['settings']['batch_sizes'][-1]}: "
-                     + (f"{best['engine']} ({best['precision']}), {best['speedup_vs_eager']:.2f}x eager" if best
-                        else "none"))
+        lines.append(
+            f"- best engine within the bounds at batch {results['settings']['batch_sizes'][-1]}: "
+            + (f"{best['engine']} ({best['precision']}), {best['speedup_vs_eager']:.2f}x eager" if best else "none")
+        )
     lines.append("")
     header = ["device", "engine", "precision"]
     for batch in batches:
@@ -278,7 +294,10 @@ def format_benchmark_table(results: dict[str, Any]) -> str:
         cells = [row["device"], row["name"], str(row.get("precision", ""))]
         for batch in batches:
             timing = row.get(f"b{batch}", {})
-            cells += [f"{timing.get('ms_per_image', float('nan')):.1f}", f"{timing.get('speedup_vs_eager', float('nan')):.2f}"]
+            cells += [
+                f"{timing.get('ms_per_image', float('nan')):.1f}",
+                f"{timing.get('speedup_vs_eager', float('nan')):.2f}",
+            ]
         deviation = row["deviation"]
         cells += [
             f"{deviation['rel_l2']:.2e}",

@@ -22,11 +22,10 @@ from mtfcdd.inference.calibration import int8_calibration_images
 from mtfcdd.inference.engines import build_engine
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
-from mtfcdd.run.loggers import write_results
 from mtfcdd.run.build import build_datamodule, build_trainer
 from mtfcdd.run.checks import check_inference
 from mtfcdd.run.lifecycle import entry_point
-from mtfcdd.run.loggers import build_loggers
+from mtfcdd.run.loggers import build_loggers, write_results
 
 
 def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
@@ -53,15 +52,20 @@ def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> dict:
     """Test the checkpoint at ``cfg.ckpt_path``; returns the results dict."""
-    pipeline, trained = load_pipeline(cfg.ckpt_path, type_rule=cfg.model.evaluation.type_rule,
-                                      detector_ckpt=cfg.detector_ckpt)
+    pipeline, trained = load_pipeline(
+        cfg.ckpt_path, type_rule=cfg.model.evaluation.type_rule, detector_ckpt=cfg.detector_ckpt
+    )
     run_cfg = evaluation_config(cfg, trained)
     datamodule = build_datamodule(run_cfg)
     model = build_module(run_cfg, pipeline)
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, loggers)
-    model.engine = build_engine(model.pipeline, cfg.inference, int8_calibration_images(cfg.inference, datamodule),
-                                device=trainer.strategy.root_device)
+    model.engine = build_engine(
+        model.pipeline,
+        cfg.inference,
+        int8_calibration_images(cfg.inference, datamodule),
+        device=trainer.strategy.root_device,
+    )
     print(f"inference engine: {model.engine.describe()}")
     trainer.test(model=model, datamodule=datamodule)
     output_dir = Path(cfg.paths.output_dir)

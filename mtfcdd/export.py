@@ -59,8 +59,14 @@ def _floats(tensor: torch.Tensor) -> list[float | None]:
     return [value if math.isfinite(value) else None for value in tensor.detach().float().flatten().tolist()]
 
 
-def export_metadata(pipeline: InferencePipeline, cfg: DictConfig, input_format: str, size: tuple[int, int],
-                    precision: str, checkpoint: Path | None) -> dict[str, str]:
+def export_metadata(
+    pipeline: InferencePipeline,
+    cfg: DictConfig,
+    input_format: str,
+    size: tuple[int, int],
+    precision: str,
+    checkpoint: Path | None,
+) -> dict[str, str]:
     """``metadata_props`` of the exported model: everything a user of the file needs, as JSON strings."""
     from mtfcdd.model.components.config import type_names
 
@@ -89,8 +95,10 @@ def export_metadata(pipeline: InferencePipeline, cfg: DictConfig, input_format: 
         "outputs": output_descriptions(detector=pipeline.detector is not None),
     }
     if pipeline.detector is not None:
-        values["detector"] = {"model": model_title(pipeline.detector.model_name, model_titles()),
-                              "backbone": pipeline.detector.net.backbone.name}
+        values["detector"] = {
+            "model": model_title(pipeline.detector.model_name, model_titles()),
+            "backbone": pipeline.detector.net.backbone.name,
+        }
     if checkpoint is not None:
         values["checkpoint"] = checkpoint.name
         values["checkpoint_sha256"] = _sha256(checkpoint)
@@ -175,6 +183,7 @@ def check_formats(fmt: str, input_format: str) -> None:
 
 
 def default_output(ckpt_path: Path, fmt: str) -> Path:
+    """The checkpoint's path with ``.onnx`` (``.int8.onnx`` for ``onnx_int8``) in place of its suffix."""
     return ckpt_path.with_suffix(".int8.onnx" if fmt == "onnx_int8" else ".onnx")
 
 
@@ -191,7 +200,14 @@ def export(cfg: DictConfig) -> Path:
         images = torch.stack(int8_calibration_images(cfg.int8, size=size, int8_images=cfg.int8_images))
         calibration = (images * 255).round().to(torch.uint8) if input_format == "uint8" else images
     model = build_onnx(
-        pipeline, trained, fmt, input_format, size, opset=cfg.opset, dynamo=cfg.dynamo, calibration=calibration,
+        pipeline,
+        trained,
+        fmt,
+        input_format,
+        size,
+        opset=cfg.opset,
+        dynamo=cfg.dynamo,
+        calibration=calibration,
         int8_options=Int8Options.from_settings(OmegaConf.to_container(cfg.int8, resolve=True)),
         checkpoint=ckpt_path,
     )
@@ -204,8 +220,9 @@ def export(cfg: DictConfig) -> Path:
         worst = max(errors["heatmaps_max_rel"], errors["scores_max_rel"])
         log.info("parity vs PyTorch: %s", {k: f"{v:.3g}" for k, v in errors.items()})
         if not worst <= rtol:
-            raise ExportError(f"the ONNX model differs from PyTorch (max relative error {worst:.3g} > {rtol}); "
-                              "nothing was written")
+            raise ExportError(
+                f"the ONNX model differs from PyTorch (max relative error {worst:.3g} > {rtol}); nothing was written"
+            )
     output = Path(cfg.output) if cfg.output else default_output(ckpt_path, fmt)
     write_bytes_atomic(output, model)
     print(f"wrote {output} ({len(model) / 1e6:.2f} MB, {fmt}, input {input_format} [B, 3, {size[0]}, {size[1]}])")

@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from mtfcdd.callbacks.predictions import PredictionWriter
-from mtfcdd.data.images import ImageFileDataset, find_images
 from mtfcdd.core.errors import UserError
+from mtfcdd.data.images import ImageFileDataset, find_images
 from mtfcdd.inference.calibration import int8_calibration_images
 from mtfcdd.inference.engines import build_engine
 from mtfcdd.model.build import build_module

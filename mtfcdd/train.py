@@ -1,4 +1,5 @@
-"""Train MultiTypeFCDD: ``python -m mtfcdd.train alpha=0.2`` (Hydra; ``-m`` sweeps, e.g. ``-m alpha=0.1,0.2,0.4 mode=single,multi``).
+"""Train MultiTypeFCDD: ``python -m mtfcdd.train alpha=0.2`` (Hydra; ``-m`` sweeps, e.g.
+``-m alpha=0.1,0.2,0.4 mode=single,multi``).
 
 Everything a run writes goes under its Hydra run directory: checkpoints, W&B/CSV logs, results and heatmaps.
 An interrupted run continues in the same directory and W&B run with ``resume=true hydra.run.dir=<its directory>``.
@@ -52,11 +53,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             callback = trainer.checkpoint_callback
             checkpoints = {"best": callback.best_model_path, "last": callback.last_model_path}
     objects["checkpoints"] = checkpoints
-    metrics = {key: value.item() if torch.is_tensor(value) else value for key, value in trainer.callback_metrics.items()}
+    metrics = {
+        key: value.item() if torch.is_tensor(value) else value for key, value in trainer.callback_metrics.items()
+    }
     if cfg.test:
         tested = checkpoints[cfg.test_ckpt] or None
         trainer.test(model=model, datamodule=datamodule, ckpt_path=tested, weights_only=True)
-        metrics.update({key: value.item() if torch.is_tensor(value) else value for key, value in trainer.callback_metrics.items()})
+        metrics.update(
+            {key: value.item() if torch.is_tensor(value) else value for key, value in trainer.callback_metrics.items()}
+        )
         write_results(model.test_results, output_dir, loggers, cfg)
     return metrics, objects
 

@@ -12,13 +12,13 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
-from helpers.hydra_compose import compose_config
 
+from helpers.hydra_compose import compose_config
 from mtfcdd.callbacks.backbone_switch import BackboneRuntimeSwitch
 from mtfcdd.core.config import ConfigError
 from mtfcdd.inference.backbone_runtime import BackboneRuntime, resolve_backbone_runtime
-from mtfcdd.model.components.backbones import FrozenBackbone
 from mtfcdd.model.build import build_module
+from mtfcdd.model.components.backbones import FrozenBackbone
 from mtfcdd.run.build import build_datamodule
 
 
@@ -53,8 +53,9 @@ def test_openvino_features_equal_torch_in_a_process_of_its_own():
     """In its own process: after an OpenVINO model ran in the pytest process, the SLURM requeue test (Lightning's
     SIGUSR1 handler) crashed with SIGSEGV later in the same process (README: "Faster fitting on a CPU")."""
     code = "import test_backbone_runtime as t; t.check_features('openvino'); print('features equal')"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0 and "features equal" in proc.stdout, proc.stderr[-3000:]
 
 
@@ -93,14 +94,26 @@ class _Probe(L.Callback):
 
 
 def _fit(tmp_path, tiny_realiad, runtime: str) -> tuple[dict[str, torch.Tensor], list[object], object]:
-    cfg = compose_config(tmp_path / runtime, [
-        "data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=limit", "logger=none",
-        "data.num_workers=0",
-    ])
+    cfg = compose_config(
+        tmp_path / runtime,
+        [
+            "data=synthetic",
+            f"data.root={tiny_realiad}",
+            "data.synthetic.preset=tiny",
+            "debug=limit",
+            "logger=none",
+            "data.num_workers=0",
+        ],
+    )
     L.seed_everything(0, workers=True)
     datamodule, module, probe = build_datamodule(cfg), build_module(cfg), _Probe()
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False,
-                                     callbacks=[BackboneRuntimeSwitch(runtime), probe], num_sanity_val_steps=0)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[BackboneRuntimeSwitch(runtime), probe],
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, datamodule=datamodule)
     return {k: v.clone() for k, v in module.net.head.state_dict().items()}, probe.seen, module.net.feature_runtime
 
@@ -112,4 +125,4 @@ def test_fitting_with_a_runtime_trains_the_head_torch_trains_and_hands_torch_bac
     assert seen and all(isinstance(runtime, BackboneRuntime) and runtime.runtime == "onnxruntime" for runtime in seen)
     assert after is None  # test, checkpoints and engines run the torch backbone again
     for name, value in reference.items():
-        torch.testing.assert_close(head[name], value, rtol=1e-3, atol=1e-5, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(head[name], value, rtol=1e-3, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")

@@ -19,8 +19,8 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from mtfcdd.balanced_epoch import main
-from mtfcdd.sampling.epoch_callback import BalancedEpochLength
 from mtfcdd.sampling.coupon import expected_draws
+from mtfcdd.sampling.epoch_callback import BalancedEpochLength
 from mtfcdd.sampling.sampler import BalancedClassSampler
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,10 @@ def test_json_with_both_methods(capsys):
 def test_runs_as_a_module():
     completed = subprocess.run(
         [sys.executable, "-m", "mtfcdd.balanced_epoch", "--counts", "1,1,1", "--batch-size", "1", "--json"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(completed.stdout)[0]["draws"] == pytest.approx(5.5)  # 3 x H_3
 
@@ -204,9 +207,16 @@ def fit(
     datamodule = TinyDataModule(class_of, batch_size)
     model = TinyModel()
     trainer = L.Trainer(
-        max_epochs=epochs, accelerator="cpu", devices=1, logger=CSVLogger(tmp_path, name="run"), callbacks=[callback],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        use_distributed_sampler=False, log_every_n_steps=1,
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=CSVLogger(tmp_path, name="run"),
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        log_every_n_steps=1,
     )
     trainer.fit(model, datamodule=datamodule)
     return model, datamodule, trainer
@@ -249,8 +259,13 @@ def test_callback_with_monte_carlo(tmp_path):
 def test_callback_needs_a_datamodule_with_class_counts(tmp_path):
     loader = DataLoader(TensorDataset(torch.randn(8, 2), torch.zeros(8)), batch_size=4)
     trainer = L.Trainer(
-        max_epochs=1, accelerator="cpu", logger=False, callbacks=[BalancedEpochLength()],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[BalancedEpochLength()],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     with pytest.raises(TypeError, match="train_class_counts"):
         trainer.fit(TinyModel(), train_dataloaders=loader)

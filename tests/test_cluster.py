@@ -15,14 +15,13 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero_only
 from lightning.pytorch.plugins.environments import SLURMEnvironment
-from helpers.hydra_compose import compose_config
 from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 
-from mtfcdd.run.slurm import slurm_plugins
+from helpers.hydra_compose import compose_config
 from mtfcdd.core.config import ConfigError, config_dir
-from mtfcdd.run.slurm import check_slurm_layout
 from mtfcdd.model.build import build_module
 from mtfcdd.run.build import build_datamodule
+from mtfcdd.run.slurm import check_slurm_layout, slurm_plugins
 
 FAKE_SBATCH = """#!/bin/sh
 # keeps the submission script, then refuses it (no cluster here)
@@ -48,7 +47,10 @@ def fake_slurm(tmp_path: Path) -> tuple[dict, Path]:
 def run_train(args: list[str], env: dict, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mtfcdd.train", "-m", *args, "logger=none", f"paths.log_dir={tmp_path}/logs"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
@@ -56,7 +58,7 @@ def sbatch_options(script: str) -> dict[str, str]:
     options = {}
     for line in script.splitlines():
         if line.startswith("#SBATCH --"):
-            key, _, value = line[len("#SBATCH --"):].partition("=")
+            key, _, value = line[len("#SBATCH --") :].partition("=")
             options[key] = value
     return options
 
@@ -64,11 +66,21 @@ def sbatch_options(script: str) -> dict[str, str]:
 def test_slurm_launcher_writes_the_sbatch_options_from_launcher_and_trainer(tmp_path, fake_slurm):
     env, copy = fake_slurm
     proc = run_train(
-        ["hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=2", "trainer.devices=4", "alpha=0.1,0.2",
-         "hydra.launcher.partition=gpu", "hydra.launcher.cpus_per_task=6", "hydra.launcher.mem_gb=48",
-         "hydra.launcher.timeout_min=90", "hydra.launcher.signal_delay_s=240",
-         "+hydra.launcher.additional_parameters.account=proj"],
-        env, tmp_path,
+        [
+            "hydra/launcher=slurm",
+            "trainer=ddp",
+            "trainer.num_nodes=2",
+            "trainer.devices=4",
+            "alpha=0.1,0.2",
+            "hydra.launcher.partition=gpu",
+            "hydra.launcher.cpus_per_task=6",
+            "hydra.launcher.mem_gb=48",
+            "hydra.launcher.timeout_min=90",
+            "hydra.launcher.signal_delay_s=240",
+            "+hydra.launcher.additional_parameters.account=proj",
+        ],
+        env,
+        tmp_path,
     )
     assert proc.returncode != 0 and "fake sbatch: refused" in proc.stderr  # it reached sbatch
     options = sbatch_options(copy.read_text())
@@ -123,8 +135,14 @@ def test_launcher_follows_the_trainer_and_the_check_names_both_keys():
 
 
 SLURM_ENV = {
-    "SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2", "SLURM_JOB_NAME": "train", "SLURM_JOB_ID": "77",
-    "SLURM_NODELIST": "gpu[01-02]", "SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_NODEID": "1",
+    "SLURM_NTASKS": "4",
+    "SLURM_NTASKS_PER_NODE": "2",
+    "SLURM_JOB_NAME": "train",
+    "SLURM_JOB_ID": "77",
+    "SLURM_NODELIST": "gpu[01-02]",
+    "SLURM_PROCID": "3",
+    "SLURM_LOCALID": "1",
+    "SLURM_NODEID": "1",
 }
 
 
@@ -161,8 +179,15 @@ class SignalAtStep(L.Callback):
 
 
 def test_requeue_signal_saves_an_hpc_checkpoint_requeues_and_the_rerun_resumes(monkeypatch, tmp_path, tiny_realiad):
-    one_task = {**SLURM_ENV, "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NODELIST": "gpu01",
-                "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}
+    one_task = {
+        **SLURM_ENV,
+        "SLURM_NTASKS": "1",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_NODELIST": "gpu01",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+    }
     for key, value in one_task.items():
         monkeypatch.setenv(key, value)
     bin_dir = tmp_path / "bin"
@@ -173,8 +198,18 @@ def test_requeue_signal_saves_an_hpc_checkpoint_requeues_and_the_rerun_resumes(m
     for tool in ("scontrol", "srun"):
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    cfg = compose_config(tmp_path, ["data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny",
-                                    "debug=limit", "logger=none", "callbacks=none", "data.num_workers=0"])
+    cfg = compose_config(
+        tmp_path,
+        [
+            "data=synthetic",
+            f"data.root={tiny_realiad}",
+            "data.synthetic.preset=tiny",
+            "debug=limit",
+            "logger=none",
+            "callbacks=none",
+            "data.num_workers=0",
+        ],
+    )
     run_dir = Path(cfg.paths.output_dir)
 
     def fit(callbacks: list) -> L.Trainer:

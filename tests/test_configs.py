@@ -8,14 +8,14 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
-from helpers.hydra_compose import compose_config
 from lightning.pytorch.strategies import DDPStrategy
 
-from mtfcdd.resume.checkpoint_io import AtomicCheckpointIO
+from helpers.hydra_compose import compose_config
 from mtfcdd.core.config import CONFIG_DIR, ConfigError
-from mtfcdd.run.checks import validate
 from mtfcdd.model.build import build_module
+from mtfcdd.resume.checkpoint_io import AtomicCheckpointIO
 from mtfcdd.run.build import build_callbacks, instantiate_datamodule
+from mtfcdd.run.checks import validate
 from mtfcdd.run.loggers import build_loggers
 
 OFFLINE = ["model/backbone=efficientnet_lite0", "model.head_width=8"]
@@ -69,8 +69,17 @@ def test_loggers_instantiate(tmp_path, logger):
 
 
 CALLBACKS = {
-    "default": ["ModelCheckpoint", "ModelCheckpoint", "LastCheckpoint", "RandomStates", "StopOnSignal",
-                "BalancedEpochLength", "BackboneRuntimeSwitch", "HeatmapFigures", "WandbDashboard"],
+    "default": [
+        "ModelCheckpoint",
+        "ModelCheckpoint",
+        "LastCheckpoint",
+        "RandomStates",
+        "StopOnSignal",
+        "BalancedEpochLength",
+        "BackboneRuntimeSwitch",
+        "HeatmapFigures",
+        "WandbDashboard",
+    ],
     "backbone_runtime": ["BackboneRuntimeSwitch"],
     "balanced_epoch": ["BalancedEpochLength"],
     "evaluate": ["HeatmapFigures", "PredictionWriter"],
@@ -127,8 +136,7 @@ def test_debug_configs_compose(tmp_path, debug):
 
 
 @pytest.mark.parametrize(
-    "override, key, choices",
-    [("alpha=0.3", "alpha", "0.1, 0.2, 0.4"), ("mode=dual", "mode", "multi, single")],
+    "override, key, choices", [("alpha=0.3", "alpha", "0.1, 0.2, 0.4"), ("mode=dual", "mode", "multi, single")]
 )
 def test_bad_top_level_values_name_key_and_choices(tmp_path, override, key, choices):
     cfg = compose_config(tmp_path, [override])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 import mpmath
 import numpy as np
@@ -21,7 +21,7 @@ def dp_expected_draws(quotas: tuple[int, ...]) -> Fraction:
     """
     n = len(quotas)
 
-    @lru_cache(maxsize=None)
+    @cache
     def expected(remaining: tuple[int, ...]) -> Fraction:
         open_classes = [i for i, r in enumerate(remaining) if r > 0]
         if not open_classes:

@@ -44,8 +44,9 @@ print(json.dumps({"flags": sorted(cpu_flags()), "hidden": hidden_instruction_set
 @pytest.fixture(scope="module")
 def mask_library(tmp_path_factory) -> Path:
     library = tmp_path_factory.mktemp("cpuid_mask") / "cpuid_mask.so"
-    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o", str(library), str(SOURCE), "-ldl"],
-                   check=True)
+    subprocess.run(
+        ["gcc", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o", str(library), str(SOURCE), "-ldl"], check=True
+    )
     return library
 
 

@@ -12,15 +12,15 @@ from omegaconf import OmegaConf
 from test_realiad_index import LAYOUT, expected_counts, write_realiad
 
 from mtfcdd.core.config import ConfigError
-from mtfcdd.data.datamodule import RealIADDataModule, split_by_sample, stratified_subset
-from mtfcdd.resume.loader import ResumableLoader, SeededDraws
-from mtfcdd.data.synthetic.datamodule import SyntheticRealIADDataModule
-from mtfcdd.data.realiad import NORMAL_CLASS_INDEX, Record, load_split
 from mtfcdd.core.defect_types import DEFECT_CODES
-from mtfcdd.sampling.sampler import BalancedClassSampler, EvaluationShardSampler
+from mtfcdd.data.datamodule import RealIADDataModule, split_by_sample, stratified_subset
+from mtfcdd.data.realiad import NORMAL_CLASS_INDEX, Record, load_split
 from mtfcdd.data.summary import format_summary_table, summary_rows
+from mtfcdd.data.synthetic.datamodule import SyntheticRealIADDataModule
+from mtfcdd.resume.loader import ResumableLoader, SeededDraws
+from mtfcdd.sampling.sampler import BalancedClassSampler, EvaluationShardSampler
 
-FAST = dict(image_size=16, num_workers=0, batch_size=4)
+FAST = {"image_size": 16, "num_workers": 0, "batch_size": 4}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,9 @@ def test_setup_splits_train_into_train_and_val_by_sample_and_keeps_test(root, ca
     assert test == load_split(root, split="test")
     # every class with >= 2 training samples appears in both train and val
     samples_per_class = Counter()
-    for sample in {r.sample: min(x.class_index for x in full_train if x.sample == r.sample) for r in full_train}.items():
+    for sample in {
+        r.sample: min(x.class_index for x in full_train if x.sample == r.sample) for r in full_train
+    }.items():
         samples_per_class[sample[1]] += 1
     for klass, count in samples_per_class.items():
         assert (klass in _classes(val)) == (count >= 2) and klass in _classes(train)
@@ -77,16 +79,31 @@ def test_validation_split_is_deterministic_in_the_seed(root):
 def test_single_sample_class_stays_in_training(root):
     records = load_split(root, split="train")
     train, val = split_by_sample(records, 0.9, seed=0)
-    single = [klass for klass, n in Counter(
-        min(x.class_index for x in records if x.sample == s) for s in {r.sample for r in records}
-    ).items() if n == 1]
+    single = [
+        klass
+        for klass, n in Counter(
+            min(x.class_index for x in records if x.sample == s) for s in {r.sample for r in records}
+        ).items()
+        if n == 1
+    ]
     assert single and all(klass in _classes(train) and klass not in _classes(val) for klass in single)
 
 
 def test_stratified_subset_proportions():
     def records(counts: dict[int, int]) -> list[Record]:
-        return [Record(image=f"{k}_{i}", mask=None, category="c", anomaly_class="x", type_index=k if k < 8 else -1,
-                       sample=f"{k}_{i}", view="C1") for k, n in counts.items() for i in range(n)]
+        return [
+            Record(
+                image=f"{k}_{i}",
+                mask=None,
+                category="c",
+                anomaly_class="x",
+                type_index=k if k < 8 else -1,
+                sample=f"{k}_{i}",
+                view="C1",
+            )
+            for k, n in counts.items()
+            for i in range(n)
+        ]
 
     pool = records({0: 50, 3: 30, 8: 20})
     subset = stratified_subset(pool, 10, seed=0)
@@ -131,7 +148,9 @@ def test_train_class_counts_and_num_types(root):
     counts = dm.train_class_counts()
     expected = expected_counts("train")
     assert len(counts) == 9 and counts[NORMAL_CLASS_INDEX] == expected["OK"]
-    assert {DEFECT_CODES[i]: n for i, n in enumerate(counts[:8]) if n} == {k: v for k, v in expected.items() if k != "OK"}
+    assert {DEFECT_CODES[i]: n for i, n in enumerate(counts[:8]) if n} == {
+        k: v for k, v in expected.items() if k != "OK"
+    }
     assert dm.num_types == 8 and _module(root, mode="single").num_types == 1
 
 
@@ -152,8 +171,11 @@ def test_train_loader_draws_balanced_epochs_of_epoch_draws(root, caplog):
 
 def test_eval_loaders_are_sequential_with_masks(root):
     dm = _module(root, eval_batch_size=5)
-    for loader, dataset in ((dm.val_dataloader(), dm.val_dataset), (dm.test_dataloader(), dm.test_dataset),
-                            (dm.predict_dataloader(), dm.test_dataset)):
+    for loader, dataset in (
+        (dm.val_dataloader(), dm.val_dataset),
+        (dm.test_dataloader(), dm.test_dataset),
+        (dm.predict_dataloader(), dm.test_dataset),
+    ):
         assert isinstance(loader.sampler, EvaluationShardSampler) and loader.batch_size == 5
         paths = [p for batch in loader for p in batch["path"]]
         assert paths == [str(r.image) for r in dataset.records]
@@ -173,8 +195,13 @@ def test_arguments_are_plain_hparams_that_a_checkpoint_loads(root, tmp_path):
     """Lightning writes ``dict(datamodule.hparams)`` into every checkpoint, which loads with weights_only=True:
     paths, OmegaConf containers, tuples and numpy scalars are stored as str, dict, list and int."""
     dm = SyntheticRealIADDataModule(
-        synthetic=OmegaConf.create({"preset": "tiny", "seed": 0}), root=root, alpha=0.2, categories=("pcb",),
-        augment=OmegaConf.create({"p": 0.3}), sampler_seed=np.int64(3), **FAST,
+        synthetic=OmegaConf.create({"preset": "tiny", "seed": 0}),
+        root=root,
+        alpha=0.2,
+        categories=("pcb",),
+        augment=OmegaConf.create({"p": 0.3}),
+        sampler_seed=np.int64(3),
+        **FAST,
     )
     stored = dict(dm.hparams)
     assert stored["root"] == str(root) and stored["categories"] == ["pcb"] and stored["augment"] == {"p": 0.3}
@@ -182,6 +209,7 @@ def test_arguments_are_plain_hparams_that_a_checkpoint_loads(root, tmp_path):
     assert type(stored["sampler_seed"]) is int and stored["batch_size"] == FAST["batch_size"]
     torch.save({"datamodule_hyper_parameters": stored}, tmp_path / "hparams.ckpt")
     assert torch.load(tmp_path / "hparams.ckpt", weights_only=True)["datamodule_hyper_parameters"] == stored
+
 
 def test_loader_before_setup_is_a_clear_error(root):
     with pytest.raises(RuntimeError, match="call setup"):
@@ -256,8 +284,8 @@ def test_balanced_epoch_follows_the_sampled_classes(root, balance):
     import math
     import types
 
-    from mtfcdd.sampling.epoch_callback import BalancedEpochLength
     from mtfcdd.sampling.coupon import expected_draws
+    from mtfcdd.sampling.epoch_callback import BalancedEpochLength
 
     dm = _module(root, mode="single", balance=balance)
     BalancedEpochLength().setup(types.SimpleNamespace(datamodule=dm, loggers=[]), None, "fit")

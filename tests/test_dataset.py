@@ -13,18 +13,25 @@ from test_realiad_index import write_realiad
 
 from mtfcdd.core.config import ConfigError
 from mtfcdd.data.dataset import RealIADDataset, read_image, read_mask
-from mtfcdd.resume.loader import SeededDraws
 from mtfcdd.data.realiad import RealIADFormatError, Record, load_split
 from mtfcdd.data.transforms import Augment, check_normalisation, eval_transform, reseed, train_transform
+from mtfcdd.resume.loader import SeededDraws
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-NO_AUGMENT = dict(rotate_deg=0, translate_px=0, brightness=0, contrast=0)
+NO_AUGMENT = {"rotate_deg": 0, "translate_px": 0, "brightness": 0, "contrast": 0}
 
 
 def _record(image: Path, mask: Path | None = None, type_index: int = -1) -> Record:
-    return Record(image=image, mask=mask, category="cat", anomaly_class="HS" if mask else "OK",
-                  type_index=type_index, sample="cat/OK/S0001", view="C1")
+    return Record(
+        image=image,
+        mask=mask,
+        category="cat",
+        anomaly_class="HS" if mask else "OK",
+        type_index=type_index,
+        sample="cat/OK/S0001",
+        view="C1",
+    )
 
 
 def _rgb_reference() -> np.ndarray:
@@ -61,7 +68,7 @@ def test_grayscale_rgba_and_16_bit_images_load_as_rgb_uint8(tmp_path):
     expected[0, 0] = (0, 128, 255)
     assert np.array_equal(read_image(tmp_path / "deep.png"), expected)
 
-    gray16 = (gray.astype(np.uint16) * 257)
+    gray16 = gray.astype(np.uint16) * 257
     cv2.imwrite(str(tmp_path / "gray16.png"), gray16)
     assert np.array_equal(read_image(tmp_path / "gray16.png")[..., 1], gray)
 
@@ -145,8 +152,9 @@ def test_eval_transform_serves_rgb_in_the_unit_range(tmp_path):
 def test_mask_of_another_size_is_rejected_naming_both_files(tmp_path):
     cv2.imwrite(str(tmp_path / "i.png"), np.zeros((8, 8, 3), np.uint8))
     cv2.imwrite(str(tmp_path / "m.png"), np.zeros((4, 4), np.uint8))
-    dataset = RealIADDataset([_record(tmp_path / "i.png", tmp_path / "m.png", 3)], eval_transform(8), 8,
-                             with_masks=True)
+    dataset = RealIADDataset(
+        [_record(tmp_path / "i.png", tmp_path / "m.png", 3)], eval_transform(8), 8, with_masks=True
+    )
     with pytest.raises(RealIADFormatError, match=r"m\.png is 4x4 pixels but its image .*i\.png is 8x8"):
         dataset[0]
 

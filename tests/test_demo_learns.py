@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.hydra_compose import compose_config
 
+from helpers.hydra_compose import compose_config
 from mtfcdd.train import run_task
 
 
@@ -19,8 +19,13 @@ def test_reduced_demo_beats_chance_clearly(tmp_path):
     cfg = compose_config(
         tmp_path,
         [
-            "experiment=demo", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=60",
-            "data.val_max_images=60", "data.test_max_images=300", "data.image_size=192",
+            "experiment=demo",
+            "logger=none",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=60",
+            "data.val_max_images=60",
+            "data.test_max_images=300",
+            "data.image_size=192",
         ],
     )
     run_task(cfg)

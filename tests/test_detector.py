@@ -9,14 +9,14 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-from helpers.hydra_compose import compose_config
 from omegaconf import OmegaConf
 
+from helpers.hydra_compose import compose_config
 from mtfcdd.evaluate import evaluate
 from mtfcdd.export import export
-from mtfcdd.predict import predict
 from mtfcdd.inference.engines import FastTorchEngine, OnnxRuntimeEngine
 from mtfcdd.model.checkpoint import CheckpointError, load_pipeline, read_checkpoint
+from mtfcdd.predict import predict
 from mtfcdd.report.__main__ import build_report
 from mtfcdd.train import run_task
 
@@ -25,9 +25,19 @@ from mtfcdd.train import run_task
 def patchcore_run(tmp_path_factory, tiny_realiad) -> Path:
     """A PatchCore run on the tiny set with the same debug settings (image size, test subset) as ``trained_run``."""
     tmp = tmp_path_factory.mktemp("patchcore")
-    cfg = compose_config(tmp, ["model=patchcore", "data=synthetic", f"data.root={tiny_realiad}",
-                               "data.synthetic.preset=tiny", "debug=limit", "logger=none", "data.num_workers=0",
-                               "trainer.limit_train_batches=null"])
+    cfg = compose_config(
+        tmp,
+        [
+            "model=patchcore",
+            "data=synthetic",
+            f"data.root={tiny_realiad}",
+            "data.synthetic.preset=tiny",
+            "debug=limit",
+            "logger=none",
+            "data.num_workers=0",
+            "trainer.limit_train_batches=null",
+        ],
+    )
     run_task(cfg)
     return Path(cfg.paths.output_dir)
 
@@ -75,8 +85,9 @@ def test_a_detector_must_be_one_channel(checkpoints):
 
 def test_evaluate_reports_the_combination_with_both_sources_metrics(tmp_path, checkpoints, patchcore_run):
     types_ckpt, detector_ckpt = checkpoints
-    cfg = compose_config(tmp_path, [f"ckpt_path={types_ckpt}", f"detector_ckpt={detector_ckpt}", "trainer=cpu"],
-                         config_name="evaluate")
+    cfg = compose_config(
+        tmp_path, [f"ckpt_path={types_ckpt}", f"detector_ckpt={detector_ckpt}", "trainer=cpu"], config_name="evaluate"
+    )
     results = evaluate(cfg)
     written = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
     assert written["model"] == results["model"] == "mtfcdd+patchcore"
@@ -93,9 +104,11 @@ def test_evaluate_reports_the_combination_with_both_sources_metrics(tmp_path, ch
     assert written["type_classification"] == types["type_classification"]
     # one report over the three runs: the combination is its own row, with PatchCore's "whether" and a type accuracy
     sweep = tmp_path / "sweep"
-    for name, run, config in (("0_mtfcdd", types_ckpt.parents[1], read_checkpoint(types_ckpt)[1]),
-                              ("1_patchcore", patchcore_run, read_checkpoint(detector_ckpt)[1]),
-                              ("2_combined", Path(cfg.paths.output_dir), cfg)):
+    for name, run, config in (
+        ("0_mtfcdd", types_ckpt.parents[1], read_checkpoint(types_ckpt)[1]),
+        ("1_patchcore", patchcore_run, read_checkpoint(detector_ckpt)[1]),
+        ("2_combined", Path(cfg.paths.output_dir), cfg),
+    ):
         (sweep / name / ".hydra").mkdir(parents=True)  # what Hydra saves for a command-line run
         OmegaConf.save(config, sweep / name / ".hydra" / "config.yaml")
         shutil.copy(run / "results.json", sweep / name / "results.json")
@@ -111,8 +124,11 @@ def test_evaluate_reports_the_combination_with_both_sources_metrics(tmp_path, ch
 def test_export_writes_the_combination_with_its_metadata(tmp_path, checkpoints):
     types_ckpt, detector_ckpt = checkpoints
     output = tmp_path / "combined.onnx"
-    cfg = compose_config(tmp_path, [f"ckpt_path={types_ckpt}", f"detector_ckpt={detector_ckpt}", f"output={output}"],
-                         config_name="export")
+    cfg = compose_config(
+        tmp_path,
+        [f"ckpt_path={types_ckpt}", f"detector_ckpt={detector_ckpt}", f"output={output}"],
+        config_name="export",
+    )
     export(cfg)  # its parity check against the PyTorch pipeline passed, or nothing would be written
     meta = {p.key: p.value for p in onnx.load(str(output)).metadata_props}
     assert meta["model"] == "MultiTypeFCDD + PatchCore" and json.loads(meta["detector"])["model"] == "PatchCore"
@@ -130,8 +146,11 @@ def test_predict_answers_whether_with_the_detector_and_which_with_the_types(tmp_
         shutil.copy(image, folder / image.name)
 
     def rows(name: str, *overrides: str) -> list[dict]:
-        cfg = compose_config(tmp_path / name, [f"input={folder}", "num_workers=0", "trainer=cpu", "save_overlays=false",
-                                               *overrides], config_name="predict")
+        cfg = compose_config(
+            tmp_path / name,
+            [f"input={folder}", "num_workers=0", "trainer=cpu", "save_overlays=false", *overrides],
+            config_name="predict",
+        )
         predict(cfg)
         lines = (Path(cfg.paths.output_dir) / "predictions.jsonl").read_text().splitlines()
         return sorted((json.loads(line) for line in lines), key=lambda row: row["path"])

@@ -31,10 +31,19 @@ def test_checkpoint_loads_with_weights_only(trained_checkpoint):
 @pytest.mark.parametrize("protocol", ["paper", "typed"])
 def test_evaluate_writes_results_and_heatmaps(tmp_path, trained_checkpoint, protocol):
     proc = subprocess.run(
-        [sys.executable, "-m", "mtfcdd.evaluate", f"ckpt_path={trained_checkpoint}", "trainer=cpu",
-         f"model.evaluation.protocol={protocol}", "alpha=0.1",
-         f"paths.log_dir={tmp_path}/logs"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mtfcdd.evaluate",
+            f"ckpt_path={trained_checkpoint}",
+            "trainer=cpu",
+            f"model.evaluation.protocol={protocol}",
+            "alpha=0.1",
+            f"paths.log_dir={tmp_path}/logs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = list((tmp_path / "logs").glob("evaluate/*/runs/*"))
@@ -55,14 +64,15 @@ def test_evaluate_rejects_a_missing_checkpoint(tmp_path):
         load_pipeline(tmp_path / "nope.ckpt")
     proc = subprocess.run(
         [sys.executable, "-m", "mtfcdd.evaluate", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"paths.log_dir={tmp_path}/l"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2 and "nope.ckpt" in proc.stderr
 
 
 def test_evaluate_keeps_the_checkpoints_image_score_and_may_change_the_type_rule(tmp_path, trained_checkpoint):
     from helpers.hydra_compose import compose_config
-
     from mtfcdd.core.config import ConfigError
     from mtfcdd.evaluate import evaluation_config
 
@@ -70,7 +80,8 @@ def test_evaluate_keeps_the_checkpoints_image_score_and_may_change_the_type_rule
     assert pipeline.type_rule == "calibrated" and trained.model.evaluation.image_score == "max"
     cfg = compose_config(tmp_path, [f"ckpt_path={trained_checkpoint}"], config_name="evaluate")
     assert evaluation_config(cfg, trained).model.evaluation.image_score == "max"  # null: the checkpoint's
-    cfg = compose_config(tmp_path, [f"ckpt_path={trained_checkpoint}", "model.evaluation.image_score=mean"],
-                         config_name="evaluate")
+    cfg = compose_config(
+        tmp_path, [f"ckpt_path={trained_checkpoint}", "model.evaluation.image_score=mean"], config_name="evaluate"
+    )
     with pytest.raises(ConfigError, match="calibrated on image_score='max'"):
         evaluation_config(cfg, trained)

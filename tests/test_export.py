@@ -13,9 +13,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from helpers.hydra_compose import compose_config
 from omegaconf import OmegaConf
 
+from helpers.hydra_compose import compose_config
 from mtfcdd.export import ExportError, build_onnx, export
 from mtfcdd.inference.onnx_pipeline import OUTPUT_NAMES
 from mtfcdd.model.base import CONFIG_KEY
@@ -56,7 +56,9 @@ def make_checkpoint(tmp_path: Path, overrides: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("export")
-    return make_checkpoint(tmp, ["model/backbone=efficientnet_lite0", "model.backbone.pretrained=false", "model.head_width=8"])
+    return make_checkpoint(
+        tmp, ["model/backbone=efficientnet_lite0", "model.backbone.pretrained=false", "model.head_width=8"]
+    )
 
 
 def export_config(tmp_path: Path, checkpoint: Path, *overrides: str):
@@ -135,9 +137,18 @@ def test_int8_export_of_the_paper_backbone(tmp_path):
 def test_export_command_line(tmp_path, checkpoint):
     output = tmp_path / "cli.onnx"
     proc = subprocess.run(
-        [sys.executable, "-m", "mtfcdd.export", f"ckpt_path={checkpoint}", f"output={output}",
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=300, cwd=PROJECT,
+        [
+            sys.executable,
+            "-m",
+            "mtfcdd.export",
+            f"ckpt_path={checkpoint}",
+            f"output={output}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT,
         env={**os.environ, "PYTHONPATH": str(PROJECT)},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -39,8 +39,14 @@ def test_bare_maps_give_the_pipelines_any_defect_view_at_scale_one(image_score):
     scores = image_scores(maps, image_score)
     bare, given = (MultiTypeEvaluator(TYPES, image_score=image_score) for _ in range(2))
     bare.update(maps, masks, types)
-    given.update(maps, masks, types, scores=scores, anomaly_map=any_defect_map(maps, ones),
-                 anomaly_score=any_defect_scores(scores, ones))
+    given.update(
+        maps,
+        masks,
+        types,
+        scores=scores,
+        anomaly_map=any_defect_map(maps, ones),
+        anomaly_score=any_defect_scores(scores, ones),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         ours, theirs = bare.compute(), given.compute()

@@ -10,11 +10,10 @@ import sys
 
 import pytest
 import torch
-from helpers.hydra_compose import compose_config
 from torch import nn
 
+from helpers.hydra_compose import compose_config
 from mtfcdd.benchmark import benchmark, format_benchmark_table
-from mtfcdd.measure.timing import saved_weights_mb, time_interleaved
 from mtfcdd.inference import (
     ENGINES,
     FastTorchEngine,
@@ -25,11 +24,12 @@ from mtfcdd.inference import (
     median_thresholds,
     output_deviation,
 )
-from mtfcdd.measure.subject import recalibrate_batchnorm
 from mtfcdd.inference.calibration import int8_calibration_images
-from mtfcdd.inference.folding import FoldingError
 from mtfcdd.inference.cpu import physical_cores
 from mtfcdd.inference.engines import CALIBRATED_ENGINES, inference_config
+from mtfcdd.inference.folding import FoldingError
+from mtfcdd.measure.subject import recalibrate_batchnorm
+from mtfcdd.measure.timing import saved_weights_mb, time_interleaved
 from mtfcdd.model.components.backbones import FrozenBackbone
 from mtfcdd.model.multitype_fcdd.network import MultiTypeFCDD
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
@@ -162,10 +162,9 @@ def raw_paper_pipeline() -> InferencePipeline:
 @pytest.fixture(scope="module")
 def paper_images() -> torch.Tensor:
     """Raw calibration images (first 8) and deviation images (last 8, other samples)."""
-    return torch.cat([
-        load_images(8, PAPER_SIZE, source="synthetic"),
-        load_images(8, PAPER_SIZE, source="synthetic", offset=10_000),
-    ])
+    return torch.cat(
+        [load_images(8, PAPER_SIZE, source="synthetic"), load_images(8, PAPER_SIZE, source="synthetic", offset=10_000)]
+    )
 
 
 def test_recalibrated_batchnorm_makes_scores_depend_on_the_image(raw_paper_pipeline, paper_images):
@@ -218,9 +217,7 @@ def test_unknown_engine_and_bad_settings_are_named(tiny_pipeline):
         build_engine(tiny_pipeline, {"engine": "onnx_fp32", "upsample": "numpy"})
 
 
-@pytest.mark.parametrize(
-    "engine", [pytest.param(e, marks=pytest.mark.slow) if e == "compiled" else e for e in ENGINES]
-)
+@pytest.mark.parametrize("engine", [pytest.param(e, marks=pytest.mark.slow) if e == "compiled" else e for e in ENGINES])
 def test_inference_group_configs_build_their_engine(tiny_pipeline, images, engine):
     cfg = inference_config(engine)
     assert cfg.engine == engine
@@ -250,8 +247,11 @@ def test_float_head_leaves_the_head_unquantised(tiny_pipeline, images):
     import onnx
 
     built = {
-        float_head: build_engine(tiny_pipeline, {"engine": "onnx_int8", "calibration_images": 2,
-                                                 "float_head": float_head}, calibration=[images[:2]])
+        float_head: build_engine(
+            tiny_pipeline,
+            {"engine": "onnx_int8", "calibration_images": 2, "float_head": float_head},
+            calibration=[images[:2]],
+        )
         for float_head in (False, True)
     }
 
@@ -285,13 +285,16 @@ _HASWELL = {"avx2": True, "fma3": True, "avx512_f": False, "avx512_bw": False, "
 _ICELAKE = {**_HASWELL, "avx512_f": True, "avx512_bw": True, "avx512_vnni": True, "avx512_bf16": False}
 
 
-@pytest.mark.parametrize(("capabilities", "tier", "vnni", "bf16"), [
-    (_HASWELL, "avx2", False, False),
-    ({**_HASWELL, "avx_vnni": True}, "avx2", True, False),
-    ({**_ICELAKE, "avx512_vnni": False}, "avx512", False, False),
-    (_ICELAKE, "avx512_vnni", True, False),
-    ({**_ICELAKE, "avx512_bf16": True}, "avx512_vnni", True, True),
-])
+@pytest.mark.parametrize(
+    ("capabilities", "tier", "vnni", "bf16"),
+    [
+        (_HASWELL, "avx2", False, False),
+        ({**_HASWELL, "avx_vnni": True}, "avx2", True, False),
+        ({**_ICELAKE, "avx512_vnni": False}, "avx512", False, False),
+        (_ICELAKE, "avx512_vnni", True, False),
+        ({**_ICELAKE, "avx512_bf16": True}, "avx512_vnni", True, True),
+    ],
+)
 def test_instruction_sets_come_from_cpuid_not_proc_cpuinfo(monkeypatch, capabilities, tier, vnni, bf16):
     # under an emulator (qemu-x86_64 -cpu Haswell) /proc/cpuinfo still lists the host's AVX-512 flags
     import mtfcdd.inference.cpu as cpu
@@ -317,8 +320,17 @@ def _outputs(heatmaps: torch.Tensor, thresholds: torch.Tensor) -> PipelineOutput
     scores = heatmaps.flatten(2).amax(2)
     decisions = scores >= thresholds
     anomaly_score = scores.amax(1)
-    return PipelineOutput(heatmaps, heatmaps, heatmaps, scores, decisions, heatmaps.amax(1), anomaly_score,
-                          decisions.any(1), scores.argmax(1))
+    return PipelineOutput(
+        heatmaps,
+        heatmaps,
+        heatmaps,
+        scores,
+        decisions,
+        heatmaps.amax(1),
+        anomaly_score,
+        decisions.any(1),
+        scores.argmax(1),
+    )
 
 
 def test_deviation_and_thresholds():
@@ -395,9 +407,17 @@ def test_benchmark_reports_every_engine_against_eager(tmp_path):
     cfg = compose_config(
         tmp_path,
         [
-            "model/backbone=efficientnet_lite0", "model.backbone.pretrained=false", "model.head_width=8",
-            "data.image_size=64", "batch_sizes=[1,2]", "rounds=1", "warmup=0", "deviation_images=4",
-            "calibration_images=4", "int8_images.source=skimage", "gpu=false",
+            "model/backbone=efficientnet_lite0",
+            "model.backbone.pretrained=false",
+            "model.head_width=8",
+            "data.image_size=64",
+            "batch_sizes=[1,2]",
+            "rounds=1",
+            "warmup=0",
+            "deviation_images=4",
+            "calibration_images=4",
+            "int8_images.source=skimage",
+            "gpu=false",
         ],
         config_name="benchmark",
     )
@@ -433,10 +453,19 @@ def test_benchmark_on_a_checkpoint_reports_test_metric_changes(tmp_path, trained
     checkpoint = trained_run("max") / "checkpoints" / "last.ckpt"
     cfg = compose_config(
         tmp_path,
-        [f"ckpt_path={checkpoint}", "run=[eager,fast,onnx_int8,int8_6,int8_7bit]", "batch_sizes=[1,2]",
-         "rounds=1", "warmup=0", "deviation_images=4", "engines.onnx_int8.calibration_images=4",
-         "+engines.int8_6={engine: onnx_int8, calibration_images: 6}",
-         "+engines.int8_7bit={engine: onnx_int8, reduce_range: true}", "gpu=false", "test.max_images=24"],
+        [
+            f"ckpt_path={checkpoint}",
+            "run=[eager,fast,onnx_int8,int8_6,int8_7bit]",
+            "batch_sizes=[1,2]",
+            "rounds=1",
+            "warmup=0",
+            "deviation_images=4",
+            "engines.onnx_int8.calibration_images=4",
+            "+engines.int8_6={engine: onnx_int8, calibration_images: 6}",
+            "+engines.int8_7bit={engine: onnx_int8, reduce_range: true}",
+            "gpu=false",
+            "test.max_images=24",
+        ],
         config_name="benchmark",
     )
     results = benchmark(cfg)

@@ -33,8 +33,11 @@ def imported(path: Path) -> set[str]:
     """The first name after ``mtfcdd.`` of every mtfcdd import in ``path``."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
-            [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+        modules = (
+            [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else ([alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+        )
         names.update(m.split(".")[1] for m in modules if m.startswith("mtfcdd."))
         if isinstance(node, ast.ImportFrom) and node.module == "mtfcdd":  # from mtfcdd import errors
             names.update(alias.name for alias in node.names)
@@ -71,6 +74,7 @@ def test_the_layers_have_no_cycle():
 
 def test_the_checker_sees_function_level_imports(tmp_path):
     source = tmp_path / "m.py"
-    source.write_text("import os\nfrom mtfcdd.data import x\nfrom mtfcdd import run\n\ndef f():\n"
-                      "    from mtfcdd.train import main\n")
+    source.write_text(
+        "import os\nfrom mtfcdd.data import x\nfrom mtfcdd import run\n\ndef f():\n    from mtfcdd.train import main\n"
+    )
     assert imported(source) == {"data", "run", "train"}

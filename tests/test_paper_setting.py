@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from helpers.hydra_compose import compose_config
 
+from helpers.hydra_compose import compose_config
 from mtfcdd.core.config import ConfigError
-from mtfcdd.run.checks import validate
 from mtfcdd.metrics.paper_results import PAPER_MEANS, paper_means, paper_setting_mismatches
 from mtfcdd.run.build import build_callbacks
+from mtfcdd.run.checks import validate
 
 
 def test_paper_experiment_holds_the_papers_settings(tmp_path):
@@ -16,10 +16,19 @@ def test_paper_experiment_holds_the_papers_settings(tmp_path):
     validate(cfg)
     assert cfg.data._target_ == "mtfcdd.data.datamodule.RealIADDataModule"
     assert (cfg.data.json_set, cfg.data.resolution, cfg.data.image_size, cfg.data.batch_size) == (
-        "fuiad", "realiad_256", 299, 32,
+        "fuiad",
+        "realiad_256",
+        299,
+        32,
     )
     assert cfg.data.val_fraction == 0 and cfg.data.balance == "types" and cfg.test_ckpt == "last"
-    assert dict(cfg.data.augment) == {"p": 0.5, "rotate_deg": 15, "translate_px": 20, "brightness": 0.2, "contrast": 0.2}
+    assert dict(cfg.data.augment) == {
+        "p": 0.5,
+        "rotate_deg": 15,
+        "translate_px": 20,
+        "brightness": 0.2,
+        "contrast": 0.2,
+    }
     assert cfg.model.backbone.name == "inception_resnet_v2" and cfg.model.head_width == 512
     assert cfg.model.optimizer._target_ == "torch.optim.Adam" and cfg.model.optimizer.lr == 1e-4
     assert cfg.model.evaluation.protocol == "paper" and cfg.model.evaluation.image_score == "max"

@@ -8,18 +8,25 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.hydra_compose import compose_config
 
+from helpers.hydra_compose import compose_config
 from mtfcdd.core.config import ConfigError
-from mtfcdd.model.components.backbones import FrozenBackbone
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
+from mtfcdd.model.components.backbones import FrozenBackbone
 from mtfcdd.model.patchcore.coreset import PatchReservoir, coreset_size, greedy_coreset
 from mtfcdd.model.patchcore.network import PatchCoreNet
 from mtfcdd.train import run_task
 
-TINY = ["model=patchcore", "data=synthetic", "data.synthetic.preset=tiny", "debug=default", "logger=csv",
-        "data.num_workers=0", "trainer.limit_train_batches=null"]
+TINY = [
+    "model=patchcore",
+    "data=synthetic",
+    "data.synthetic.preset=tiny",
+    "debug=default",
+    "logger=csv",
+    "data.num_workers=0",
+    "trainer.limit_train_batches=null",
+]
 
 
 def naive_greedy(points: torch.Tensor, k: int, start: int) -> list[int]:
@@ -110,7 +117,9 @@ def test_patchcore_needs_mode_single_and_rejects_unknown_model_keys(tmp_path):
     cfg = compose_config(tmp_path, ["model=patchcore", "model/backbone=efficientnet_lite0", "mode=multi"])
     with pytest.raises(ConfigError, match="mode=single"):
         build_module(cfg)
-    cfg = compose_config(tmp_path, ["model=patchcore", "model/backbone=efficientnet_lite0", "+model.coreset_ration=0.1"])
+    cfg = compose_config(
+        tmp_path, ["model=patchcore", "model/backbone=efficientnet_lite0", "+model.coreset_ration=0.1"]
+    )
     with pytest.raises(ConfigError, match="model.coreset_ration"):
         build_module(cfg)
     cfg = compose_config(tmp_path, ["model/backbone=efficientnet_lite0", "model.name=patchcor"])
@@ -127,7 +136,9 @@ def test_bank_sizes_follow_the_bank_kind_the_ratio_and_the_patch_cap(bank):
     from mtfcdd.model.pipeline import InferencePipeline
 
     pipeline = InferencePipeline(small_net(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-    module = PatchCoreModule(pipeline, coreset_ratio=0.015, bank=bank, max_patches_per_category=100, channels_last=False)
+    module = PatchCoreModule(
+        pipeline, coreset_ratio=0.015, bank=bank, max_patches_per_category=100, channels_last=False
+    )
     images = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(2))  # 64 patches per image
     module.training_step({"image": images, "label": torch.zeros(5, 1), "category": ["a", "a", "b", "b", "b"]}, 0)
     module.fit_memory_bank()

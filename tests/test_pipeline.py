@@ -13,8 +13,8 @@ from conftest import TRAINED_MEAN, TRAINED_STD
 from mtfcdd.export import build_onnx
 from mtfcdd.inference.onnx_pipeline import OUTPUT_NAMES, run_session
 from mtfcdd.inference.onnx_runtime import make_session
-from mtfcdd.model.components.backbones import FrozenBackbone
 from mtfcdd.model.checkpoint import load_pipeline
+from mtfcdd.model.components.backbones import FrozenBackbone
 from mtfcdd.model.multitype_fcdd.network import MultiTypeFCDD
 from mtfcdd.model.pipeline import InferencePipeline
 from mtfcdd.run.build import build_datamodule
@@ -23,8 +23,9 @@ from mtfcdd.run.build import build_datamodule
 def _tiny_pipeline(image_score: str = "max", type_rule: str = "calibrated") -> InferencePipeline:
     torch.manual_seed(0)
     backbone = FrozenBackbone("tf_efficientnet_lite0", out_index=2, pretrained=False)
-    return InferencePipeline(MultiTypeFCDD(backbone, num_types=3, head_width=8), TRAINED_MEAN, TRAINED_STD,
-                             image_score, type_rule).eval()
+    return InferencePipeline(
+        MultiTypeFCDD(backbone, num_types=3, head_width=8), TRAINED_MEAN, TRAINED_STD, image_score, type_rule
+    ).eval()
 
 
 def test_uint8_and_unit_range_inputs_give_the_same_outputs():
@@ -34,7 +35,9 @@ def test_uint8_and_unit_range_inputs_give_the_same_outputs():
         a, b = pipeline(raw), pipeline(raw.float() / 255)
     for name, x, y in zip(OUTPUT_NAMES, a, b):
         assert torch.equal(x, y), name
-    expected = (raw.float() / 255 - torch.tensor(TRAINED_MEAN).view(1, 3, 1, 1)) / torch.tensor(TRAINED_STD).view(1, 3, 1, 1)
+    expected = (raw.float() / 255 - torch.tensor(TRAINED_MEAN).view(1, 3, 1, 1)) / torch.tensor(TRAINED_STD).view(
+        1, 3, 1, 1
+    )
     assert torch.allclose(pipeline.normalise(raw), expected)
 
 
@@ -97,8 +100,10 @@ def test_validation_calibrates_each_type_from_its_own_channel(trained_run):
     pipeline, cfg = load_pipeline(trained_run("max") / "checkpoints" / "last.ckpt")
     val = build_datamodule(cfg).val_dataset
     with torch.no_grad():
-        outputs = [pipeline(torch.stack([val[i]["image"] for i in range(start, min(start + 8, len(val)))]))
-                   for start in range(0, len(val), 8)]
+        outputs = [
+            pipeline(torch.stack([val[i]["image"] for i in range(start, min(start + 8, len(val)))]))
+            for start in range(0, len(val), 8)
+        ]
     heatmaps = torch.cat([o.heatmaps for o in outputs])
     scores = torch.cat([o.scores for o in outputs]).double().numpy()
     types = np.array([r.type_index for r in val.records])

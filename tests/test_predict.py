@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers.hydra_compose import compose_config
 
-from mtfcdd.data.images import ImageFileDataset
+from helpers.hydra_compose import compose_config
 from mtfcdd.core.errors import UserError
+from mtfcdd.data.images import ImageFileDataset
 from mtfcdd.evaluate import evaluate
 from mtfcdd.export import build_onnx
 from mtfcdd.inference.onnx_pipeline import run_session
@@ -37,8 +37,11 @@ def _best(run: Path) -> Path:
 
 
 def _predict(tmp_path: Path, ckpt: Path, source: str, *extra: str) -> tuple[dict, Path]:
-    cfg = compose_config(tmp_path, [f"ckpt_path={ckpt}", f"input={source}", "num_workers=0", "trainer=cpu", *extra],
-                         config_name="predict")
+    cfg = compose_config(
+        tmp_path,
+        [f"ckpt_path={ckpt}", f"input={source}", "num_workers=0", "trainer=cpu", *extra],
+        config_name="predict",
+    )
     return predict(cfg), Path(cfg.paths.output_dir)
 
 
@@ -64,15 +67,34 @@ def test_predict_reads_every_format_and_lists_what_it_cannot(tmp_path, trained_r
     ckpt = _best(trained_run("max"))
     summary, run = _predict(tmp_path, ckpt, str(mixed_images))
     pipeline, cfg = load_pipeline(ckpt)
-    names = [column_name(n) for n in ["pit", "deformation", "abrasion", "scratch", "damage", "missing parts",
-                                      "foreign objects", "contamination"]]
+    names = [
+        column_name(n)
+        for n in [
+            "pit",
+            "deformation",
+            "abrasion",
+            "scratch",
+            "damage",
+            "missing parts",
+            "foreign objects",
+            "contamination",
+        ]
+    ]
     rows = _rows(run / "predictions.csv")
-    assert list(rows[0]) == ["path", *(f"score_{n}" for n in names), *(f"decision_{n}" for n in names),
-                             "anomaly_score", "anomalous", "predicted_type"]
+    assert list(rows[0]) == [
+        "path",
+        *(f"score_{n}" for n in names),
+        *(f"decision_{n}" for n in names),
+        "anomaly_score",
+        "anomalous",
+        "predicted_type",
+    ]
     assert sorted(Path(r["path"]).name for r in rows) == sorted(
-        ["rgb.png", "gray.jpg", "rgba.png", "deep16.tif", "gray16.png", "big.bmp", "part.png"])
+        ["rgb.png", "gray.jpg", "rgba.png", "deep16.tif", "gray16.png", "big.bmp", "part.png"]
+    )
     assert [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()] == [
-        {k: (v if k in ("path", "predicted_type") else json.loads(v)) for k, v in r.items()} for r in rows]
+        {k: (v if k in ("path", "predicted_type") else json.loads(v)) for k, v in r.items()} for r in rows
+    ]
     (error,) = _rows(run / "errors.csv")
     assert error["path"].endswith("broken.png") and "cannot decode" in error["error"]
     assert summary["images"] == 7 and summary["errors"] == 1
@@ -102,9 +124,17 @@ def test_predict_refuses_an_input_without_images(tmp_path, trained_run):
     with pytest.raises(UserError, match="empty.*matches no image file"):
         _predict(tmp_path, _best(trained_run("max")), str(tmp_path / "empty"))
     proc = subprocess.run(
-        [sys.executable, "-m", "mtfcdd.predict", f"ckpt_path={_best(trained_run('max'))}",
-         f"input={tmp_path}/nothing-*.png", f"paths.log_dir={tmp_path}/logs"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mtfcdd.predict",
+            f"ckpt_path={_best(trained_run('max'))}",
+            f"input={tmp_path}/nothing-*.png",
+            f"paths.log_dir={tmp_path}/logs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2 and "nothing-*.png" in proc.stderr
 
@@ -158,8 +188,9 @@ def test_predict_scores_equal_evaluate_scores(tmp_path, trained_run, evaluated):
     score_columns = [c for c in evaluated_rows[0] if c.startswith("score_")]
     for row in evaluated_rows:
         ours = predicted[row["path"]]
-        np.testing.assert_allclose([float(ours[c]) for c in score_columns], [float(row[c]) for c in score_columns],
-                                   rtol=1e-5)
+        np.testing.assert_allclose(
+            [float(ours[c]) for c in score_columns], [float(row[c]) for c in score_columns], rtol=1e-5
+        )
         assert ours["predicted_type"] == row["predicted_type"] and ours["anomalous"] == row["anomalous"]
 
 
@@ -183,8 +214,14 @@ def test_onnx_export_and_engine_equal_predict(tmp_path, trained_run, image_score
 
 @pytest.mark.parametrize("engine", ["onnx_int8", "openvino_int8"])
 def test_predict_with_an_int8_engine_calibrates_on_the_input(tmp_path, trained_run, mixed_images, engine, capsys):
-    summary, run = _predict(tmp_path, _best(trained_run("max")), str(mixed_images), "save_overlays=false",
-                            f"inference={engine}", "inference.calibration_images=4")
+    summary, run = _predict(
+        tmp_path,
+        _best(trained_run("max")),
+        str(mixed_images),
+        "save_overlays=false",
+        f"inference={engine}",
+        "inference.calibration_images=4",
+    )
     assert summary["images"] == 7 and len(_rows(run / "predictions.csv")) == 7
     printed = capsys.readouterr().out
     assert f"'engine': '{engine}'" in printed and "'calibration_images': 4" in printed

@@ -15,27 +15,31 @@ import numpy as np
 import pytest
 
 from mtfcdd.core.config import ConfigError
-from mtfcdd.data.realiad import (
-    NORMAL_CLASS_INDEX,
-    RealIADFormatError,
-    Record,
-    load_split,
-    load_splits,
-    missing_files,
-)
 from mtfcdd.core.defect_types import DEFECT_CODES, DEFECT_NAMES
+from mtfcdd.data.realiad import NORMAL_CLASS_INDEX, RealIADFormatError, Record, load_split, load_splits, missing_files
 
 VIEWS = ("C1", "C2")
 # category -> split -> list of (folder kind, sample number, per-view anomaly class ("OK" or the sample's code))
 LAYOUT: dict[str, dict[str, list[tuple[str, int, tuple[str, ...]]]]] = {
     "audiojack": {
-        "train": [("OK", 1, ("OK", "OK")), ("OK", 2, ("OK", "OK")), ("OK", 3, ("OK", "OK")),
-                  ("HS", 1, ("HS", "HS")), ("HS", 2, ("HS", "OK")), ("AK", 4, ("AK", "AK"))],
+        "train": [
+            ("OK", 1, ("OK", "OK")),
+            ("OK", 2, ("OK", "OK")),
+            ("OK", 3, ("OK", "OK")),
+            ("HS", 1, ("HS", "HS")),
+            ("HS", 2, ("HS", "OK")),
+            ("AK", 4, ("AK", "AK")),
+        ],
         "test": [("OK", 5, ("OK", "OK")), ("HS", 7, ("HS", "OK")), ("BX", 1, ("BX", "BX"))],
     },
     "pcb": {
-        "train": [("OK", 1, ("OK", "OK")), ("OK", 2, ("OK", "OK")), ("AK", 1, ("AK", "AK")),
-                  ("AK", 2, ("AK", "AK")), ("ZW", 3, ("ZW", "ZW"))],
+        "train": [
+            ("OK", 1, ("OK", "OK")),
+            ("OK", 2, ("OK", "OK")),
+            ("AK", 1, ("AK", "AK")),
+            ("AK", 2, ("AK", "AK")),
+            ("ZW", 3, ("ZW", "ZW")),
+        ],
         "test": [("OK", 3, ("OK", "OK")), ("ZW", 4, ("OK", "ZW"))],
     },
     "toy_brick": {
@@ -97,7 +101,12 @@ def write_realiad(
                         mask[size // 4 : size // 2, size // 4 : size // 2] = 255
                         cv2.imwrite(str(root / resolution / category / mask_path), mask)
                     data[split].append(
-                        {"category": category, "anomaly_class": label, "image_path": f"{stem}.jpg", "mask_path": mask_path}
+                        {
+                            "category": category,
+                            "anomaly_class": label,
+                            "image_path": f"{stem}.jpg",
+                            "mask_path": mask_path,
+                        }
                     )
         (json_dir / f"{category}.json").write_text(json.dumps(data))
     return root
@@ -158,7 +167,14 @@ def test_flat_fuiad_index_labels_views_samples_and_logs_layout(tree, caplog):
 def test_defect_names_follow_the_fixed_code_order():
     assert DEFECT_CODES == ("AK", "BX", "CH", "HS", "PS", "QS", "YW", "ZW")
     assert [DEFECT_NAMES[c] for c in DEFECT_CODES] == [
-        "pit", "deformation", "abrasion", "scratch", "damage", "missing_parts", "foreign_objects", "contamination"
+        "pit",
+        "deformation",
+        "abrasion",
+        "scratch",
+        "damage",
+        "missing_parts",
+        "foreign_objects",
+        "contamination",
     ]
 
 

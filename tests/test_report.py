@@ -12,17 +12,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.hydra_compose import compose_config
 from omegaconf import OmegaConf
 from test_metrics_tables import results_for
-from helpers.wandb_offline import run_info
 
-from mtfcdd.sampling.balance import AUTO_BALANCE
+from helpers.hydra_compose import compose_config
+from helpers.wandb_offline import run_info
 from mtfcdd.metrics.evaluator import METRICS
 from mtfcdd.metrics.tables import write_result_files
 from mtfcdd.report.__main__ import build_report, main
 from mtfcdd.report.jobs import ReportError
 from mtfcdd.run.status import write_status
+from mtfcdd.sampling.balance import AUTO_BALANCE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -133,17 +133,34 @@ def test_report_of_a_real_four_job_sweep_with_a_wandb_summary_run(tmp_path, tiny
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [
-            sys.executable, "-m", "mtfcdd.train", "-m", "alpha=0.1,0.2", "mode=single,multi",
-            "data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=limit",
-            "data.num_workers=0", "logger=wandb", f"paths.log_dir={tmp_path}/logs", f"hydra.sweep.dir={sweep}",
+            sys.executable,
+            "-m",
+            "mtfcdd.train",
+            "-m",
+            "alpha=0.1,0.2",
+            "mode=single,multi",
+            "data=synthetic",
+            f"data.root={tiny_realiad}",
+            "data.synthetic.preset=tiny",
+            "debug=limit",
+            "data.num_workers=0",
+            "logger=wandb",
+            f"paths.log_dir={tmp_path}/logs",
+            f"hydra.sweep.dir={sweep}",
         ],
-        capture_output=True, text=True, timeout=1200, env={**os.environ, "WANDB_SILENT": "true"},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "WANDB_SILENT": "true"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
     assert len(jobs) == 4
     proc = subprocess.run(
-        [sys.executable, "-m", "mtfcdd.report", str(sweep)], capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "mtfcdd.report", str(sweep)],
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "WANDB_SILENT": "true"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -156,8 +173,11 @@ def test_report_of_a_real_four_job_sweep_with_a_wandb_summary_run(tmp_path, tiny
     job_groups = {run_info(next(job.glob("wandb/offline-run-*"))).run_group for job in jobs}
     assert job_groups == {f"default_{sweep.name}"}  # one group for the sweep's jobs
     assert (info.run_group, info.job_type, info.project) == (f"default_{sweep.name}", "report", "mtfcdd")
-    table_files = [p for p in runs[0].glob("files/media/table/report/jobs_*.table.json")
-                   if re.fullmatch(r"jobs_\d+_[0-9a-f]+\.table\.json", p.name)]
+    table_files = [
+        p
+        for p in runs[0].glob("files/media/table/report/jobs_*.table.json")
+        if re.fullmatch(r"jobs_\d+_[0-9a-f]+\.table\.json", p.name)
+    ]
     assert len(table_files) == 1
     table = json.loads(table_files[0].read_text())
     assert len(table["data"]) == 4 and "i_auroc" in table["columns"]

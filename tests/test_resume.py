@@ -24,10 +24,21 @@ EPOCHS = 2
 
 def train_command(root: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "mtfcdd.train", "debug=default", "data=synthetic", f"data.root={root}",
-        "data.synthetic.preset=tiny", "logger=csv", "test=false", f"trainer.max_epochs={EPOCHS}",
-        f"trainer.limit_train_batches={STEPS_PER_EPOCH}", "trainer.enable_progress_bar=false",
-        f"paths.log_dir={run_dir.parent}/logs", f"hydra.run.dir={run_dir}", *extra,
+        sys.executable,
+        "-m",
+        "mtfcdd.train",
+        "debug=default",
+        "data=synthetic",
+        f"data.root={root}",
+        "data.synthetic.preset=tiny",
+        "logger=csv",
+        "test=false",
+        f"trainer.max_epochs={EPOCHS}",
+        f"trainer.limit_train_batches={STEPS_PER_EPOCH}",
+        "trainer.enable_progress_bar=false",
+        f"paths.log_dir={run_dir.parent}/logs",
+        f"hydra.run.dir={run_dir}",
+        *extra,
     ]
 
 
@@ -92,7 +103,7 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(
         assert returncode == -signal.SIGKILL, stderr[-3000:]
     step = global_step(checkpoint)
     if where == "mid-epoch":
-        assert 0 < step % STEPS_PER_EPOCH, step
+        assert step % STEPS_PER_EPOCH > 0, step
     else:
         assert step == STEPS_PER_EPOCH
     assert step < EPOCHS * STEPS_PER_EPOCH
@@ -112,7 +123,9 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(
 def test_resume_without_a_checkpoint_names_the_missing_file(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mtfcdd.train", "resume=true", "logger=none", f"hydra.run.dir={tmp_path}/run"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode != 0
     assert f"no checkpoint at {tmp_path}/run/checkpoints/last.ckpt" in proc.stderr
@@ -152,7 +165,7 @@ def test_draw_seeds_do_not_depend_on_the_worker_count():
     batches = {}
     for workers in (0, 2):
         sampler = BalancedClassSampler(classes, num_samples=12, seed=0, draw_keys=True)
-        batches[workers] = [b for b in ResumableLoader(dataset, batch_size=3, sampler=sampler, num_workers=workers)]
+        batches[workers] = list(ResumableLoader(dataset, batch_size=3, sampler=sampler, num_workers=workers))
     assert all(torch.equal(a, b) for a, b in zip(batches[0], batches[2]))
     assert len({float(b) for batch in batches[0] for b in batch[:, 1]}) == 12  # every draw its own random stream
 
@@ -195,7 +208,6 @@ class _Indices(torch.utils.data.Dataset):
 
 def test_a_run_directory_keeps_one_wandb_run_id(tmp_path):
     from helpers.hydra_compose import compose_config
-
     from mtfcdd.resume.run_dir import WANDB_ID_FILE, set_wandb_run_id
 
     ids = []
@@ -210,7 +222,6 @@ def test_a_run_directory_keeps_one_wandb_run_id(tmp_path):
 
 def test_resume_clears_unfinished_writes_and_refuses_a_second_checkpoint_and_a_finished_run(tmp_path):
     from helpers.hydra_compose import compose_config
-
     from mtfcdd.core.config import ConfigError
     from mtfcdd.resume.run_dir import LAST_CHECKPOINT, resume_checkpoint
 

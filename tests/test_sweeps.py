@@ -16,8 +16,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
-from helpers.wandb_records import run_summary
 
+from helpers.wandb_records import run_summary
 from mtfcdd.core.config import config_dir
 from mtfcdd.run.loggers import build_loggers
 
@@ -38,7 +38,13 @@ def wandb_init_of(overrides: list[str], multirun: bool) -> dict:
 
 def test_every_job_of_a_sweep_shares_one_wandb_group_tagged_with_its_overrides():
     long_root = "/data/" + "x" * 80
-    overrides = ["experiment=paper", "alpha=0.4", "mode=single", f"data.root={long_root}", "model.head_width=" + "1" * 70]
+    overrides = [
+        "experiment=paper",
+        "alpha=0.4",
+        "mode=single",
+        f"data.root={long_root}",
+        "model.head_width=" + "1" * 70,
+    ]
     init = wandb_init_of(overrides, multirun=True)
     assert init["group"] == "paper_2026-01-02_03-04-05"
     tags = list(init["tags"])
@@ -60,11 +66,23 @@ def last_logged(metrics_csv: Path, key: str) -> float:
 def search(tmp_path: Path, tiny_realiad: Path, overrides: list[str]) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [
-            sys.executable, "-m", "mtfcdd.train", "-m", "hparams_search=optuna", *overrides,
-            "data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=default",
-            "logger=[csv,wandb]", f"paths.log_dir={tmp_path}/logs",
+            sys.executable,
+            "-m",
+            "mtfcdd.train",
+            "-m",
+            "hparams_search=optuna",
+            *overrides,
+            "data=synthetic",
+            f"data.root={tiny_realiad}",
+            "data.synthetic.preset=tiny",
+            "debug=default",
+            "logger=[csv,wandb]",
+            f"paths.log_dir={tmp_path}/logs",
         ],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "WANDB_SILENT": "true"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "WANDB_SILENT": "true"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -80,7 +98,12 @@ def test_optuna_search_reports_the_best_trial_and_keeps_the_study(tmp_path, tiny
     returned = [last_logged(job / "csv" / "metrics.csv", "val/i_auroc/mean") for job in job_dirs]
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert math.isclose(results["best_value"], max(returned), rel_tol=1e-6), (results, returned)
-    assert set(results["best_params"]) == {"model.head_width", "model.optimizer.lr", "data.batch_size", "data.augment.p"}
+    assert set(results["best_params"]) == {
+        "model.head_width",
+        "model.optimizer.lr",
+        "data.batch_size",
+        "data.augment.p",
+    }
     best_job = job_dirs[returned.index(max(returned))]
     job_overrides = yaml.safe_load((best_job / ".hydra" / "overrides.yaml").read_text())
     for key, value in results["best_params"].items():
@@ -99,7 +122,9 @@ def test_optuna_search_reports_the_best_trial_and_keeps_the_study(tmp_path, tiny
         assert {f"{k}={v}" for k, v in run["config"]["overrides"].items()} >= set(sampled)
 
     # a second command continues the same study from its database, with a sweep folder of its own
-    search(tmp_path, tiny_realiad, ["hydra.sweeper.n_trials=1", f"hydra.sweeper.storage.path={sweep_dir / 'optuna.db'}"])
+    search(
+        tmp_path, tiny_realiad, ["hydra.sweeper.n_trials=1", f"hydra.sweeper.storage.path={sweep_dir / 'optuna.db'}"]
+    )
     second = next(p for p in (tmp_path / "logs").glob("debug/default/multiruns/*") if p != sweep_dir)
     added = last_logged(next(second.glob("0_*")) / "csv" / "metrics.csv", "val/i_auroc/mean")
     study = optuna.load_study(study_name="default", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
@@ -112,7 +137,9 @@ def test_optuna_search_reports_the_best_trial_and_keeps_the_study(tmp_path, tiny
 def test_optuna_search_space_names_existing_keys_and_stores_under_the_sweep():
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["hparams_search=optuna", "experiment=paper"], return_hydra_config=True)
+        cfg = compose(
+            config_name="train", overrides=["hparams_search=optuna", "experiment=paper"], return_hydra_config=True
+        )
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
     assert set(sweeper.params) == {"model.head_width", "model.optimizer.lr", "data.batch_size", "data.augment.p"}

@@ -15,20 +15,21 @@ import cv2
 import numpy as np
 import pytest
 
-from mtfcdd.data import synthetic
-from mtfcdd.data.synthetic import build, layout
-from mtfcdd.data.realiad import load_split, load_splits
 from mtfcdd.core.defect_types import DEFECT_CODES, NORMAL_CLASS
+from mtfcdd.core.errors import UserError
+from mtfcdd.data import synthetic
+from mtfcdd.data.realiad import load_split, load_splits
 from mtfcdd.data.synthetic import (
     MARKER_NAME,
     PRESETS,
     SyntheticConfig,
+    build,
     build_synthetic,
     ensure_synthetic,
+    layout,
     read_marker,
     render_sample,
 )
-from mtfcdd.core.errors import UserError
 
 ALPHAS = (0.0, 0.1, 0.2, 0.4)
 TINY = PRESETS["tiny"]
@@ -58,8 +59,9 @@ def sample_of(record: dict) -> str:
 
 def tree_digest(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under ``root``."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*")
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -119,8 +121,10 @@ def test_json_files_follow_the_schema(tiny_realiad):
     for category in TINY.categories:
         standard = read_json(tiny_realiad, "realiad_jsons", category)
         assert all(r["image_path"].startswith("OK/") for r in standard["train"])
-        on_disk = {str(p.relative_to(tiny_realiad / "realiad_256" / category))
-                   for p in (tiny_realiad / "realiad_256" / category).rglob("*.jpg")}
+        on_disk = {
+            str(p.relative_to(tiny_realiad / "realiad_256" / category))
+            for p in (tiny_realiad / "realiad_256" / category).rglob("*.jpg")
+        }
         assert {r["image_path"] for r in standard["train"] + standard["test"]} == on_disk
         sv = read_json(tiny_realiad, "realiad_jsons_sv", category)
         assert sv["test"] and all("_C1_" in r["image_path"] for r in sv["train"] + sv["test"])
@@ -199,8 +203,12 @@ def test_defect_types_have_their_own_look():
     def defective(code: str, category: str = "bottle_cap", number: int = 1):
         sample = render_sample(category, code, number, size=128, seed=5)
         view = next(i for i, m in enumerate(sample.masks) if m is not None)
-        return (sample.images[view].astype(float), sample.cleans[view].astype(float), sample.masks[view],
-                sample.foreground[view])
+        return (
+            sample.images[view].astype(float),
+            sample.cleans[view].astype(float),
+            sample.masks[view],
+            sample.foreground[view],
+        )
 
     def luminance(image):
         return image.mean(axis=2)
@@ -390,8 +398,12 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_synthetic_build(tmp_path):
 
 @pytest.mark.parametrize(
     ("change", "key"),
-    [({"size": 16}, "size"), ({"train_samples": 5}, "train_samples"),
-     ({"categories": ("audiojack", "nope")}, "categories"), ({"test_ng_samples": 0}, "test_ng_samples")],
+    [
+        ({"size": 16}, "size"),
+        ({"train_samples": 5}, "train_samples"),
+        ({"categories": ("audiojack", "nope")}, "categories"),
+        ({"test_ng_samples": 0}, "test_ng_samples"),
+    ],
 )
 def test_bad_parameters_are_named(change, key):
     with pytest.raises(UserError, match=key):
@@ -407,9 +419,29 @@ def test_bad_preset_seed_or_layout_are_named(tmp_path):
 
 def test_command_line_builds_and_reports(tmp_path):
     out = tmp_path / "cli"
-    args = [sys.executable, "-m", "mtfcdd.data.synthetic", "--out", str(out), "--preset", "tiny", "--categories", "1",
-            "--size", "48", "--train-samples", "10", "--test-ok-samples", "1", "--test-ng-samples", "1",
-            "--layout", "nested", "--seed", "3"]
+    args = [
+        sys.executable,
+        "-m",
+        "mtfcdd.data.synthetic",
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--categories",
+        "1",
+        "--size",
+        "48",
+        "--train-samples",
+        "10",
+        "--test-ok-samples",
+        "1",
+        "--test-ng-samples",
+        "1",
+        "--layout",
+        "nested",
+        "--seed",
+        "3",
+    ]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "realiad_jsons_fuiad_0.2: train 50 (10 from NG)" in proc.stdout

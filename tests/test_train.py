@@ -12,9 +12,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+
 from helpers.hydra_compose import compose_config
 from helpers.wandb_records import run_summary
-
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
 from mtfcdd.model.multitype_fcdd.network import map_scores
@@ -57,9 +57,17 @@ def test_fast_training_run_writes_checkpoints_and_results(tmp_path, tiny_realiad
 def test_last_checkpoint_holds_the_end_of_training_after_an_epoch_without_a_new_best(tmp_path, tiny_realiad):
     """The monitored value (the epoch, mode min) is best at epoch 0 and never again, and the step checkpoint writes
     last.ckpt at step 4 of 6: Lightning alone leaves it there; last.ckpt must hold the final step's weights."""
-    cfg = compose_config(tmp_path, [*tiny_overrides(tiny_realiad), "trainer.max_epochs=2", "test=false",
-                                    "callbacks.model_checkpoint.monitor=epoch", "callbacks.model_checkpoint.mode=min",
-                                    "callbacks.step_checkpoint.every_n_train_steps=4"])
+    cfg = compose_config(
+        tmp_path,
+        [
+            *tiny_overrides(tiny_realiad),
+            "trainer.max_epochs=2",
+            "test=false",
+            "callbacks.model_checkpoint.monitor=epoch",
+            "callbacks.model_checkpoint.mode=min",
+            "callbacks.step_checkpoint.every_n_train_steps=4",
+        ],
+    )
     _, objects = train(cfg)
     steps = cfg.trainer.limit_train_batches
     last = torch.load(objects["checkpoints"]["last"], map_location="cpu", weights_only=True)
@@ -72,10 +80,10 @@ def test_last_checkpoint_holds_the_end_of_training_after_an_epoch_without_a_new_
 
 def test_backbone_weights_and_batchnorm_buffers_do_not_move(tmp_path, tiny_realiad):
     cfg = compose_config(tmp_path, [*tiny_overrides(tiny_realiad), "test=false"])
+    from hydra.utils import instantiate
+
     from mtfcdd.model.build import build_module
     from mtfcdd.run.build import build_datamodule
-    import lightning as L
-    from hydra.utils import instantiate
 
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
@@ -94,7 +102,10 @@ def test_missing_dataset_stops_before_training_and_says_what_to_do(tmp_path):
     env = {**os.environ, "REALIAD_ROOT": str(tmp_path / "no-such-realiad")}
     proc = subprocess.run(
         [sys.executable, "-m", "mtfcdd.train", "alpha=0.2", "logger=none", f"paths.log_dir={tmp_path}/logs"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode != 0
     message = proc.stderr + proc.stdout
@@ -107,7 +118,9 @@ def test_missing_dataset_stops_before_training_and_says_what_to_do(tmp_path):
 def test_bad_value_fails_before_any_work(tmp_path, override):
     proc = subprocess.run(
         [sys.executable, "-m", "mtfcdd.train", override, "logger=none", f"paths.log_dir={tmp_path}/logs"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode != 0
     key = override.split("=")[0]
@@ -119,11 +132,24 @@ def test_bad_value_fails_before_any_work(tmp_path, override):
 def test_multirun_gives_six_jobs_six_dirs_six_wandb_runs(tmp_path, tiny_realiad):
     proc = subprocess.run(
         [
-            sys.executable, "-m", "mtfcdd.train", "-m", "alpha=0.1,0.2,0.4", "mode=single,multi",
-            "data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=limit",
-            "data.num_workers=0", "logger=wandb", f"paths.log_dir={tmp_path}/logs",
+            sys.executable,
+            "-m",
+            "mtfcdd.train",
+            "-m",
+            "alpha=0.1,0.2,0.4",
+            "mode=single,multi",
+            "data=synthetic",
+            f"data.root={tiny_realiad}",
+            "data.synthetic.preset=tiny",
+            "debug=limit",
+            "data.num_workers=0",
+            "logger=wandb",
+            f"paths.log_dir={tmp_path}/logs",
         ],
-        capture_output=True, text=True, timeout=1200, env={**os.environ, "WANDB_SILENT": "true"},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "WANDB_SILENT": "true"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     job_dirs = sorted(p for p in (tmp_path / "logs").glob("debug/*/multiruns/*/*") if p.is_dir())
@@ -157,8 +183,10 @@ def one_process_on_the_ranks_draws(cfg, ranks: int) -> dict[str, torch.Tensor]:
     module.train()
     for batch in itertools.islice(datamodule.train_dataloader(), steps):
         optimizer.zero_grad()
-        shares = [module.loss(map_scores(module.pipeline.maps(batch["image"][r::ranks])), batch["label"][r::ranks])
-                  for r in range(ranks)]
+        shares = [
+            module.loss(map_scores(module.pipeline.maps(batch["image"][r::ranks])), batch["label"][r::ranks])
+            for r in range(ranks)
+        ]
         (sum(shares) / ranks).backward()
         optimizer.step()
     return {name: value.detach() for name, value in module.named_parameters() if "head" in name}
@@ -174,14 +202,28 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_realiad):
     batch): the items r::2 of one process's step-s batch of 2b. DDP averages the two ranks' gradients of their mean
     losses. The head's BatchNorm normalises over each rank's b images (no sync_batchnorm on CPU), so the reference
     forwards each share on its own; a plain run with batch 2b normalises over all 2b and ends about 6e-4 away."""
-    overrides = ["data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=limit",
-                 "data.num_workers=0", "logger=csv"]
+    overrides = [
+        "data=synthetic",
+        f"data.root={tiny_realiad}",
+        "data.synthetic.preset=tiny",
+        "debug=limit",
+        "data.num_workers=0",
+        "logger=csv",
+    ]
     proc = subprocess.run(
         [
-            sys.executable, "-m", "mtfcdd.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-            *overrides, f"paths.log_dir={tmp_path}/logs",
+            sys.executable,
+            "-m",
+            "mtfcdd.train",
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            *overrides,
+            f"paths.log_dir={tmp_path}/logs",
         ],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = list((tmp_path / "logs").glob("debug/*/runs/*"))
@@ -192,7 +234,9 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_realiad):
     assert last["global_step"] == cfg.trainer.limit_train_batches
     reference = one_process_on_the_ranks_draws(cfg, ranks=2)
     for name, value in reference.items():
-        torch.testing.assert_close(last["state_dict"][name], value, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            last["state_dict"][name], value, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}"
+        )
     # the test metrics of the 2 ranks (each testing half of the images) equal one process testing all of them, to
     # float32 precision: each rank forwards other batch shapes than the one process, and a convolution's float32
     # result depends on how the kernel blocks the batch (measured on an AMD EPYC Zen 5: heatmaps a few ulps apart, the
@@ -203,10 +247,18 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_realiad):
     single_dir = tmp_path / "single"
     proc = subprocess.run(
         [
-            sys.executable, "-m", "mtfcdd.evaluate", f"ckpt_path={best}", "trainer=cpu", "inference=eager",
-            f"hydra.run.dir={single_dir}", f"paths.log_dir={tmp_path}/logs",
+            sys.executable,
+            "-m",
+            "mtfcdd.evaluate",
+            f"ckpt_path={best}",
+            "trainer=cpu",
+            "inference=eager",
+            f"hydra.run.dir={single_dir}",
+            f"paths.log_dir={tmp_path}/logs",
         ],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     two_ranks = json.loads((runs[0] / "results.json").read_text())
@@ -215,7 +267,10 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_realiad):
     for name, entry in one_process["types"].items():
         for metric, value in entry.items():
             other = two_ranks["types"][name][metric]
-            assert other == value if value is None else other == pytest.approx(value, rel=1e-5, abs=1e-7), (name, metric)
+            assert other == value if value is None else other == pytest.approx(value, rel=1e-5, abs=1e-7), (
+                name,
+                metric,
+            )
 
 
 @pytest.mark.slow
@@ -223,9 +278,10 @@ def test_deterministic_runs_give_bitwise_equal_metrics(tmp_path, tiny_realiad):
     """``trainer.deterministic=true`` and one seed: two runs (loader workers included) give identical metrics."""
     outcomes = []
     for name in ("first", "second"):
-        cfg = compose_config(tmp_path / name, [
-            *tiny_overrides(tiny_realiad), "trainer.deterministic=true", "data.num_workers=2", "trainer.max_epochs=2",
-        ])
+        cfg = compose_config(
+            tmp_path / name,
+            [*tiny_overrides(tiny_realiad), "trainer.deterministic=true", "data.num_workers=2", "trainer.max_epochs=2"],
+        )
         run_task(cfg)
         results = (Path(cfg.paths.output_dir) / "results.json").read_text()
         head = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
@@ -240,11 +296,23 @@ def test_deterministic_runs_give_bitwise_equal_metrics(tmp_path, tiny_realiad):
 def test_submitit_local_launcher_runs_each_job_as_its_own_process(tmp_path, tiny_realiad):
     proc = subprocess.run(
         [
-            sys.executable, "-m", "mtfcdd.train", "-m", "hydra/launcher=submitit_local", "alpha=0.1,0.2",
-            "data=synthetic", f"data.root={tiny_realiad}", "data.synthetic.preset=tiny", "debug=default",
-            "logger=wandb", f"paths.log_dir={tmp_path}/logs",
+            sys.executable,
+            "-m",
+            "mtfcdd.train",
+            "-m",
+            "hydra/launcher=submitit_local",
+            "alpha=0.1,0.2",
+            "data=synthetic",
+            f"data.root={tiny_realiad}",
+            "data.synthetic.preset=tiny",
+            "debug=default",
+            "logger=wandb",
+            f"paths.log_dir={tmp_path}/logs",
         ],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "WANDB_SILENT": "true"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "WANDB_SILENT": "true"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "logs").glob("debug/default/multiruns/*")

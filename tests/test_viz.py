@@ -89,6 +89,6 @@ def test_save_png_round_trips_and_leaves_nothing_on_failure(tmp_path):
     image[..., 0] = 255
     path = save_png(image, tmp_path / "a" / "grid.png")
     assert cv2.imread(str(path))[0, 0].tolist() == [0, 0, 255]  # BGR on disk
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="could not encode a PNG"):
         save_png(np.zeros((0, 0, 3), np.uint8), tmp_path / "b.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]

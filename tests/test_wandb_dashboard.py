@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers.hydra_compose import compose_config
 from test_train import tiny_overrides
-from helpers.wandb_offline import history, records, run_info
 
+from helpers.hydra_compose import compose_config
+from helpers.wandb_offline import history, records, run_info
 from mtfcdd.callbacks.wandb_dashboard import confusion_labels
 from mtfcdd.train import run_task
 
@@ -43,8 +43,11 @@ def test_per_type_validation_curves_over_epochs(offline_run):
     output, run_dir = offline_run
     steps = [step for step in history(run_dir) if "val/i_auroc/pit" in step]
     assert [step["epoch"] for step in steps] == [0, 1]
-    metrics = {r.metric.glob_name or r.metric.name: r.metric.step_metric for r in records(next(run_dir.glob("run-*.wandb")))
-               if r.WhichOneof("record_type") == "metric"}
+    metrics = {
+        r.metric.glob_name or r.metric.name: r.metric.step_metric
+        for r in records(next(run_dir.glob("run-*.wandb")))
+        if r.WhichOneof("record_type") == "metric"
+    }
     assert metrics.get("val/*") == "epoch"
     curve = _table(run_dir, "val/curves/i_auroc")
     assert set(curve["columns"]) >= {"step", "lineKey", "lineVal"}
@@ -76,5 +79,8 @@ def test_heatmap_grid_per_validation_epoch(offline_run):
     output, run_dir = offline_run
     status = json.loads((output / "status.json").read_text())
     assert status["wandb"]["group"] == run_info(run_dir).run_group == "default"
-    assert sorted(p.name for p in (output / "heatmaps").glob("val_epoch*.png")) == ["val_epoch000.png", "val_epoch001.png"]
+    assert sorted(p.name for p in (output / "heatmaps").glob("val_epoch*.png")) == [
+        "val_epoch000.png",
+        "val_epoch001.png",
+    ]
     assert len(list(run_dir.glob("files/media/images/val/heatmaps_*.png"))) == 2

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from mtfcdd.run.slurm import check_slurm_layout
 
 

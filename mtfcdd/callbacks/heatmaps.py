@@ -46,7 +46,9 @@ class HeatmapFigures(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
-        self._figure(trainer, pl_module, trainer.datamodule.val_dataset, f"val_epoch{trainer.current_epoch:03d}", "val/heatmaps")
+        self._figure(
+            trainer, pl_module, trainer.datamodule.val_dataset, f"val_epoch{trainer.current_epoch:03d}", "val/heatmaps"
+        )
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._figure(trainer, pl_module, trainer.datamodule.test_dataset, "test", "test/heatmaps")

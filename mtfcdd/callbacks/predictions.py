@@ -61,8 +61,13 @@ class PredictionWriter(L.Callback):
         self._csv.writerow(self.columns)
         self._errors = []
         self._suffix = suffix
-        self.summary = {"images": 0, "errors": 0, "anomalous": 0, "per_type": dict.fromkeys(self.type_names, 0),
-                        "files": []}
+        self.summary = {
+            "images": 0,
+            "errors": 0,
+            "anomalous": 0,
+            "per_type": dict.fromkeys(self.type_names, 0),
+            "files": [],
+        }
 
     def _write(self, pl_module: L.LightningModule, outputs: PipelineOutput, batch: dict, stage: str) -> None:
         errors = batch.get("error", [""] * len(batch["path"]))

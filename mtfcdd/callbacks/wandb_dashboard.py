@@ -56,8 +56,11 @@ class WandbDashboard(L.Callback):
             names = [*pl_module.type_names, ANY_DEFECT]
             ys = [[_finite(values.get(f"val/{metric}/{name}")) for _, values in self.val_history] for name in names]
             charts[f"val/curves/{metric}"] = wandb.plot.line_series(
-                xs=epochs, ys=ys, keys=[display_name(n) for n in names],
-                title=f"validation {LABELS[metric]} per defect type and any defect", xname="epoch",
+                xs=epochs,
+                ys=ys,
+                keys=[display_name(n) for n in names],
+                title=f"validation {LABELS[metric]} per defect type and any defect",
+                xname="epoch",
             )
         for logger in loggers:
             logger.experiment.log({**charts, "trainer/global_step": trainer.global_step})

@@ -6,7 +6,6 @@ import os
 import tempfile
 from pathlib import Path
 
-
 TEMPORARY_SUFFIX = ".tmp"
 """Suffix of the temporary files the writers below create next to their target (``.<name>.<random>.tmp``)."""
 
@@ -45,8 +44,9 @@ class AtomicTextFile:
     def __init__(self, path: Path, mode: int = 0o644) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, self.temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=TEMPORARY_SUFFIX,
-                                                  dir=self.path.parent)
+        handle, self.temporary = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=TEMPORARY_SUFFIX, dir=self.path.parent
+        )
         self.mode = mode
         self.stream = os.fdopen(handle, "w", encoding="utf-8", newline="")
 

@@ -21,19 +21,14 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from mtfcdd.core.config import ConfigError, check_choice
-from mtfcdd.sampling.balance import NUM_SAMPLER_CLASSES, resolve_balance, sampler_classes
+from mtfcdd.core.defect_types import DEFECT_CODES, MODES, NUM_CLASSES
 from mtfcdd.data.dataset import RealIADDataset
-from mtfcdd.data.realiad import (
-    RealIADFormatError,
-    Record,
-    check_index_args,
-    load_splits,
-)
-from mtfcdd.resume.loader import ResumableLoader, SeededDraws
-from mtfcdd.sampling.sampler import BalancedClassSampler, EvaluationShardSampler
+from mtfcdd.data.realiad import RealIADFormatError, Record, check_index_args, load_splits
 from mtfcdd.data.summary import format_summary_table, summary_rows
 from mtfcdd.data.transforms import Augment, check_image_size, eval_transform, train_transform
-from mtfcdd.core.defect_types import DEFECT_CODES, MODES, NUM_CLASSES
+from mtfcdd.resume.loader import ResumableLoader, SeededDraws
+from mtfcdd.sampling.balance import NUM_SAMPLER_CLASSES, resolve_balance, sampler_classes
+from mtfcdd.sampling.sampler import BalancedClassSampler, EvaluationShardSampler
 
 log = logging.getLogger("mtfcdd.data")
 
@@ -182,7 +177,9 @@ class RealIADDataModule(L.LightningDataModule):
         _check_int("test_max_images", test_max_images, 1, allow_none=True)
         _check_int("sampler_seed", sampler_seed, 0)
         if train_images not in TRAIN_IMAGES:
-            raise ConfigError(f"data.train_images={train_images!r} is not valid; choose one of: {', '.join(TRAIN_IMAGES)}")
+            raise ConfigError(
+                f"data.train_images={train_images!r} is not valid; choose one of: {', '.join(TRAIN_IMAGES)}"
+            )
         if pin_memory not in (True, False, "auto"):
             raise ConfigError(f"data.pin_memory={pin_memory!r} is not valid; choose one of: true, false, auto")
         if isinstance(val_fraction, bool) or not isinstance(val_fraction, Real) or not 0 <= val_fraction < 1:
@@ -218,8 +215,13 @@ class RealIADDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         splits = load_splits(
-            hp.root, json_set=hp.json_set, alpha=hp.alpha, resolution=hp.resolution, categories=hp.categories,
-            defect_codes=self.defect_codes, on_missing=hp.on_missing,
+            hp.root,
+            json_set=hp.json_set,
+            alpha=hp.alpha,
+            resolution=hp.resolution,
+            categories=hp.categories,
+            defect_codes=self.defect_codes,
+            on_missing=hp.on_missing,
         )
         train, val = split_by_sample(splits["train"], hp.val_fraction, hp.sampler_seed)
         if not train:
@@ -228,7 +230,7 @@ class RealIADDataModule(L.LightningDataModule):
         test = stratified_subset(splits["test"], hp.test_max_images, hp.sampler_seed)
         evaluation = eval_transform(hp.image_size)
         training = train_transform(hp.image_size, self.augment, seed=hp.sampler_seed)
-        options = dict(num_types=len(self.defect_codes), mode=hp.mode)
+        options = {"num_types": len(self.defect_codes), "mode": hp.mode}
         self.train_dataset = RealIADDataset(train, training, **options)
         self.val_dataset = RealIADDataset(val, evaluation, with_masks=True, **options)
         self.test_dataset = RealIADDataset(test, evaluation, with_masks=True, **options)
@@ -242,8 +244,9 @@ class RealIADDataModule(L.LightningDataModule):
         evaluation transform (what an inference engine sees): the calibration set of int8 engines."""
         records = self._require(self.train_dataset).records
         chosen = records[:: max(1, len(records) // count)][:count]
-        dataset = RealIADDataset(chosen, self._require(self.test_dataset).transform,
-                                 num_types=len(self.defect_codes), mode=self.hparams.mode)
+        dataset = RealIADDataset(
+            chosen, self._require(self.test_dataset).transform, num_types=len(self.defect_codes), mode=self.hparams.mode
+        )
         return [dataset[i]["image"] for i in range(len(dataset))]
 
     def _require(self, dataset: RealIADDataset | None) -> RealIADDataset:
@@ -284,24 +287,31 @@ class RealIADDataModule(L.LightningDataModule):
         if hp.train_images == "normal":
             normal = [record for record in dataset.records if record.type_index < 0]
             if not normal:
-                raise RealIADFormatError(f"data.train_images=normal: the training split under {hp.root} holds no normal images")
-            options = dict(num_types=dataset.num_types, mode=hp.mode)
+                raise RealIADFormatError(
+                    f"data.train_images=normal: the training split under {hp.root} holds no normal images"
+                )
+            options = {"num_types": dataset.num_types, "mode": hp.mode}
             return self._eval_loader(RealIADDataset(normal, eval_transform(hp.image_size), **options))
         draws = self.epoch_draws
         if draws is None:
             draws = len(dataset)
             log.warning(
                 "epoch_draws is unset (no BalancedEpochLength callback): one epoch is %d class-balanced draws, "
-                "the training set size, not a balanced epoch", draws,
+                "the training set size, not a balanced epoch",
+                draws,
             )
         sampler = BalancedClassSampler(
-            class_of=sampler_classes(dataset.records, self.balance), num_samples=draws, seed=hp.sampler_seed,
+            class_of=sampler_classes(dataset.records, self.balance),
+            num_samples=draws,
+            seed=hp.sampler_seed,
             draw_keys=True,
         )
         if self.trainer is not None:
             # loader workers start drawing before Lightning sets the epoch (the same count) on a resumed run
             sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
-        return self._loader(SeededDraws(dataset, hp.sampler_seed), ResumableLoader, batch_size=hp.batch_size, sampler=sampler)
+        return self._loader(
+            SeededDraws(dataset, hp.sampler_seed), ResumableLoader, batch_size=hp.batch_size, sampler=sampler
+        )
 
     def _eval_loader(self, dataset: RealIADDataset | None) -> DataLoader:
         """In order; under DDP each rank takes a disjoint share, every image exactly once."""

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mtfcdd.core.errors import UserError
 from mtfcdd.data.dataset import read_image
 from mtfcdd.data.realiad import RealIADFormatError
 from mtfcdd.data.transforms import eval_transform
-from mtfcdd.core.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -32,10 +32,7 @@ def find_images(source: str) -> list[Path]:
     path = Path(source).expanduser()
     if path.is_file():
         return [path]
-    if path.is_dir():
-        candidates = path.rglob("*")
-    else:
-        candidates = (Path(p) for p in glob.glob(str(path), recursive=True))
+    candidates = path.rglob("*") if path.is_dir() else (Path(p) for p in glob.glob(str(path), recursive=True))
     files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise NoImagesError(

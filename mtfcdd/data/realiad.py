@@ -1,9 +1,9 @@
 """Real-IAD JSON index: find the split files, validate them, and turn their records into labelled :class:`Record` s.
 
-Layout (see ``docs/realiad-format.md``): ``<root>/<resolution>/<category>/...`` holds the images, and one JSON per category
-sits in ``<root>/<json folder>/`` (flat) or ``<root>/realiad_jsons/<json folder>/`` (nested, as some unpacked zips
-have it). Every problem with the data (missing folders or files, unknown codes, malformed records, paths that leave
-the dataset root) raises :class:`RealIADFormatError` before any training starts.
+Layout (see ``docs/realiad-format.md``): ``<root>/<resolution>/<category>/...`` holds the images, and one JSON per
+category sits in ``<root>/<json folder>/`` (flat) or ``<root>/realiad_jsons/<json folder>/`` (nested, as some
+unpacked zips have it). Every problem with the data (missing folders or files, unknown codes, malformed records, paths
+that leave the dataset root) raises :class:`RealIADFormatError` before any training starts.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def json_folder_name(json_set: str, alpha: float) -> str:
 def check_index_args(
     *, json_set: str, alpha: float, resolution: str, defect_codes: Sequence[str], on_missing: str
 ) -> tuple[str, ...]:
-    """Validate the index options (raises :class:`~mtfcdd.core.config.ConfigError`); returns ``defect_codes`` as a tuple."""
+    """Validate the index options (raises :class:`~mtfcdd.core.config.ConfigError`); returns ``defect_codes`` as a
+    tuple."""
     check_choice("json_set", json_set, JSON_SETS)
     if json_set == "fuiad" and (isinstance(alpha, bool) or alpha not in FUIAD_ALPHAS):
         raise ConfigError(f"alpha={alpha!r} is not valid for json_set='fuiad'; choose one of: {_choices(FUIAD_ALPHAS)}")
@@ -132,7 +133,7 @@ def _category_files(json_dir: Path, categories: Sequence[str] | None) -> list[Pa
 
 
 def _safe_relative(text: str, where: Callable[[], str]) -> str:
-    """``text`` as a relative POSIX path inside the dataset (``\\`` read as ``/``); absolute paths and ``..`` are
+    r"""``text`` as a relative POSIX path inside the dataset (``\`` read as ``/``); absolute paths and ``..`` are
     rejected, naming ``where()``."""
     path = text.replace("\\", "/")
     if path.startswith("/") or path[1:2] == ":" or ".." in path.split("/"):
@@ -181,17 +182,24 @@ def _records_of(
 
     records = []
     for index, entry in enumerate(entries):
-        def where() -> str:
+
+        def where(index: int = index) -> str:
             return f"{path} {split}[{index}]"
 
         if not isinstance(entry, dict) or entry.keys() != RECORD_KEYS:
             keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
             raise RealIADFormatError(f"{where()}: record has keys {keys}; expected exactly {sorted(RECORD_KEYS)}")
         image_path, mask_path, anomaly_class = entry["image_path"], entry["mask_path"], entry["anomaly_class"]
-        if not (isinstance(image_path, str) and image_path and isinstance(anomaly_class, str)
-                and isinstance(entry["category"], str) and (mask_path is None or isinstance(mask_path, str))):
+        if not (
+            isinstance(image_path, str)
+            and image_path
+            and isinstance(anomaly_class, str)
+            and isinstance(entry["category"], str)
+            and (mask_path is None or isinstance(mask_path, str))
+        ):
             raise RealIADFormatError(
-                f"{where()}: expected strings for category, anomaly_class and image_path, and a string or null mask_path"
+                f"{where()}: expected strings for category, anomaly_class and image_path, and a string or null "
+                "mask_path"
             )
         image_rel = prefix + _safe_relative(image_path, where)
         sample, _, name = image_rel.rpartition("/")
@@ -266,7 +274,9 @@ def _drop_missing(records: list[Record], split: str, on_missing: str) -> list[Re
     if on_missing == "error":
         raise RealIADFormatError(f"{message}; fix the dataset or set data.on_missing=skip to leave those records out")
     kept = [r for r in records if r.image not in absent and r.mask not in absent]
-    log.warning("%s; skipped %d of %d %s records (on_missing=skip)", message, len(records) - len(kept), len(records), split)
+    log.warning(
+        "%s; skipped %d of %d %s records (on_missing=skip)", message, len(records) - len(kept), len(records), split
+    )
     return kept
 
 
@@ -287,6 +297,7 @@ def load_splits(
 
     Args:
         root: dataset root holding the resolution folders and the JSON folders.
+        splits: the JSON lists to read, each ``"train"``, ``"test"`` or ``"validation"``; at least one.
         json_set: ``"fuiad"`` (``realiad_jsons_fuiad_<alpha>``), ``"standard"`` (``realiad_jsons``) or ``"sv"``
             (``realiad_jsons_sv``); flat and nested layouts are both found.
         alpha: share of NG images in the fuiad training split (0.0, 0.1, 0.2 or 0.4); ignored by other sets.
@@ -327,7 +338,9 @@ def load_splits(
     result = {split: _drop_missing(found, split, on_missing) for split, found in records.items()}
     log.info(
         "Real-IAD index (%s, %d categories, %s): %s",
-        json_folder_name(json_set, alpha), len(files), resolution,
+        json_folder_name(json_set, alpha),
+        len(files),
+        resolution,
         ", ".join(f"{split} {len(found):,} images" for split, found in result.items()),
     )
     return result

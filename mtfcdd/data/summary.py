@@ -1,24 +1,24 @@
-"""Images per split x class (the defect codes + OK), optionally per category: rows for loggers, a text table for people."""
+"""Images per split x class (the defect codes + OK), optionally per category: rows for loggers, a text table for
+people."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from mtfcdd.data.realiad import Record
 from mtfcdd.core.defect_types import DEFECT_CODES, NORMAL_CLASS
+from mtfcdd.data.realiad import Record
 
 
 def summary_rows(
-    splits: Mapping[str, Sequence[Record]],
-    defect_codes: Sequence[str] = DEFECT_CODES,
-    by_category: bool = False,
+    splits: Mapping[str, Sequence[Record]], defect_codes: Sequence[str] = DEFECT_CODES, by_category: bool = False
 ) -> list[dict[str, str | int]]:
     """One row per split (category ``"all"``), followed by one per category of that split when ``by_category``.
 
     Each row: ``split``, ``category``, one count per defect code (in ``defect_codes`` order, which the records'
     ``type_index`` indexes), ``OK`` (normal images, including NG views labelled OK) and ``total``.
     """
+
     def row(split: str, category: str, records: Sequence[Record]) -> dict[str, str | int]:
         counts = Counter(r.type_index for r in records)
         values = {name: counts[index] for index, name in enumerate(defect_codes)}

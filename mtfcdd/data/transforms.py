@@ -1,9 +1,9 @@
 """Albumentations pipelines: training augmentation (Section 4.3 of the paper) and evaluation preprocessing.
 
 Both end with a resize to ``image_size`` x ``image_size`` (bilinear for images, nearest for masks) and a conversion
-to float RGB in [0, 1]; the inference pipeline normalises with the backbone's mean and std. Training adds, on a share ``p`` of the
-images, one block of rotation, translation (in pixels of the image as read, before the resize) and brightness /
-contrast changes.
+to float RGB in [0, 1]; the inference pipeline normalises with the backbone's mean and std. Training adds, on a share
+``p`` of the images, one block of rotation, translation (in pixels of the image as read, before the resize) and
+brightness / contrast changes.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ class Augment:
 
     p: probability that an image gets the augmentation block (all of it, else none of it).
     rotate_deg: rotation drawn uniformly from [-rotate_deg, rotate_deg] degrees.
-    translate_px: shift drawn per axis uniformly from [-translate_px, translate_px] whole pixels, at the resolution read.
+    translate_px: shift drawn per axis uniformly from [-translate_px, translate_px] whole pixels, at the resolution
+        read.
     brightness, contrast: RandomBrightnessContrast limits (fractions of the full range / of the contrast).
     """
 

@@ -7,18 +7,11 @@ Runtime fp32/int8), int8 calibration images and deviation checks.
 """
 
 from mtfcdd.inference.calibration import int8_calibration_images
-from mtfcdd.inference.int8_images import load_images
-from mtfcdd.inference.fidelity import median_thresholds, output_deviation
-from mtfcdd.inference.engines import (
-    ENGINES,
-    EagerEngine,
-    Engine,
-    FastTorchEngine,
-    OnnxRuntimeEngine,
-    build_engine,
-)
 from mtfcdd.inference.cpu import cpu_supports_bf16
+from mtfcdd.inference.engines import ENGINES, EagerEngine, Engine, FastTorchEngine, OnnxRuntimeEngine, build_engine
+from mtfcdd.inference.fidelity import median_thresholds, output_deviation
 from mtfcdd.inference.folding import fold_batchnorm
+from mtfcdd.inference.int8_images import load_images
 
 __all__ = [
     "ENGINES",

@@ -40,8 +40,9 @@ def resolve_backbone_runtime(choice: str, device: torch.device) -> str:
     check_choice(RUNTIME_KEY, choice, BACKBONE_RUNTIMES)
     if device.type != "cpu":
         if choice not in ("auto", "torch"):
-            raise ConfigError(f"{RUNTIME_KEY}={choice!r} runs on the CPU only, but the model is on {device}; "
-                             "use auto or torch")
+            raise ConfigError(
+                f"{RUNTIME_KEY}={choice!r} runs on the CPU only, but the model is on {device}; use auto or torch"
+            )
         return "torch"
     if choice == "openvino" and not openvino_available():
         raise ConfigError(f"{RUNTIME_KEY}='openvino' needs OpenVINO: pip install 'mtfcdd[deploy]', or use onnxruntime")
@@ -74,8 +75,13 @@ class BackboneRuntime:
     def _build(self, size: tuple[int, int]) -> Callable:
         threads = int(self.threads or torch.get_num_threads())
         example = torch.zeros(2, 3, *size)
-        model = export_onnx(copy.deepcopy(self.backbone).float().cpu(), example, ["images"], ["features"],
-                            {"images": {0: "batch"}, "features": {0: "batch"}})
+        model = export_onnx(
+            copy.deepcopy(self.backbone).float().cpu(),
+            example,
+            ["images"],
+            ["features"],
+            {"images": {0: "batch"}, "features": {0: "batch"}},
+        )
         log.info("backbone runs in %s while fitting (%dx%d inputs, %d threads)", self.runtime, *size, threads)
         if self.runtime == "onnxruntime":
             session = make_session(model, threads)

@@ -48,8 +48,11 @@ def int8_calibration_images(
     if size is None:
         raise ValueError("int8_calibration_images: without a data module or images at hand, give the input size")
     source = dict(int8_images or {})
-    return list(load_images(count, size, source=source.get("source", "synthetic"), seed=source.get("seed", 0),
-                            root=source.get("root")))
+    return list(
+        load_images(
+            count, size, source=source.get("source", "synthetic"), seed=source.get("seed", 0), root=source.get("root")
+        )
+    )
 
 
 def _single_images(images: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:

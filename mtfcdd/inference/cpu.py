@@ -68,8 +68,15 @@ def _listed_flags() -> set[str]:
 
 # torch.cpu.get_capabilities() keys -> the /proc/cpuinfo flag names used here
 _CAPABILITY_FLAGS = {
-    "avx2": "avx2", "fma3": "fma", "avx512_f": "avx512f", "avx512_bw": "avx512bw", "avx512_vnni": "avx512_vnni",
-    "avx_vnni": "avx_vnni", "avx512_bf16": "avx512_bf16", "amx_bf16": "amx_bf16", "amx_int8": "amx_int8",
+    "avx2": "avx2",
+    "fma3": "fma",
+    "avx512_f": "avx512f",
+    "avx512_bw": "avx512bw",
+    "avx512_vnni": "avx512_vnni",
+    "avx_vnni": "avx_vnni",
+    "avx512_bf16": "avx512_bf16",
+    "amx_bf16": "amx_bf16",
+    "amx_int8": "amx_int8",
 }
 
 

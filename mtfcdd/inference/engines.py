@@ -21,15 +21,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.core.config import ConfigError, check_choice
-from mtfcdd.inference.folding import FoldingError, fold_batchnorm
-from mtfcdd.inference.onnx_pipeline import (
-    OUTPUT_NAMES,
-    Int8Options,
-    pipeline_to_onnx,
-    quantize_pipeline,
-    run_session,
-)
 from mtfcdd.inference.cpu import cpu_supports_bf16, isa_level, physical_cores
+from mtfcdd.inference.folding import FoldingError, fold_batchnorm
+from mtfcdd.inference.onnx_pipeline import OUTPUT_NAMES, Int8Options, pipeline_to_onnx, quantize_pipeline, run_session
 from mtfcdd.inference.onnx_runtime import make_openvino_request, make_session
 from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
 
@@ -43,7 +37,8 @@ AUTOCAST_CHOICES = ("none", "auto", "bf16", "fp16")
 
 
 class Engine(ABC):
-    """Callable ``raw images [B, 3, H, W] -> PipelineOutput``; inputs move to the engine's device, outputs stay there."""
+    """Callable ``raw images [B, 3, H, W] -> PipelineOutput``; inputs move to the engine's device, outputs stay
+    there."""
 
     name: str = "engine"
 
@@ -130,7 +125,9 @@ class FastTorchEngine(Engine):
         fast = copy.deepcopy(pipeline).cpu().eval()
         self.folded = 0
         if fold_bn:
-            example = fast.normalise(torch.rand(2, 3, example_size, example_size, generator=torch.Generator().manual_seed(0)))
+            example = fast.normalise(
+                torch.rand(2, 3, example_size, example_size, generator=torch.Generator().manual_seed(0))
+            )
             try:
                 backbone, n_backbone = fold_batchnorm(fast.net.backbone, example)
                 with torch.no_grad():
@@ -154,9 +151,7 @@ class FastTorchEngine(Engine):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         autocast = (
-            contextlib.nullcontext()
-            if self.autocast is None
-            else torch.autocast(self.device.type, dtype=self.autocast)
+            contextlib.nullcontext() if self.autocast is None else torch.autocast(self.device.type, dtype=self.autocast)
         )
         with autocast:
             maps = self._maps(images)
@@ -176,8 +171,14 @@ class CompiledTorchEngine(FastTorchEngine):
 
     name = "compiled"
 
-    def __init__(self, pipeline: InferencePipeline, device: str | torch.device = "cpu", mode: str | None = None,
-                 freezing: bool = True, **settings: Any) -> None:
+    def __init__(
+        self,
+        pipeline: InferencePipeline,
+        device: str | torch.device = "cpu",
+        mode: str | None = None,
+        freezing: bool = True,
+        **settings: Any,
+    ) -> None:
         super().__init__(pipeline, device, **settings)
         self.mode, self.freezing = mode, freezing
         options = {"freezing": True} if freezing else None
@@ -238,8 +239,9 @@ class OpenVinoEngine(OnnxRuntimeEngine):
 
     def __init__(self, pipeline: InferencePipeline, inference_precision: str = "f32", **settings: Any) -> None:
         if inference_precision not in OPENVINO_PRECISIONS:
-            raise ConfigError(f"inference.inference_precision={inference_precision!r}: expected one of "
-                              f"{OPENVINO_PRECISIONS}")
+            raise ConfigError(
+                f"inference.inference_precision={inference_precision!r}: expected one of {OPENVINO_PRECISIONS}"
+            )
         self.inference_precision = inference_precision
         super().__init__(pipeline, **settings)
         self.name = "openvino" if settings.get("int8") is None else "openvino_int8"
@@ -349,8 +351,9 @@ def build_engine(
 ) -> Engine:
     """The engine named by ``cfg_inference.engine`` (``eager`` when None) with the config's other keys as its
     settings (``conf/inference/<engine>.yaml``); ``auto`` picks one for this machine (:func:`auto_choices`).
-    ``calibration``: raw training images for the int8 engines (ignored by the others). ``device``: where the PyTorch engines run when the config says ``device: auto`` (ONNX Runtime runs
-    on the CPU). ``pipeline`` must hold its final weights; engines that change it work on copies."""
+    ``calibration``: raw training images for the int8 engines (ignored by the others). ``device``: where the
+    PyTorch engines run when the config says ``device: auto`` (ONNX Runtime runs on the CPU). ``pipeline`` must hold
+    its final weights; engines that change it work on copies."""
     options = _as_dict(cfg_inference)
     engine = options.pop("engine", "eager")
     options.pop("_name", None)

@@ -10,17 +10,17 @@ predicted type differs.
 
 from __future__ import annotations
 
-from typing import Any
 import math
 import warnings
+from typing import Any
 
-from omegaconf import DictConfig
 import lightning as L
 import torch
+from omegaconf import DictConfig
 
 from mtfcdd.metrics.evaluator import UndefinedMetricWarning
-from mtfcdd.model.pipeline import InferencePipeline
-from mtfcdd.model.pipeline import PipelineOutput
+from mtfcdd.model.pipeline import InferencePipeline, PipelineOutput
+
 
 def median_thresholds(image_threshold: torch.Tensor, reference_scores: torch.Tensor) -> torch.Tensor:
     """The pipeline's per-type thresholds [M]; a type without one (inf: untrained) gets the median of its fp32
@@ -78,16 +78,26 @@ def engine_test_results(
 
     module = build_module(run_cfg, pipeline)
     recorder = _DecisionRecorder()
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+    )
     out: dict[str, dict[str, Any]] = {}
     for name, engine in engines.items():
         module.engine = engine
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndefinedMetricWarning)  # a type absent from a subset: NaN, skipped
             trainer.test(model=module, datamodule=datamodule, verbose=False)
-        out[name] = {"results": module.test_results, "anomalous": torch.cat(recorder.anomalous),
-                     "predicted_type": torch.cat(recorder.types)}
+        out[name] = {
+            "results": module.test_results,
+            "anomalous": torch.cat(recorder.anomalous),
+            "predicted_type": torch.cat(recorder.types),
+        }
     module.engine = None
     return out
 
@@ -104,8 +114,9 @@ def metric_changes(run: dict[str, Any], reference: dict[str, Any]) -> dict[str, 
     changes = {name: _points(results["mean"][name], base["mean"][name]) for name in COMPARED_MEANS}
     if results["type_classification"] is not None:
         metrics["type_accuracy"] = 100.0 * results["type_classification"]["accuracy"]
-        changes["type_accuracy"] = _points(results["type_classification"]["accuracy"],
-                                           base["type_classification"]["accuracy"])
+        changes["type_accuracy"] = _points(
+            results["type_classification"]["accuracy"], base["type_classification"]["accuracy"]
+        )
     return {
         "images": len(run["anomalous"]),
         "metrics": metrics,

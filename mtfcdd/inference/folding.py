@@ -51,9 +51,7 @@ def _conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, s
             bn_inputs[module] = id(inputs[0])
             keep_alive.append(inputs[0])
 
-    handles = [
-        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d) or _is_batchnorm(m)
-    ]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d) or _is_batchnorm(m)]
     try:
         with torch.no_grad():
             model(example)

@@ -78,7 +78,9 @@ class Int8Options:
     (AVX2 u8 x s8 products can saturate). activation_type, weight_type: ``quint8`` | ``qint8``.
     calibration_method: ``minmax`` | ``entropy`` | ``percentile``. float_first_convs: how many leading convolutions stay
     in float (1: the one on the image, never rounding the input to 8 bits; 2 also keeps EfficientNet-Lite's first
-    depthwise convolution, which alone triples the demo network's int8 error). float_head: keep the head (whose output is the heatmap) in float. op_types, exclude_nodes: restrict quantisation further (None: every backbone/head node).
+    depthwise convolution, which alone triples the demo network's int8 error). float_head: keep the head (whose
+    output is the heatmap) in float. op_types, exclude_nodes: restrict quantisation further (None: every
+    backbone/head node).
     """
 
     calibration_images: int = 128

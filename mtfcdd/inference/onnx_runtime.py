@@ -55,7 +55,7 @@ def export_onnx(
     module = module.eval()
     example = example.detach().cpu()
     if dynamo:
-        dims = {axis: torch.export.Dim.AUTO for axis in dynamic_axes.get(input_names[0], {})}
+        dims = dict.fromkeys(dynamic_axes.get(input_names[0], {}), torch.export.Dim.AUTO)
         program = torch.onnx.export(
             module,
             (example,),
@@ -111,8 +111,12 @@ def make_openvino_request(model: bytes, threads: int | None = None, precision: s
     except ImportError as err:
         raise ImportError("OpenVINO is not installed: pip install 'mtfcdd[deploy]'") from err
     core = openvino.Core()
-    config = {"INFERENCE_NUM_THREADS": int(threads or physical_cores()), "INFERENCE_PRECISION_HINT": precision,
-              "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    config = {
+        "INFERENCE_NUM_THREADS": int(threads or physical_cores()),
+        "INFERENCE_PRECISION_HINT": precision,
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+    }
     compiled = core.compile_model(core.read_model(model, b""), "CPU", config)
     return compiled, compiled.create_infer_request()
 
@@ -128,9 +132,12 @@ def shape_arithmetic_nodes(graph) -> list[str]:
         if node.op_type == "Constant":
             constants.update(node.output)
             continue
-        if node.op_type in ("Shape", "Size"):
-            derived.update(node.output)
-        elif inputs and all(n in derived or n in constants for n in inputs) and any(n in derived for n in inputs):
+        if (
+            node.op_type in ("Shape", "Size")
+            or inputs
+            and all(n in derived or n in constants for n in inputs)
+            and any(n in derived for n in inputs)
+        ):
             derived.update(node.output)
         else:
             continue

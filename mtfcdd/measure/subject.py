@@ -12,7 +12,12 @@ import torch
 from omegaconf import DictConfig, open_dict
 
 from mtfcdd.inference.cpu import (
-    cpu_has_int8_dot_product, cpu_name, cpu_supports_bf16, hidden_instruction_sets, instruction_sets, isa_level,
+    cpu_has_int8_dot_product,
+    cpu_name,
+    cpu_supports_bf16,
+    hidden_instruction_sets,
+    instruction_sets,
+    isa_level,
     physical_cores,
 )
 from mtfcdd.model.pipeline import InferencePipeline
@@ -22,15 +27,18 @@ log = logging.getLogger(__name__)
 
 def build_benchmark_pipeline(cfg: DictConfig) -> tuple[InferencePipeline, DictConfig, dict[str, Any]]:
     """(pipeline in eval mode, its config, notes): from ``ckpt_path`` or from ``cfg.model``."""
-    from mtfcdd.model.components.backbones import BackboneWeightsError
     from mtfcdd.model.build import build_pipeline
+    from mtfcdd.model.components.backbones import BackboneWeightsError
 
     if cfg.ckpt_path:
         from mtfcdd.model.checkpoint import load_pipeline
 
         pipeline, trained = load_pipeline(cfg.ckpt_path)
-        return pipeline, trained, {"weights": f"checkpoint {Path(cfg.ckpt_path).name}", "trained": True,
-                                   "pretrained_backbone": True}
+        return (
+            pipeline,
+            trained,
+            {"weights": f"checkpoint {Path(cfg.ckpt_path).name}", "trained": True, "pretrained_backbone": True},
+        )
     pretrained = bool(cfg.model.backbone.pretrained)
     note = "untrained head"
     try:
@@ -59,8 +67,9 @@ def _cause_of_type(err: BaseException | None, kind: type) -> BaseException | Non
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(net: torch.nn.Module, images: torch.Tensor, batch_size: int = 8,
-                          backbone: bool = True, head: bool = True) -> int:
+def recalibrate_batchnorm(
+    net: torch.nn.Module, images: torch.Tensor, batch_size: int = 8, backbone: bool = True, head: bool = True
+) -> int:
     """Replace the BatchNorm running statistics of an untrained network with those of ``images``, in place.
 
     A network with random weights and the initial statistics (mean 0, variance 1) gives nearly the same heatmap for
@@ -102,6 +111,8 @@ def _version(package: str) -> str | None:
 
 
 def machine_info() -> dict[str, Any]:
+    """The machine the benchmark runs on: CPU, cores and threads, instruction sets, load average (1 min), GPU and the
+    versions of torch, onnxruntime and openvino (None when not installed)."""
     import onnxruntime
 
     info = {

@@ -24,10 +24,7 @@ def saved_weights_mb(net: torch.nn.Module) -> float:
 
 
 def time_rounds(
-    calls: dict[str, Callable[[], Any]],
-    rounds: int = 5,
-    warmup: int = 1,
-    synchronize: Callable[[], None] | None = None,
+    calls: dict[str, Callable[[], Any]], rounds: int = 5, warmup: int = 1, synchronize: Callable[[], None] | None = None
 ) -> dict[str, list[float]]:
     """Seconds per call of each function, measured ``rounds`` times, round-robin.
 

@@ -18,12 +18,10 @@ def check_batch(
     mode: str,
     per_category: bool,
 ) -> None:
-    """maps float [B, M, H, W], masks bool [B, H, W], type_index int [B] in [-1, M), B category names when
+    """Maps float [B, M, H, W], masks bool [B, H, W], type_index int [B] in [-1, M), B category names when
     ``per_category``."""
     if maps.ndim != 4 or maps.shape[1] != num_types or not maps.is_floating_point():
-        raise ValueError(
-            f"maps: expected a float tensor [B, {num_types}, H, W], got {maps.dtype} {tuple(maps.shape)}"
-        )
+        raise ValueError(f"maps: expected a float tensor [B, {num_types}, H, W], got {maps.dtype} {tuple(maps.shape)}")
     batch, _, height, width = maps.shape
     if tuple(masks.shape) != (batch, height, width) or masks.is_floating_point() or masks.is_complex():
         raise ValueError(
@@ -37,9 +35,7 @@ def check_batch(
     if batch and int(type_index.min()) < -1:
         raise ValueError(f"type_index: values must be >= -1 (-1 = normal), got {int(type_index.min())}")
     if batch and mode == "multi" and int(type_index.max()) >= num_types:
-        raise ValueError(
-            f"type_index: values must be < {num_types} (one per type name), got {int(type_index.max())}"
-        )
+        raise ValueError(f"type_index: values must be < {num_types} (one per type name), got {int(type_index.max())}")
     if per_category and (category is None or len(category) != batch):
         raise ValueError(f"category: per_category=True needs {batch} category names, got {category!r}")
 

@@ -139,8 +139,11 @@ class MultiTypeEvaluator(Metric):
     ) -> None:
         super().__init__(compute_with_cache=False)
         self.type_names = list(type_names)
-        for key, value, choices in (("protocol", protocol, PROTOCOLS), ("image_score", image_score, BARE_MAP_SCORES),
-                                    ("mode", mode, MODES)):
+        for key, value, choices in (
+            ("protocol", protocol, PROTOCOLS),
+            ("image_score", image_score, BARE_MAP_SCORES),
+            ("mode", mode, MODES),
+        ):
             check_choice(key, value, choices)
         self.protocol, self.image_score, self.mode = protocol, image_score, mode
         if not self.type_names or len(set(self.type_names)) != len(self.type_names):
@@ -214,8 +217,10 @@ class MultiTypeEvaluator(Metric):
             scores: float [B, M] image scores as the inference pipeline computed them; None: each channel's
                 ``image_score`` (max or mean) of ``maps``.
             predicted_type: int [B] the pipeline's predicted type per image; None: the argmax of ``scores``.
-            anomaly_map, anomaly_score: the pipeline's any-defect map [B, H, W] and image score [B]; None: the
-                maximum over the channels of ``maps`` and of ``scores`` (no scales: the unscaled any-defect view).
+            anomaly_map: the pipeline's any-defect map [B, H, W]; None: the maximum over the channels of ``maps``
+                (no scales: the unscaled any-defect view).
+            anomaly_score: the pipeline's any-defect image score [B]; None: the maximum over the channels of
+                ``scores`` (no scales, as ``anomaly_map``).
         """
         maps = maps.detach()
         check_batch(maps, masks, type_index, category, self.num_types, self.mode, self.per_category)
@@ -259,7 +264,7 @@ class MultiTypeEvaluator(Metric):
                 self._append("scope_names", names[code][None])
 
     def _positive_types(self, types: np.ndarray) -> np.ndarray:
-        """bool [B, M + 1]: whether an image's defect pixels are positive for channel k (module docstring); the
+        """Bool [B, M + 1]: whether an image's defect pixels are positive for channel k (module docstring); the
         any-defect channel's positives are every defect pixel."""
         if self.mode == "single" or self.protocol == "paper":
             return np.ones((len(types), self.num_types + 1), dtype=bool)
@@ -314,7 +319,11 @@ class MultiTypeEvaluator(Metric):
                 "pixel_bins": f"float32 grid, relative bin width 2^-{MANTISSA_BITS}",
             },
             **self._scope_results(
-                "all images", scores, types, predicted, overall,
+                "all images",
+                scores,
+                types,
+                predicted,
+                overall,
                 sum(regions.values(), np.zeros(self.num_types + 1, np.int64)),
             ),
         }

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from mtfcdd.core.atomic_io import write_bytes_atomic
 from mtfcdd.metrics.evaluator import ANY_DEFECT, METRICS
@@ -35,11 +35,15 @@ def any_defect_text(results: dict, titles: Mapping[str, str] | None = None) -> s
     """How the any-defect view of ``results`` was made, one sentence."""
     types, *detector = results.get("model", "").split("+")
     if detector:
-        return (f"One map and one score per image from the detector ({model_title(detector[0], titles)}, with its "
-                f"calibrated threshold); the type channels ({model_title(types, titles)}) say which defect. "
-                "Positives = every defect image and pixel.")
-    return ("One map and one score per image: the maximum over the type channels (see the pipeline's anomaly_scale); "
-            "positives = every defect image and pixel.")
+        return (
+            f"One map and one score per image from the detector ({model_title(detector[0], titles)}, with its "
+            f"calibrated threshold); the type channels ({model_title(types, titles)}) say which defect. "
+            "Positives = every defect image and pixel."
+        )
+    return (
+        "One map and one score per image: the maximum over the type channels (see the pipeline's anomaly_scale); "
+        "positives = every defect image and pixel."
+    )
 
 
 TYPE_RULE_TEXT = {
@@ -79,13 +83,16 @@ def results_table(
 ) -> dict[str, tuple[list[str], list[list]]]:
     """Tables as ``key -> (columns, rows)`` for ``wandb.Table`` (values in percent, None for NaN).
 
-    Keys: ``any_defect`` (the any-defect view: every metric, one row), ``image`` and ``pixel`` (per type + Mean), ``single`` (mode single: I-AUROC, AUPRO), ``type_confusion``
-    (mode multi: rows = true type, columns = predicted), ``per_category`` (when present: the mean over types of
-    every metric and the type accuracy, per category), ``paper`` (when ``paper`` means are given: see
-    :func:`paper_table`).
+    Keys: ``any_defect`` (the any-defect view: every metric, one row), ``image`` and ``pixel`` (per type + Mean),
+    ``single`` (mode single: I-AUROC, AUPRO), ``type_confusion`` (mode multi: rows = true type, columns = predicted),
+    ``per_category`` (when present: the mean over types of every metric and the type accuracy, per category),
+    ``paper`` (when ``paper`` means are given: see :func:`paper_table`).
     """
     tables = {
-        ANY_DEFECT: (["view", *(LABELS[m] for m in METRICS)], [["Any defect", *(percent(results[ANY_DEFECT][m]) for m in METRICS)]]),
+        ANY_DEFECT: (
+            ["view", *(LABELS[m] for m in METRICS)],
+            [["Any defect", *(percent(results[ANY_DEFECT][m]) for m in METRICS)]],
+        ),
         "image": (["Anomaly Type", *(LABELS[m] for m in IMAGE_METRICS)], _metric_rows(results, IMAGE_METRICS)),
         "pixel": (["Anomaly Type", *(LABELS[m] for m in PIXEL_METRICS)], _metric_rows(results, PIXEL_METRICS)),
     }
@@ -159,8 +166,10 @@ def markdown_report(
     if results["mode"] == "single":
         parts += ["## Multi-class anomaly detection (as Table 5)", markdown_table(*tables["single"])]
     parts += [
-        "## Image level (as Table 3)", markdown_table(*tables["image"]),
-        "## Pixel level (as Table 4)", markdown_table(*tables["pixel"]),
+        "## Image level (as Table 3)",
+        markdown_table(*tables["image"]),
+        "## Pixel level (as Table 4)",
+        markdown_table(*tables["pixel"]),
     ]
     if results["mode"] == "multi":
         classification = results["type_classification"]

@@ -61,8 +61,12 @@ class AnomalyModule(L.LightningModule, ABC):
             )
         self.any_defect_quantile = any_defect_quantile
         self.type_names = list(type_names)
-        options = {"type_names": self.type_names, "protocol": protocol, "image_score": pipeline.image_score,
-                   "mode": mode}
+        options = {
+            "type_names": self.type_names,
+            "protocol": protocol,
+            "image_score": pipeline.image_score,
+            "mode": mode,
+        }
         self.val_evaluator = MultiTypeEvaluator(**options)
         self.test_evaluator = MultiTypeEvaluator(**options, per_category=per_category)
         self.run_config: dict | None = None
@@ -106,9 +110,16 @@ class AnomalyModule(L.LightningModule, ABC):
         loss = self.evaluation_loss(out, batch)
         if loss is not None:
             self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(batch["image"]), sync_dist=True)
-        evaluator.update(out.heatmaps, batch["mask"], batch["type_index"], list(batch["category"]),
-                         scores=out.scores, predicted_type=out.predicted_type,
-                         anomaly_map=out.anomaly_map, anomaly_score=out.anomaly_score)
+        evaluator.update(
+            out.heatmaps,
+            batch["mask"],
+            batch["type_index"],
+            list(batch["category"]),
+            scores=out.scores,
+            predicted_type=out.predicted_type,
+            anomaly_map=out.anomaly_map,
+            anomaly_score=out.anomaly_score,
+        )
         return out
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -38,15 +38,18 @@ def read_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
         raise CheckpointError(f"ckpt_path={str(path)!r}: no such file")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if CONFIG_KEY not in checkpoint or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} has no '{CONFIG_KEY}'/'state_dict' entries: not a checkpoint written by mtfcdd.train")
+        raise CheckpointError(
+            f"{path} has no '{CONFIG_KEY}'/'state_dict' entries: not a checkpoint written by mtfcdd.train"
+        )
     return checkpoint, OmegaConf.create(moved_targets(checkpoint[CONFIG_KEY]))
 
 
 def moved_targets(config: Any) -> Any:
     """``config`` (plain containers) with every ``_target_`` of :data:`MOVED_TARGETS` pointed at its module now."""
     if isinstance(config, dict):
-        return {key: _current_target(value) if key == "_target_" else moved_targets(value)
-                for key, value in config.items()}
+        return {
+            key: _current_target(value) if key == "_target_" else moved_targets(value) for key, value in config.items()
+        }
     if isinstance(config, list):
         return [moved_targets(value) for value in config]
     return config
@@ -55,7 +58,7 @@ def moved_targets(config: Any) -> Any:
 def _current_target(target: Any) -> Any:
     for old, new in MOVED_TARGETS.items():
         if isinstance(target, str) and target.startswith(old):
-            return new + target[len(old):]
+            return new + target[len(old) :]
     return target
 
 
@@ -74,13 +77,17 @@ def load_pipeline(
     detector, detector_cfg = _load(detector_ckpt)
     size = int(cfg.data.image_size)
     if int(detector_cfg.data.image_size) != size:
-        raise CheckpointError(f"detector_ckpt={str(detector_ckpt)!r} was trained at data.image_size="
-                              f"{detector_cfg.data.image_size}, {path} at {size}: they must match")
+        raise CheckpointError(
+            f"detector_ckpt={str(detector_ckpt)!r} was trained at data.image_size="
+            f"{detector_cfg.data.image_size}, {path} at {size}: they must match"
+        )
     try:
         pipeline.set_detector(detector, size)
     except ValueError as err:
-        raise CheckpointError(f"detector_ckpt={str(detector_ckpt)!r} cannot be the detector of {path}: {err} "
-                              "(a mode-single checkpoint such as model=patchcore's)") from err
+        raise CheckpointError(
+            f"detector_ckpt={str(detector_ckpt)!r} cannot be the detector of {path}: {err} "
+            "(a mode-single checkpoint such as model=patchcore's)"
+        ) from err
     return pipeline, cfg
 
 

@@ -46,39 +46,75 @@ class Output:
 class PipelineOutput(NamedTuple):
     """Everything the pipeline gives for a batch of B raw images (see :class:`Output` and :data:`DIMS`)."""
 
-    maps: Annotated[torch.Tensor, Output(
-        "float32", ("B", "M", "h", "w"), "A_k, the pseudo-Huber maps at feature resolution (means: Eq. 2's scores)",
-    )]
-    heatmaps: Annotated[torch.Tensor, Output(
-        "float32", ("B", "M", "H", "W"), "A'_k, the maps upsampled to the input size",
-    )]
-    calibrated: Annotated[torch.Tensor, Output(
-        "float32", ("B", "M", "H", "W"), "A'_k normalised per type with heat_min/heat_max, clamped to [0, 1]",
-    )]
-    scores: Annotated[torch.Tensor, Output(
-        "float32", ("B", "M"), "the image score per type, image_score (max or mean) of its heatmap",
-        column="score_{type}",
-    )]
-    decisions: Annotated[torch.Tensor, Output(
-        "bool", ("B", "M"), "scores >= image_threshold (all false where no threshold was calibrated)",
-        column="decision_{type}",
-    )]
-    anomaly_map: Annotated[torch.Tensor, Output(
-        "float32", ("B", "H", "W"), "the any-defect map, max over the heatmap channels divided by anomaly_scale",
-        detector="the any-defect map, the detector's heatmap",
-    )]
-    anomaly_score: Annotated[torch.Tensor, Output(
-        "float32", ("B",), "the any-defect image score, max over the type scores divided by anomaly_scale",
-        detector="the any-defect image score, the detector's image score", column="anomaly_score",
-    )]
-    anomalous: Annotated[torch.Tensor, Output(
-        "bool", ("B",), "anomaly_score >= anomaly_threshold (all false where none was calibrated)",
-        detector="anomaly_score >= anomaly_threshold (the detector's calibrated threshold)", column="anomalous",
-    )]
-    predicted_type: Annotated[torch.Tensor, Output(
-        "int64", ("B",), "index into type_names of the most likely defect type (read it where anomalous)",
-        column="predicted_type",
-    )]
+    maps: Annotated[
+        torch.Tensor,
+        Output(
+            "float32", ("B", "M", "h", "w"), "A_k, the pseudo-Huber maps at feature resolution (means: Eq. 2's scores)"
+        ),
+    ]
+    heatmaps: Annotated[
+        torch.Tensor, Output("float32", ("B", "M", "H", "W"), "A'_k, the maps upsampled to the input size")
+    ]
+    calibrated: Annotated[
+        torch.Tensor,
+        Output("float32", ("B", "M", "H", "W"), "A'_k normalised per type with heat_min/heat_max, clamped to [0, 1]"),
+    ]
+    scores: Annotated[
+        torch.Tensor,
+        Output(
+            "float32",
+            ("B", "M"),
+            "the image score per type, image_score (max or mean) of its heatmap",
+            column="score_{type}",
+        ),
+    ]
+    decisions: Annotated[
+        torch.Tensor,
+        Output(
+            "bool",
+            ("B", "M"),
+            "scores >= image_threshold (all false where no threshold was calibrated)",
+            column="decision_{type}",
+        ),
+    ]
+    anomaly_map: Annotated[
+        torch.Tensor,
+        Output(
+            "float32",
+            ("B", "H", "W"),
+            "the any-defect map, max over the heatmap channels divided by anomaly_scale",
+            detector="the any-defect map, the detector's heatmap",
+        ),
+    ]
+    anomaly_score: Annotated[
+        torch.Tensor,
+        Output(
+            "float32",
+            ("B",),
+            "the any-defect image score, max over the type scores divided by anomaly_scale",
+            detector="the any-defect image score, the detector's image score",
+            column="anomaly_score",
+        ),
+    ]
+    anomalous: Annotated[
+        torch.Tensor,
+        Output(
+            "bool",
+            ("B",),
+            "anomaly_score >= anomaly_threshold (all false where none was calibrated)",
+            detector="anomaly_score >= anomaly_threshold (the detector's calibrated threshold)",
+            column="anomalous",
+        ),
+    ]
+    predicted_type: Annotated[
+        torch.Tensor,
+        Output(
+            "int64",
+            ("B",),
+            "index into type_names of the most likely defect type (read it where anomalous)",
+            column="predicted_type",
+        ),
+    ]
 
 
 OUTPUTS: dict[str, Output] = {
@@ -92,8 +128,10 @@ OUTPUT_NAMES: tuple[str, ...] = PipelineOutput._fields
 def output_descriptions(detector: bool = False) -> dict[str, str]:
     """Output name -> ``"<dtype> [<dims>]: <meaning>"`` (the export's ``outputs`` metadata); ``detector``: the
     meanings of a pipeline with a detector attached."""
-    return {name: f"{spec.shape}: {spec.detector if detector and spec.detector else spec.meaning}"
-            for name, spec in OUTPUTS.items()}
+    return {
+        name: f"{spec.shape}: {spec.detector if detector and spec.detector else spec.meaning}"
+        for name, spec in OUTPUTS.items()
+    }
 
 
 def column_name(type_name: str) -> str:
@@ -116,8 +154,10 @@ def image_records(outputs: PipelineOutput, type_names: Sequence[str], paths: Seq
     """One record per image of ``outputs`` (a batch of B; ``paths``: B names), keyed by :func:`record_columns`:
     JSON-ready values (numbers, 0/1, type names). A server answering one image returns ``image_records(...)[0]``."""
     if len(paths) != len(outputs.scores) or len(type_names) != outputs.scores.shape[1]:
-        raise ValueError(f"{len(paths)} paths and {len(type_names)} type names for outputs of "
-                         f"{tuple(outputs.scores.shape)} images x types")
+        raise ValueError(
+            f"{len(paths)} paths and {len(type_names)} type names for outputs of "
+            f"{tuple(outputs.scores.shape)} images x types"
+        )
     records: list[dict[str, Any]] = [{"path": path} for path in paths]
     for name, spec in OUTPUTS.items():
         if spec.column is None:

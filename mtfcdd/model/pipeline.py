@@ -150,14 +150,17 @@ class InferencePipeline(nn.Module):
         pipeline (mode single: PatchCore or MultiTypeFCDD) that maps ``image_size`` x ``image_size`` images at this
         network's resolution (checked on a blank image); the type channels keep saying which defect it is."""
         if detector.num_types != 1 or detector.detector is not None:
-            raise ValueError(f"expected a one-channel pipeline without a detector of its own, got {detector.num_types} "
-                             "channels")
+            raise ValueError(
+                f"expected a one-channel pipeline without a detector of its own, got {detector.num_types} channels"
+            )
         with torch.no_grad():
             probe = torch.zeros(1, 3, image_size, image_size)
             types, detected = self.maps(probe).shape[-2:], detector.maps(probe).shape[-2:]
         if types != detected:
-            raise ValueError(f"it maps {image_size}x{image_size} images to {tuple(detected)}, the type channels to "
-                             f"{tuple(types)}: a detector must map at the type channels' resolution")
+            raise ValueError(
+                f"it maps {image_size}x{image_size} images to {tuple(detected)}, the type channels to "
+                f"{tuple(types)}: a detector must map at the type channels' resolution"
+            )
         self.detector = detector
 
     def set_any_defect(self, scale: torch.Tensor, threshold: float) -> None:

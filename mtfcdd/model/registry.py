@@ -60,8 +60,10 @@ def model_entry(cfg: DictConfig) -> ModelEntry:
         raise ConfigError(f"model.name={name!r} is not valid; choose one of: {', '.join(MODELS)}")
     entry = MODELS[name]
     if cfg.mode not in entry.modes:
-        raise ConfigError(f"mode={cfg.mode!r} is not valid with model={name}: {entry.title} runs in mode "
-                          f"{' or '.join(entry.modes)}, set mode={entry.modes[0]}")
+        raise ConfigError(
+            f"mode={cfg.mode!r} is not valid with model={name}: {entry.title} runs in mode "
+            f"{' or '.join(entry.modes)}, set mode={entry.modes[0]}"
+        )
     return entry
 
 

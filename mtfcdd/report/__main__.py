@@ -37,11 +37,16 @@ def build_report(paths: list[Path], out_dir: Path, use_wandb: str = "auto") -> d
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write the report of the given directories; returns 0, or 2 after printing a user error."""
     parser = argparse.ArgumentParser(prog="python -m mtfcdd.report", description=__doc__.split("\n\n")[1])
     parser.add_argument("dirs", nargs="+", type=Path, help="a multirun directory, or run directories")
     parser.add_argument("--out", type=Path, help="where to write the report (default: the first DIR)")
-    parser.add_argument("--wandb", choices=("auto", "on", "off"), default="auto",
-                        help="summary run in the jobs' W&B group (auto: when the jobs logged to W&B)")
+    parser.add_argument(
+        "--wandb",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="summary run in the jobs' W&B group (auto: when the jobs logged to W&B)",
+    )
     args = parser.parse_args(argv)
     try:
         report = build_report(args.dirs, args.out or args.dirs[0], args.wandb)

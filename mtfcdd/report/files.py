@@ -30,8 +30,12 @@ def summary_table(rows: list[dict]) -> tuple[list[str], list[list]]:
     metrics = [*METRICS, "type_accuracy", "type_macro_f1"]
     columns = ["job", *SETTINGS, "test images", *(SUMMARY_LABELS[m] for m in metrics)]
     data = [
-        [row["job"], *(row[key] for key in SETTINGS), row["test_images"],
-         *(None if row[m] is None else percent(row[m]) for m in metrics)]
+        [
+            row["job"],
+            *(row[key] for key in SETTINGS),
+            row["test_images"],
+            *(None if row[m] is None else percent(row[m]) for m in metrics),
+        ]
         for row in rows
     ]
     return columns, data
@@ -42,8 +46,12 @@ def any_defect_table(rows: list[dict]) -> tuple[list[str], list[list]]:
     type accuracy (n/a for models without type channels), in percent."""
     columns = ["job", *SETTINGS, *(LABELS[m] for m in METRICS), SUMMARY_LABELS["type_accuracy"]]
     data = [
-        [row["job"], *(row[key] for key in SETTINGS), *(_pct(row[f"{ANY_DEFECT}/{m}"]) for m in METRICS),
-         _pct(row["type_accuracy"])]
+        [
+            row["job"],
+            *(row[key] for key in SETTINGS),
+            *(_pct(row[f"{ANY_DEFECT}/{m}"]) for m in METRICS),
+            _pct(row["type_accuracy"]),
+        ]
         for row in rows
     ]
     return columns, data
@@ -76,7 +84,8 @@ def markdown(jobs: list[Job], rows: list[dict], types: list[str], plots: list[Pa
     counts = {state: sum(job.state == state for job in jobs) for state in dict.fromkeys(job.state for job in jobs)}
     parts = [
         "# Sweep report",
-        f"{len(jobs)} jobs: " + ", ".join(f"{n} {state}" for state, n in counts.items())
+        f"{len(jobs)} jobs: "
+        + ", ".join(f"{n} {state}" for state, n in counts.items())
         + f"; {len(rows)} with test results. Values in percent (report.csv: fractions, as in each results.json); "
         "n/a = undefined or not applicable.",
         "## Any defect (is this part defective?)",
@@ -86,7 +95,10 @@ def markdown(jobs: list[Job], rows: list[dict], types: list[str], plots: list[Pa
     ]
     problems = problems_table(jobs)
     if problems[1]:
-        parts += ["## Jobs without results", markdown_table(problems[0], [[_cell_text(v) for v in r] for r in problems[1]])]
+        parts += [
+            "## Jobs without results",
+            markdown_table(problems[0], [[_cell_text(v) for v in r] for r in problems[1]]),
+        ]
     if types:
         parts.append("## Per defect type (mode multi)")
         for metric in METRICS:
@@ -98,4 +110,5 @@ def markdown(jobs: list[Job], rows: list[dict], types: list[str], plots: list[Pa
 
 
 def write_markdown(text: str, path: Path) -> Path:
+    """Write ``text`` to ``path`` atomically (UTF-8); returns ``path``."""
     return write_bytes_atomic(path, text.encode())

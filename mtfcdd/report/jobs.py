@@ -8,10 +8,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mtfcdd.sampling.balance import resolve_balance
 from mtfcdd.core.errors import UserError
 from mtfcdd.metrics.evaluator import ANY_DEFECT, METRICS
 from mtfcdd.run.status import read_status
+from mtfcdd.sampling.balance import resolve_balance
 
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 RESULTS_FILE = "results.json"

@@ -81,7 +81,7 @@ def per_type_plot(rows: list[dict], types: list[str], backbone: str, path: Path)
     alphas = sorted({row["alpha"] for row in rows})
     fig, axes = _axes(len(METRICS), f"Per defect type against alpha (mode multi, {backbone})")
     for ax, metric in zip(axes, METRICS):
-        for index, name in enumerate(types):
+        for name in types:
             points: dict[float, list[float]] = defaultdict(list)
             for row in rows:
                 if row[f"{metric}/{name}"] is not None:

@@ -38,9 +38,15 @@ def log_summary_run(settings: dict, jobs: list[Job], rows: list[dict], plots: li
     import wandb
 
     run = wandb.init(
-        project=settings["project"], entity=settings["entity"], group=settings["group"], job_type="report",
-        name=f"report {out_dir.name}", dir=str(out_dir), mode="offline" if settings["offline"] else "online",
-        config={"jobs": len(jobs), "reported": len(rows), "sweep_dir": str(out_dir)}, reinit=True,
+        project=settings["project"],
+        entity=settings["entity"],
+        group=settings["group"],
+        job_type="report",
+        name=f"report {out_dir.name}",
+        dir=str(out_dir),
+        mode="offline" if settings["offline"] else "online",
+        config={"jobs": len(jobs), "reported": len(rows), "sweep_dir": str(out_dir)},
+        reinit=True,
     )
     try:
         columns = list(rows[0]) if rows else ["job"]

@@ -11,6 +11,7 @@ from mtfcdd.core.config import ConfigError
 NETWORK_INPUT_KEYS = ("mean", "std")
 """``data.*`` keys that belong to the inference pipeline (it normalises the [0, 1] images the data module serves)."""
 
+
 def instantiate_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     """The data module of ``cfg.data`` (its keys but the pipeline's ``mean``/``std``), not set up yet."""
     options = OmegaConf.to_container(cfg.data, resolve=True)
@@ -33,9 +34,11 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     entries = {name: conf for name, conf in (cfg.get("callbacks") or {}).items() if conf is not None}
     for name, conf in entries.items():
         if "_target_" not in conf:
-            raise ConfigError(f"callbacks.{name} sets {', '.join(map(str, conf))} but names no callback (_target_): "
-                              "the chosen callbacks group does not define it; pick a group that does (e.g. "
-                              f"callbacks=default) or remove the setting (~callbacks.{name})")
+            raise ConfigError(
+                f"callbacks.{name} sets {', '.join(map(str, conf))} but names no callback (_target_): "
+                "the chosen callbacks group does not define it; pick a group that does (e.g. "
+                f"callbacks=default) or remove the setting (~callbacks.{name})"
+            )
     return [instantiate(conf) for conf in entries.values()]
 
 

@@ -8,11 +8,7 @@ from mtfcdd.core.config import ConfigError, check_choice
 from mtfcdd.core.defect_types import MODES
 from mtfcdd.inference.engines import check_engine
 
-VALID_CHOICES: dict[str, tuple] = {
-    "alpha": (0.1, 0.2, 0.4),
-    "mode": MODES,
-    "test_ckpt": ("best", "last"),
-}
+VALID_CHOICES: dict[str, tuple] = {"alpha": (0.1, 0.2, 0.4), "mode": MODES, "test_ckpt": ("best", "last")}
 
 
 def validate(cfg: DictConfig) -> None:

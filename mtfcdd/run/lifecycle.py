@@ -49,8 +49,7 @@ def run_command(cfg: DictConfig, task: Callable[[DictConfig], T], checks: Sequen
         seed = cfg.get("seed")
         if seed is not None:
             L.seed_everything(int(seed), workers=True)
-        log.info("%s: run directory %s, seed %s, overrides %s", cfg.get("task_name"), run_dir, seed,
-                 task_overrides())
+        log.info("%s: run directory %s, seed %s, overrides %s", cfg.get("task_name"), run_dir, seed, task_overrides())
         result = task(cfg)
     except BaseException as err:
         write_status(run_dir, "failed", error=f"{type(err).__name__}: {err}", wandb=wandb)

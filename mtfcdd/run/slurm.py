@@ -19,7 +19,9 @@ def slurm_plugins(auto_requeue: bool, requeue_signal: str, checkpoint_io: Checkp
     requeue when ``auto_requeue``)."""
     signum = getattr(signal, f"SIG{requeue_signal}", None)
     if not isinstance(signum, signal.Signals):
-        raise ConfigError(f"trainer.plugins.requeue_signal={requeue_signal!r} is not valid; expected a signal name such as USR1")
+        raise ConfigError(
+            f"trainer.plugins.requeue_signal={requeue_signal!r} is not valid; expected a signal name such as USR1"
+        )
     plugins = [] if checkpoint_io is None else [checkpoint_io]
     if not SLURMEnvironment.detect():
         return plugins
@@ -45,6 +47,6 @@ def check_slurm_layout(launcher: Mapping[str, Any], trainer: Mapping[str, Any]) 
         if launcher_value != trainer_value:
             raise ConfigError(
                 f"{launcher_key}={launcher_value!r} does not match {trainer_key}={trainer_value!r}: SLURM starts one "
-                f"task per device, so set both to the same value ({launcher_key} follows the trainer unless overridden; "
-                f"it is shared by all jobs of a sweep, so sweep {trainer_key} in separate commands)"
+                f"task per device, so set both to the same value ({launcher_key} follows the trainer unless "
+                f"overridden; it is shared by all jobs of a sweep, so sweep {trainer_key} in separate commands)"
             )

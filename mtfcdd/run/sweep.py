@@ -20,6 +20,7 @@ MAX_TAG_CHARS = 64
 
 
 def in_multirun() -> bool:
+    """Whether this is a job of a Hydra multirun (False outside a Hydra run)."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 

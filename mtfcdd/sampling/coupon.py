@@ -146,8 +146,14 @@ def _exact(quotas: np.ndarray) -> CouponEstimate:
     marks = np.concatenate([quotas - scale, quotas, quotas + scale])
     breaks = np.unique(marks[(marks > lo) & (marks < hi)])
     area, _ = integrate.quad(
-        _not_all_reached, lo, hi, args=(quotas,), points=breaks if breaks.size else None,
-        epsabs=0.0, epsrel=1e-12, limit=200 + 4 * breaks.size,
+        _not_all_reached,
+        lo,
+        hi,
+        args=(quotas,),
+        points=breaks if breaks.size else None,
+        epsabs=0.0,
+        epsrel=1e-12,
+        limit=200 + 4 * breaks.size,
     )
     return CouponEstimate(mean=float(len(quotas) * (lo + area)), stderr=0.0, method="exact")
 

@@ -31,7 +31,11 @@ class BalancedEpochLength(L.Callback):
         if stage != "fit":
             return
         datamodule = trainer.datamodule
-        if datamodule is None or not hasattr(datamodule, "train_class_counts") or "batch_size" not in datamodule.hparams:
+        if (
+            datamodule is None
+            or not hasattr(datamodule, "train_class_counts")
+            or "batch_size" not in datamodule.hparams
+        ):
             raise TypeError(
                 "BalancedEpochLength needs trainer.fit(datamodule=...) with a datamodule that has "
                 f"train_class_counts() and hparams.batch_size (save_hyperparameters); got {type(datamodule).__name__}"

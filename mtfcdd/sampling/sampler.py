@@ -26,6 +26,7 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+
 def _non_negative_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")

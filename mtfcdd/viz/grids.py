@@ -20,7 +20,6 @@ from mtfcdd.core.defect_types import colour_of
 from mtfcdd.model.pipeline import PipelineOutput
 
 
-
 @dataclass
 class FigureRow:
     """One figure row. ``image``: RGB uint8 [H, W, 3]; ``heatmaps``: calibrated heatmaps in [0, 1], float
@@ -42,7 +41,9 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return (image.detach().cpu().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
-def heat_overlay(image: np.ndarray, heat01: np.ndarray, colour: tuple[int, int, int], strength: float = 0.75) -> np.ndarray:
+def heat_overlay(
+    image: np.ndarray, heat01: np.ndarray, colour: tuple[int, int, int], strength: float = 0.75
+) -> np.ndarray:
     """Blend the black-to-``colour`` colormap of ``heat01`` [H, W] over a dimmed ``image``; uint8 [H, W, 3]."""
     heat = np.clip(heat01, 0.0, 1.0)[..., None]
     coloured = heat * np.asarray(colour, dtype=np.float32)[None, None, :]
@@ -63,7 +64,16 @@ def mask_overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, in
 def _label(tile: np.ndarray, text: str) -> np.ndarray:
     """``tile`` with a caption strip of ``text`` above it."""
     strip = np.zeros((18, tile.shape[1], 3), dtype=np.uint8)
-    cv2.putText(strip, text[: max(1, tile.shape[1] // 7)], (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        strip,
+        text[: max(1, tile.shape[1] // 7)],
+        (3, 13),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.4,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
     return np.concatenate([strip, tile], axis=0)
 
 
@@ -108,8 +118,11 @@ def figure_grid(rows: list[FigureRow], type_names: list[str], gap: int = 4) -> n
     for row in rows:
         tiles = [_label(row.image, row.title)]
         if row.mask is not None:
-            truth_colour = (255, 255, 255) if row.type_index < 0 else colour_of(
-                type_names[row.type_index] if num_types > 1 else type_names[0])
+            truth_colour = (
+                (255, 255, 255)
+                if row.type_index < 0
+                else colour_of(type_names[row.type_index] if num_types > 1 else type_names[0])
+            )
             tiles.append(_label(mask_overlay(row.image, row.mask, truth_colour), "ground truth"))
         for k, name in enumerate(type_names):
             colour = colour_of(name)

@@ -49,7 +49,9 @@ def history(run_dir: Path) -> list[dict]:
     steps = []
     for record in records(run_file(run_dir)):
         if record.WhichOneof("record_type") == "history":
-            steps.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
+            steps.append(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            )
     return steps
 
 

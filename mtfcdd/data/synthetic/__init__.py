@@ -38,14 +38,38 @@ split JSONs), ``build`` (temporary folder, marker, cache), ``datamodule`` (the L
 from mtfcdd.data.synthetic.build import GENERATOR_VERSION, MARKER_NAME, build_synthetic, ensure_synthetic, read_marker
 from mtfcdd.data.synthetic.config import PRESETS, SyntheticConfig
 from mtfcdd.data.synthetic.layout import IMAGE_FOLDER, LAYOUTS, image_name, sample_folder
-from mtfcdd.data.synthetic.sample import DEFECTIVE_VIEW_WEIGHTS, MASK_AREA, VIEWS, RenderedSample, render_sample, rendered_views
+from mtfcdd.data.synthetic.sample import (
+    DEFECTIVE_VIEW_WEIGHTS,
+    MASK_AREA,
+    VIEWS,
+    RenderedSample,
+    render_sample,
+    rendered_views,
+)
 from mtfcdd.data.synthetic.styles import CATEGORY_STYLES, CategoryStyle, PartSpec
 from mtfcdd.data.synthetic.textures import SKIMAGE_FILES, skimage_image
 
 __all__ = [
-    "CATEGORY_STYLES", "DEFECTIVE_VIEW_WEIGHTS", "GENERATOR_VERSION", "IMAGE_FOLDER", "LAYOUTS", "MARKER_NAME",
+    "CATEGORY_STYLES",
+    "DEFECTIVE_VIEW_WEIGHTS",
+    "GENERATOR_VERSION",
+    "IMAGE_FOLDER",
+    "LAYOUTS",
+    "MARKER_NAME",
     "MASK_AREA",
-    "PRESETS", "SKIMAGE_FILES", "VIEWS", "CategoryStyle", "PartSpec", "RenderedSample", "SyntheticConfig",
-    "build_synthetic", "ensure_synthetic", "image_name", "read_marker", "render_sample", "rendered_views", "sample_folder",
+    "PRESETS",
+    "SKIMAGE_FILES",
+    "VIEWS",
+    "CategoryStyle",
+    "PartSpec",
+    "RenderedSample",
+    "SyntheticConfig",
+    "build_synthetic",
+    "ensure_synthetic",
+    "image_name",
+    "read_marker",
+    "render_sample",
+    "rendered_views",
+    "sample_folder",
     "skimage_image",
 ]

@@ -15,10 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from mtfcdd.core.errors import UserError
 from mtfcdd.data.synthetic.config import PRESETS, SyntheticConfig
 from mtfcdd.data.synthetic.layout import IMAGE_FOLDER, LAYOUTS, _plan_splits, _write_jsons, _write_sample
 from mtfcdd.data.synthetic.sample import VIEWS
-from mtfcdd.core.errors import UserError
 
 log = logging.getLogger("mtfcdd.data")
 
@@ -100,8 +100,10 @@ def _write_samples(tasks: list[tuple[str, str, str, int, int, int]], workers: in
         return list(pool.map(_write_sample, *zip(*tasks), chunksize=8))
 
 
+# fmt: off
 def build_synthetic(out: str | os.PathLike, preset: str | SyntheticConfig = "demo", *, seed: int = 0,
                     layout: str = "flat", workers: int | None = None) -> dict[str, Any]:
+    # fmt: on
     """Generate the set at ``out`` (replacing an earlier synthetic build there); return the marker it wrote.
 
     The files are written to a temporary sibling folder that is renamed to ``out`` once complete; on any error
@@ -120,11 +122,13 @@ def build_synthetic(out: str | os.PathLike, preset: str | SyntheticConfig = "dem
         plans = {category: _plan_splits(config, category, seed) for category in config.categories}
         tasks = [
             (str(tmp / IMAGE_FOLDER / category), category, kind, number, config.size, seed)
-            for category, plan in plans.items() for kind, number in plan.samples
+            for category, plan in plans.items()
+            for kind, number in plan.samples
         ]
         workers = _default_workers(len(tasks)) if workers is None else workers
-        log.info("synthetic Real-IAD: rendering %d samples (x%d views) with %d process(es)",
-                 len(tasks), len(VIEWS), workers)
+        log.info(
+            "synthetic Real-IAD: rendering %d samples (x%d views) with %d process(es)", len(tasks), len(VIEWS), workers
+        )
         written = iter(_write_samples(tasks, workers))
         counts = {}
         for category, plan in plans.items():
@@ -140,13 +144,20 @@ def build_synthetic(out: str | os.PathLike, preset: str | SyntheticConfig = "dem
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("synthetic Real-IAD written to %s in %.1f s (%d images, %d masks)",
-             out, time.perf_counter() - started, totals["images"], totals["masks"])
+    log.info(
+        "synthetic Real-IAD written to %s in %.1f s (%d images, %d masks)",
+        out,
+        time.perf_counter() - started,
+        totals["images"],
+        totals["masks"],
+    )
     return marker
 
 
+# fmt: off
 def ensure_synthetic(root: str | os.PathLike, preset: str | SyntheticConfig = "demo", seed: int = 0,
                      layout: str = "flat", *, workers: int | None = None) -> Path:
+    # fmt: on
     """The synthetic set at ``root``, built unless a build with the same parameters and generator version is there.
 
     ``preset`` is a name out of ``PRESETS`` or a :class:`SyntheticConfig`; ``workers`` as in

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mtfcdd.data.realiad import FUIAD_ALPHAS
-from mtfcdd.data.synthetic.styles import CATEGORY_STYLES
 from mtfcdd.core.defect_types import DEFECT_CODES
 from mtfcdd.core.errors import UserError
+from mtfcdd.data.realiad import FUIAD_ALPHAS
+from mtfcdd.data.synthetic.styles import CATEGORY_STYLES
 
 _MIN_SIZE, _MAX_SIZE = 48, 1024
 
@@ -59,6 +59,9 @@ PRESETS: dict[str, SyntheticConfig] = {
     ),
     "demo": SyntheticConfig(
         categories=("audiojack", "bottle_cap", "mint", "plastic_nut", "woodstick"),
-        size=256, train_samples=150, test_ok_samples=16, test_ng_samples=4,
+        size=256,
+        train_samples=150,
+        test_ok_samples=16,
+        test_ng_samples=4,
     ),
 }

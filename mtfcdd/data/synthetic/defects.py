@@ -11,7 +11,14 @@ import cv2
 import numpy as np
 
 from mtfcdd.data.synthetic.geometry import (
-    _SHIFT, Polygon, _blob, _fixed_point, _outward_normals, _raster, _rotation, _to_pixels,
+    _SHIFT,
+    Polygon,
+    _blob,
+    _fixed_point,
+    _outward_normals,
+    _raster,
+    _rotation,
+    _to_pixels,
 )
 from mtfcdd.data.synthetic.scene import _albedo, _coverage, _Layers, _Object, _View
 from mtfcdd.data.synthetic.textures import _grid, skimage_image
@@ -22,11 +29,18 @@ _SMEAR_COLOURS = np.array(
 )
 """Saturated smear colours: brown (oil), green, purple, blue, yellow."""
 _FOREIGN_COLOURS = np.array(
-    [(0.05, 0.85, 0.95), (0.95, 0.10, 0.75), (0.10, 0.90, 0.15), (0.98, 0.55, 0.05), (0.45, 0.10, 0.95),
-     (0.05, 0.05, 0.05)]
+    [
+        (0.05, 0.85, 0.95),
+        (0.95, 0.10, 0.75),
+        (0.10, 0.90, 0.15),
+        (0.98, 0.55, 0.05),
+        (0.45, 0.10, 0.95),
+        (0.05, 0.05, 0.05),
+    ]
 )
-_WIRE_COLOURS = np.array([(0.85, 0.45, 0.15), (0.05, 0.05, 0.05), (0.10, 0.75, 0.95), (0.95, 0.95, 0.92),
-                          (0.90, 0.10, 0.10)])
+_WIRE_COLOURS = np.array(
+    [(0.85, 0.45, 0.15), (0.05, 0.05, 0.05), (0.10, 0.75, 0.95), (0.95, 0.95, 0.92), (0.90, 0.10, 0.10)]
+)
 """Hair or wire colours: copper, black, cyan insulation, white, red insulation."""
 _GLUE_COLOURS = np.array([(0.95, 0.88, 0.62), (0.86, 0.87, 0.92)])
 """Pale adhesive residue left where a component was torn off: cream or whitish (the one farther from the body)."""
@@ -59,11 +73,18 @@ def _surface_point(obj: _Object, rng: np.random.Generator, margin: float, part_m
 def _edge_point(obj: _Object, rng: np.random.Generator, clearance: float) -> int:
     """Index of an outline vertex at least ``clearance`` from every component (less where the style is crowded)."""
     outline = obj.outer.astype(np.float32)
-    gaps = np.array([
-        min((-cv2.pointPolygonTest(part.poly.astype(np.float32), (float(p[0]), float(p[1])), True)
-             for part in obj.parts), default=np.inf)
-        for p in outline
-    ])
+    gaps = np.array(
+        [
+            min(
+                (
+                    -cv2.pointPolygonTest(part.poly.astype(np.float32), (float(p[0]), float(p[1])), True)
+                    for part in obj.parts
+                ),
+                default=np.inf,
+            )
+            for p in outline
+        ]
+    )
     for wanted in (clearance, clearance / 2, 0.0):
         free = np.flatnonzero(gaps >= wanted)
         if free.size:
@@ -90,8 +111,10 @@ def _canonical_grid(view: _View, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Canonical coordinates (X, Y) of every pixel centre of the view, each (S, S) float32."""
     x, y = _grid(size)
     inverse = cv2.invertAffineTransform(view.matrix)
-    return (inverse[0, 0] * x + inverse[0, 1] * y + inverse[0, 2],
-            inverse[1, 0] * x + inverse[1, 1] * y + inverse[1, 2])
+    return (
+        inverse[0, 0] * x + inverse[0, 1] * y + inverse[0, 2],
+        inverse[1, 0] * x + inverse[1, 1] * y + inverse[1, 2],
+    )
 
 
 def _polygon_area(poly: Polygon) -> float:
@@ -134,8 +157,9 @@ def _sample_deformation(obj: _Object, rng: np.random.Generator) -> DefectParams:
     return {"vertex": vertex, "height": sign * height, "width": rng.uniform(0.2, 0.28)}
 
 
-def _paint_deformation(p: DefectParams, layers: _Layers, view: _View, obj: _Object, rng: np.random.Generator
-                       ) -> Painted:
+def _paint_deformation(
+    p: DefectParams, layers: _Layers, view: _View, obj: _Object, rng: np.random.Generator
+) -> Painted:
     """The outline bulges out or dents in smoothly; the bent surface next to it catches or loses light."""
     size = layers.clean.shape[1]
     outline = obj.outer
@@ -165,8 +189,7 @@ def _sample_abrasion(obj: _Object, rng: np.random.Generator) -> DefectParams:
     return {"poly": _blob(rng, centre, (rng.uniform(0.25, 0.35), rng.uniform(0.12, 0.17)), rng.uniform(0, np.pi), 0.2)}
 
 
-def _paint_abrasion(p: DefectParams, layers: _Layers, view: _View, obj: _Object, rng: np.random.Generator
-                   ) -> Painted:
+def _paint_abrasion(p: DefectParams, layers: _Layers, view: _View, obj: _Object, rng: np.random.Generator) -> Painted:
     size = layers.clean.shape[1]
     region = (_raster([p["poly"]], view.matrix, size, smooth=False) > 0) & layers.surface
     noise = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), 0.7)
@@ -188,8 +211,7 @@ def _sample_scratch(obj: _Object, rng: np.random.Generator) -> DefectParams:
     return {"lines": lines, "bright": bool(rng.integers(2))}
 
 
-def _paint_scratch(p: DefectParams, layers: _Layers, view: _View, obj: _Object, rng: np.random.Generator
-                  ) -> Painted:
+def _paint_scratch(p: DefectParams, layers: _Layers, view: _View, obj: _Object, rng: np.random.Generator) -> Painted:
     size = layers.clean.shape[1]
     canvas = np.zeros((size, size), np.uint8)
     points = [np.round(_to_pixels(line, view.matrix)).astype(np.int32) for line in p["lines"]]
@@ -224,8 +246,7 @@ def _sample_damage(obj: _Object, rng: np.random.Generator) -> DefectParams:
     return {"poly": poly, "cracks": cracks}
 
 
-def _paint_damage(p: DefectParams, layers: _Layers, view: _View, obj: _Object, rng: np.random.Generator
-                 ) -> Painted:
+def _paint_damage(p: DefectParams, layers: _Layers, view: _View, obj: _Object, rng: np.random.Generator) -> Painted:
     size = layers.clean.shape[1]
     body = layers.body_alpha > 0
     bite = (_raster([p["poly"]], view.matrix, size, smooth=False) > 0) & body
@@ -257,11 +278,9 @@ def _paint_missing(p: DefectParams, layers: _Layers, view: _View, obj: _Object, 
     cover = (0.5 + 0.35 * np.tanh(blotch / (blotch.std() + 1e-6)))[None]
     albedo = _albedo(obj, view, size, missing=p["part"])
     glue = _GLUE_COLOURS[np.argmax(np.linalg.norm(_GLUE_COLOURS - obj.colour, axis=1))].astype(np.float32)
-    albedo = np.where(pad[None], albedo * (1 - cover) + glue[:, None, None] * cover,
-                      albedo)
+    albedo = np.where(pad[None], albedo * (1 - cover) + glue[:, None, None] * cover, albedo)
     rim = np.zeros((size, size), np.uint8)
-    cv2.polylines(rim, [_fixed_point(part.poly, view.matrix)], True, 255, max(1, round(size / 128)), cv2.LINE_8,
-                  _SHIFT)
+    cv2.polylines(rim, [_fixed_point(part.poly, view.matrix)], True, 255, max(1, round(size / 128)), cv2.LINE_8, _SHIFT)
     albedo = np.where((rim > 0)[None] & pad[None], albedo * 0.7, albedo)
     return layers.compose(albedo=albedo.astype(np.float32)), footprint | pad
 
@@ -275,8 +294,11 @@ def _sample_foreign(obj: _Object, rng: np.random.Generator) -> DefectParams:
         t = np.linspace(-0.5, 0.5, 40)
         curl = amplitude * np.sin(2 * np.pi * rng.uniform(0.8, 1.6) * t + rng.uniform(0, 2 * np.pi))
         local = np.stack([length * t, curl], axis=1)
-        return {"wire": local @ _rotation(angle).T + centre, "width": rng.uniform(0.055, 0.07),
-                "colour": _far_colour(_WIRE_COLOURS, obj.colour, rng)}
+        return {
+            "wire": local @ _rotation(angle).T + centre,
+            "width": rng.uniform(0.055, 0.07),
+            "colour": _far_colour(_WIRE_COLOURS, obj.colour, rng),
+        }
     radius = rng.uniform(0.2, 0.26)
     params: DefectParams = {"poly": _blob(rng, centre, (radius, radius * rng.uniform(0.65, 1.0)), angle, 0.3, n=9)}
     if rng.random() < 0.5:
@@ -287,8 +309,7 @@ def _sample_foreign(obj: _Object, rng: np.random.Generator) -> DefectParams:
     return params
 
 
-def _paint_foreign(p: DefectParams, layers: _Layers, view: _View, obj: _Object, rng: np.random.Generator
-                  ) -> Painted:
+def _paint_foreign(p: DefectParams, layers: _Layers, view: _View, obj: _Object, rng: np.random.Generator) -> Painted:
     size = layers.clean.shape[1]
     if "wire" in p:
         width = max(2, round(p["width"] * view.unit_px))
@@ -306,7 +327,7 @@ def _paint_foreign(p: DefectParams, layers: _Layers, view: _View, obj: _Object, 
         source = skimage_image(p["image"])
         side = int(min(source.shape[:2]) * 0.35)
         top, left = (np.asarray(source.shape[:2]) - side) * p["offset"]
-        crop = source[int(top):int(top) + side, int(left):int(left) + side]
+        crop = source[int(top) : int(top) + side, int(left) : int(left) + side]
         paste = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
     edge = region & ~(cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
     return np.clip(paste * layers.light * np.where(edge, 0.45, 1.0)[None], 0.0, 1.0), region
@@ -327,8 +348,7 @@ def _sample_smear(obj: _Object, rng: np.random.Generator) -> DefectParams:
     }
 
 
-def _paint_smear(p: DefectParams, layers: _Layers, view: _View, obj: _Object, rng: np.random.Generator
-                ) -> Painted:
+def _paint_smear(p: DefectParams, layers: _Layers, view: _View, obj: _Object, rng: np.random.Generator) -> Painted:
     size = layers.clean.shape[1]
     x, y = _canonical_grid(view, size)
     dx, dy = x - float(p["centre"][0]), y - float(p["centre"][1])

@@ -53,8 +53,14 @@ def _rotation(angle: float) -> np.ndarray:
     return np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
 
 
-def _blob(rng: np.random.Generator, centre: Sequence[float], radii: tuple[float, float], angle: float,
-          roughness: float, n: int = 48) -> Polygon:
+def _blob(
+    rng: np.random.Generator,
+    centre: Sequence[float],
+    radii: tuple[float, float],
+    angle: float,
+    roughness: float,
+    n: int = 48,
+) -> Polygon:
     """A closed irregular blob: an ellipse with smoothly varying radius (relative amplitude ``roughness``)."""
     knots = 1.0 + roughness * rng.uniform(-1.0, 1.0, 8)
     t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
@@ -76,8 +82,7 @@ def _fixed_point(poly: Polygon, matrix: np.ndarray) -> np.ndarray:
     return np.round(_to_pixels(poly, matrix) * (1 << _SHIFT)).astype(np.int32)
 
 
-def _fill(canvas: np.ndarray, polys: Sequence[Polygon], matrix: np.ndarray, value: float, smooth: bool = True
-          ) -> None:
+def _fill(canvas: np.ndarray, polys: Sequence[Polygon], matrix: np.ndarray, value: float, smooth: bool = True) -> None:
     """Paint the union of canonical polygons onto a uint8 (S, S) canvas, in place (anti-aliased if ``smooth``)."""
     for poly in polys:
         cv2.fillPoly(canvas, [_fixed_point(poly, matrix)], value, cv2.LINE_AA if smooth else cv2.LINE_8, _SHIFT)

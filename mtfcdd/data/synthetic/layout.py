@@ -12,10 +12,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mtfcdd.core.defect_types import DEFECT_CODES, NORMAL_CLASS
 from mtfcdd.data.realiad import FUIAD_ALPHAS, NESTED_PARENT, json_folder_name
 from mtfcdd.data.synthetic.config import SyntheticConfig
 from mtfcdd.data.synthetic.sample import VIEWS, _rng, render_sample
-from mtfcdd.core.defect_types import DEFECT_CODES, NORMAL_CLASS
 
 IMAGE_FOLDER = "realiad_256"
 LAYOUTS = ("flat", "nested")
@@ -55,29 +55,36 @@ def _write_encoded(path: Path, image: np.ndarray, options: list[int]) -> None:
     path.write_bytes(data.tobytes())
 
 
-def _write_sample(category_dir: str, category: str, kind: str, number: int, size: int, seed: int
-                  ) -> list[dict[str, Any]]:
+def _write_sample(
+    category_dir: str, category: str, kind: str, number: int, size: int, seed: int
+) -> list[dict[str, Any]]:
     """Render one sample, write its views (and masks) under ``category_dir``; return its 5 JSON records."""
     rendered = render_sample(category, kind, number, size=size, seed=seed)
     folder = sample_folder(category, kind, number)
     category_dir = Path(category_dir)
     (category_dir / folder).mkdir(parents=True)
     records = []
-    for view, stamp, image, mask in zip(VIEWS, _timestamps(seed, category, kind, number), rendered.images,
-                                        rendered.masks):
+    for view, stamp, image, mask in zip(
+        VIEWS, _timestamps(seed, category, kind, number), rendered.images, rendered.masks
+    ):
         name = image_name(category, kind, number, view, stamp)
-        _write_encoded(category_dir / folder / name, cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                       [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        _write_encoded(
+            category_dir / folder / name,
+            cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY],
+        )
         mask_path = None
         if mask is not None:
             mask_path = f"{folder}/{name[:-4]}.png"
             _write_encoded(category_dir / mask_path, mask.astype(np.uint8) * 255, [])
-        records.append({
-            "category": category,
-            "anomaly_class": NORMAL_CLASS if mask is None else kind,
-            "image_path": f"{folder}/{name}",
-            "mask_path": mask_path,
-        })
+        records.append(
+            {
+                "category": category,
+                "anomaly_class": NORMAL_CLASS if mask is None else kind,
+                "image_path": f"{folder}/{name}",
+                "mask_path": mask_path,
+            }
+        )
     return records
 
 
@@ -108,11 +115,11 @@ def _plan_splits(config: SyntheticConfig, category: str, seed: int) -> _SplitPla
     for code in DEFECT_CODES:
         order = rng.permutation(config.ng_train_per_type + config.test_ng_samples) + 1
         ng_test += [(code, n) for n in sorted(order[: config.test_ng_samples].tolist())]
-        per_type_train[code] = order[config.test_ng_samples:].tolist()
+        per_type_train[code] = order[config.test_ng_samples :].tolist()
     type_order = [DEFECT_CODES[i] for i in rng.permutation(len(DEFECT_CODES))]
     ng_train = [(code, per_type_train[code][r]) for r in range(config.ng_train_per_type) for code in type_order]
     return _SplitPlan(
-        ok_train=tuple((NORMAL_CLASS, n) for n in ok_order[config.test_ok_samples:].tolist()),
+        ok_train=tuple((NORMAL_CLASS, n) for n in ok_order[config.test_ok_samples :].tolist()),
         ok_test=tuple((NORMAL_CLASS, n) for n in ok_test),
         ng_train=tuple(ng_train),
         ng_test=tuple(ng_test),
@@ -143,15 +150,23 @@ def _sort_key(sample: tuple[str, int]) -> tuple[int, int]:
     return (-1 if kind == NORMAL_CLASS else DEFECT_CODES.index(kind), number)
 
 
-def _write_jsons(out: Path, config: SyntheticConfig, category: str, plan: _SplitPlan,
-                 records: dict[tuple[str, int], list[dict[str, Any]]], layout: str) -> dict[str, int]:
+def _write_jsons(
+    out: Path,
+    config: SyntheticConfig,
+    category: str,
+    plan: _SplitPlan,
+    records: dict[tuple[str, int], list[dict[str, Any]]],
+    layout: str,
+) -> dict[str, int]:
     """Write one category's split JSONs from its samples' records; return its image counts per split."""
     counts: dict[str, int] = {}
     for folder, (train, test, views) in _split_sets(config, plan).items():
         content: dict[str, Any] = {"meta": {"prefix": f"{category}/", "normal_class": NORMAL_CLASS}}
         for split, samples in (("train", train), ("test", test)):
             content[split] = [
-                record for sample in sorted(samples, key=_sort_key) for view, record in zip(VIEWS, records[sample])
+                record
+                for sample in sorted(samples, key=_sort_key)
+                for view, record in zip(VIEWS, records[sample])
                 if view in views
             ]
             counts[f"{folder}/{split}"] = len(content[split])

@@ -80,8 +80,10 @@ def render_sample(category: str, kind: str, number: int, *, size: int, seed: int
             images[v] = np.where(masks[v][None], altered, cleans[v])
         if all(low <= masks[v].sum() <= high for v in defective):
             return RenderedSample(
-                tuple(_channels_last(image) for image in images), tuple(_channels_last(clean) for clean in cleans),
-                tuple(masks), foreground,
+                tuple(_channels_last(image) for image in images),
+                tuple(_channels_last(clean) for clean in cleans),
+                tuple(masks),
+                foreground,
             )
     raise RuntimeError(
         f"{category} {kind} sample {number}: no defect with a mask of {MASK_AREA[0]:.2%}-{MASK_AREA[1]:.2%} of the "

@@ -9,7 +9,16 @@ import cv2
 import numpy as np
 
 from mtfcdd.data.synthetic.geometry import (
-    _SHIFT, Polygon, _circle, _fill, _fixed_point, _raster, _rect, _resample, _rotation, _rounded_rect,
+    _SHIFT,
+    Polygon,
+    _circle,
+    _fill,
+    _fixed_point,
+    _raster,
+    _rect,
+    _resample,
+    _rotation,
+    _rounded_rect,
 )
 from mtfcdd.data.synthetic.styles import CategoryStyle
 from mtfcdd.data.synthetic.textures import _grid, _texture, _to_uint8
@@ -46,6 +55,7 @@ class _Object:
 
 def _make_object(style: CategoryStyle, rng: np.random.Generator) -> _Object:
     """One instance of a category: the style with small random changes of proportions and colours."""
+
     def jitter_colour(colour: Sequence[float]) -> np.ndarray:
         return np.clip(np.asarray(colour) * rng.uniform(0.92, 1.08) + rng.uniform(-0.03, 0.03, 3), 0.02, 0.98)
 
@@ -82,12 +92,18 @@ def _make_object(style: CategoryStyle, rng: np.random.Generator) -> _Object:
             rows = np.linspace(-0.5, 0.5, 3) * extent
             markings = tuple(_rect(centre + (0.0, dy), (width * rng.uniform(0.6, 1.0), extent * 0.08)) for dy in rows)
             gain = 2.6 if np.mean(spec.colour) < 0.4 else 0.35
-        pad = (_circle(centre, spec.size[0] * scale + 0.07) if round_part
-               else _rounded_rect(np.asarray(spec.size) * scale + 0.05, 0.05) + centre)
+        pad = (
+            _circle(centre, spec.size[0] * scale + 0.07)
+            if round_part
+            else _rounded_rect(np.asarray(spec.size) * scale + 0.05, 0.05) + centre
+        )
         parts.append(_Part(poly, jitter_colour(spec.colour), markings, gain, pad))
     return _Object(
         outer=_resample(outer * stretch if style.family in ("disc", "ring", "hexnut") else outer, 256),
-        holes=holes, colour=jitter_colour(style.colour), dome=style.dome, parts=tuple(parts),
+        holes=holes,
+        colour=jitter_colour(style.colour),
+        dome=style.dome,
+        parts=tuple(parts),
     )
 
 
@@ -186,7 +202,7 @@ def _shading(view: _View, size: int, dome: float, grain: np.ndarray) -> np.ndarr
 
 
 def _crop(texture: np.ndarray, offset: tuple[int, int], size: int, flip: bool) -> np.ndarray:
-    patch = texture[offset[1]:offset[1] + size, offset[0]:offset[0] + size]
+    patch = texture[offset[1] : offset[1] + size, offset[0] : offset[0] + size]
     return patch[:, ::-1] if flip else patch
 
 
@@ -226,8 +242,9 @@ def _render_layers(obj: _Object, style: CategoryStyle, view: _View, size: int) -
     small = max(size // 4, 8)
     shift = -0.04 * small
     shadow = cv2.resize(body_alpha, (small, small), interpolation=cv2.INTER_AREA)
-    shadow = cv2.warpAffine(shadow, np.float32([[1, 0, shift * view.light_dir[0]], [0, 1, shift * view.light_dir[1]]]),
-                            (small, small))
+    shadow = cv2.warpAffine(
+        shadow, np.float32([[1, 0, shift * view.light_dir[0]], [0, 1, shift * view.light_dir[1]]]), (small, small)
+    )
     shadow = cv2.resize(cv2.GaussianBlur(shadow, (0, 0), 0.025 * small), (size, size), interpolation=cv2.INTER_LINEAR)
     background = ((1.0 + 0.18 * ground) * (1.0 - 0.45 * shadow))[None] * tint[:, None, None]
     grain = _crop(_texture(_MATERIAL_TEXTURE, size), view.material_offset, size, False)

@@ -34,6 +34,7 @@ class CategoryStyle:
     """Half width and half height of plates and bars."""
 
 
+# fmt: off
 CATEGORY_STYLES: dict[str, CategoryStyle] = {
     "audiojack": CategoryStyle(
         family="plate", colour=(0.55, 0.57, 0.62), extent=(0.95, 0.62), background="gravel",
@@ -103,4 +104,5 @@ CATEGORY_STYLES: dict[str, CategoryStyle] = {
         ),
     ),
 }
+# fmt: on
 """The categories the generator can draw, in default order (audiojack first, for its file-name quirk)."""

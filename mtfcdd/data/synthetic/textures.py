@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import cv2
@@ -10,14 +10,19 @@ import numpy as np
 import skimage.data
 
 SKIMAGE_FILES: dict[str, str] = {
-    "brick": "brick.png", "grass": "grass.png", "gravel": "gravel.png",
-    "coffee": "coffee.png", "chelsea": "chelsea.png", "astronaut": "astronaut.png", "rocket": "rocket.jpg",
+    "brick": "brick.png",
+    "grass": "grass.png",
+    "gravel": "gravel.png",
+    "coffee": "coffee.png",
+    "chelsea": "chelsea.png",
+    "astronaut": "astronaut.png",
+    "rocket": "rocket.jpg",
     "immunohistochemistry": "ihc.png",
 }
 """scikit-image data images used here -> their file in the wheel's data folder (shipped, so no download)."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def skimage_image(name: str) -> np.ndarray:
     """A scikit-image data image (same pixels as ``skimage.data.<name>()``) as float32 in [0, 1], (H, W) or
     (H, W, 3) RGB, read straight from the installed package (never downloaded)."""

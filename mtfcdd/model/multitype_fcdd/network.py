@@ -68,11 +68,7 @@ class MultiTypeFCDD(nn.Module):
     """``model.name`` of this network's config (conf/model/mtfcdd.yaml)."""
 
     def __init__(
-        self,
-        backbone: FrozenBackbone,
-        num_types: int = 8,
-        head_width: int = 512,
-        upsample: str = "bilinear",
+        self, backbone: FrozenBackbone, num_types: int = 8, head_width: int = 512, upsample: str = "bilinear"
     ) -> None:
         super().__init__()
         if upsample not in ("bilinear", "bicubic", "nearest"):

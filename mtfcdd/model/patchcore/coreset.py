@@ -70,7 +70,9 @@ class PatchReservoir:
 
     def add(self, features: torch.Tensor) -> None:
         """Append rows [n, D]."""
-        self.rows.append(features.detach().to("cpu", torch.float32, copy=True))  # a copy: never a view that pins its batch
+        self.rows.append(
+            features.detach().to("cpu", torch.float32, copy=True)
+        )  # a copy: never a view that pins its batch
         self.keys.append(torch.rand(len(features), generator=self.generator))
         self.held += len(features)
         self.seen += len(features)

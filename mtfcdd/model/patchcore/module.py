@@ -60,8 +60,14 @@ class PatchCoreModule(AnomalyModule):
             raise ValueError(f"model.coreset_ratio={coreset_ratio!r}: expected a number in (0, 1]")
         if max_patches_per_category is not None and max_patches_per_category < 1:
             raise ValueError(f"model.max_patches_per_category={max_patches_per_category!r}: expected >= 1 or null")
-        super().__init__(pipeline, [SINGLE_CHANNEL_NAME], mode="single", protocol=protocol, per_category=per_category,
-                         channels_last=channels_last)
+        super().__init__(
+            pipeline,
+            [SINGLE_CHANNEL_NAME],
+            mode="single",
+            protocol=protocol,
+            per_category=per_category,
+            channels_last=channels_last,
+        )
         self.automatic_optimization = False
         self.coreset_ratio = coreset_ratio
         self.bank = bank
@@ -107,8 +113,13 @@ class PatchCoreModule(AnomalyModule):
         log.info(
             "PatchCore memory bank: %d rows x %d from %d sampled patches of %d normal images (%s, %d categories) "
             "in %.1f s",
-            self.net.memory_bank.shape[0], self.net.feature_dim, sampled, self._images_seen, self.bank,
-            len(categories), time.perf_counter() - started,
+            self.net.memory_bank.shape[0],
+            self.net.feature_dim,
+            sampled,
+            self._images_seen,
+            self.bank,
+            len(categories),
+            time.perf_counter() - started,
         )
         self._samples = {}
         return True
@@ -136,8 +147,11 @@ class PatchCoreModule(AnomalyModule):
         """One pass fits the bank: stop after the first epoch (whatever ``trainer.max_epochs`` says)."""
         expected = len(self.trainer.train_dataloader.dataset)
         if self._images_seen and self._images_seen < expected:
-            log.warning("PatchCore memory bank fitted on %d of %d normal training images (trainer.limit_train_batches)",
-                        self._images_seen, expected)
+            log.warning(
+                "PatchCore memory bank fitted on %d of %d normal training images (trainer.limit_train_batches)",
+                self._images_seen,
+                expected,
+            )
         self._fit_in_trainer()
         self.trainer.should_stop = True
 

@@ -69,7 +69,9 @@ class PatchCoreNet(nn.Module):
         with torch.no_grad():
             stages = self.backbone.stages(images)
             size = stages[0].shape[-2:]
-            upsampled = [stages[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in stages[1:]]
+            upsampled = [stages[0]] + [
+                F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in stages[1:]
+            ]
             return F.avg_pool2d(torch.cat(upsampled, dim=1), kernel_size=3, stride=1, padding=1)
 
     def set_memory_bank(self, bank: torch.Tensor) -> None:
@@ -91,7 +93,9 @@ class PatchCoreNet(nn.Module):
 
     def forward(self, images: torch.Tensor, upsample: bool = True) -> PatchCoreOutput:
         if not self.fitted:
-            raise RuntimeError("PatchCoreNet: the memory bank is empty; fit it (python -m mtfcdd.train model=patchcore)")
+            raise RuntimeError(
+                "PatchCoreNet: the memory bank is empty; fit it (python -m mtfcdd.train model=patchcore)"
+            )
         features = self.patch_features(images)
         b, d, h, w = features.shape
         flat = features.permute(0, 2, 3, 1).reshape(-1, d).float()
@@ -99,7 +103,8 @@ class PatchCoreNet(nn.Module):
         return PatchCoreOutput(maps, self.upsample_maps(maps, images.shape[-2:]) if upsample else None)
 
     def upsample_maps(self, maps: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-        """Maps [B, 1, h, w] -> heatmaps [B, 1, H, W]: bilinear to ``size``, then the Gaussian blur (reflect padding)."""
+        """Maps [B, 1, h, w] -> heatmaps [B, 1, H, W]: bilinear to ``size``, then the Gaussian blur (reflect
+        padding)."""
         heatmaps = F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
         if self.blur_kernel.numel() == 1:
             return heatmaps
@@ -109,12 +114,16 @@ class PatchCoreNet(nn.Module):
         heatmaps = F.conv2d(F.pad(heatmaps, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
         return F.conv2d(F.pad(heatmaps, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         """Resize the memory bank to the stored one (its row count is only known after fitting), then load."""
         stored = state_dict.get(prefix + "memory_bank")
         if stored is not None and stored.dim() == 2 and stored.shape[1] == self.feature_dim:
             self.memory_bank = torch.empty_like(stored, dtype=torch.float32, device=self.memory_bank.device)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters: total, trainable (none), frozen (backbone); the memory bank is a buffer, not counted."""
