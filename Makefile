@@ -7,7 +7,7 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo compare lint format test test-fast bench bench-avx2 bench-avx512 clean
+.PHONY: help install demo compare label-sweep lint format test test-fast bench bench-avx2 bench-avx512 clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_ -]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,16 @@ compare: install ## MultiTypeFCDD vs PatchCore vs their combination on the demo 
 	sweep=$$(ls -d logs/train/demo/multiruns/*/ | sort | tail -n 1); \
 	$(PY) -m mtfcdd.evaluate ckpt_path=$$(ls $${sweep}*_mtfcdd_*/checkpoints/last.ckpt) \
 		detector_ckpt=$$(ls $${sweep}*_patchcore_*/checkpoints/last.ckpt) hydra.run.dir=$${sweep}2_combined && \
+	$(PY) -m mtfcdd.report $$sweep
+
+# the demo set in the per-type layout (data=folder), MultiTypeFCDD at 5, 10, 20 and all labelled defect images per
+# type, and PatchCore (no labels) written into the same sweep folder, then one report with the labels plot
+LABEL_COUNTS ?= 5,10,20,null
+label-sweep: install ## MultiTypeFCDD against labelled images per type, PatchCore as reference (~16 min, 2 cores)
+	$(PY) -m mtfcdd.data.synthetic --out data/synthetic-types-demo-s0 --preset demo --layout types
+	sweep=logs/train/label_sweep/multiruns/$$(date +%Y-%m-%d_%H-%M-%S); \
+	$(PY) -m mtfcdd.train -m experiment=label_sweep data.train_defects_per_type=$(LABEL_COUNTS) hydra.sweep.dir=$$sweep && \
+	$(PY) -m mtfcdd.train -m experiment=label_sweep model=patchcore hydra.sweep.dir=$$sweep && \
 	$(PY) -m mtfcdd.report $$sweep
 
 lint: install ## ruff: formatting and lint rules (pyproject.toml) over the tree; what the pre-commit hooks run

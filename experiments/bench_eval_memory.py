@@ -24,10 +24,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mtfcdd.core.defect_types import DEFECT_NAMES
+from mtfcdd.core.defect_types import REALIAD_VOCABULARY
 from mtfcdd.metrics.evaluator import MultiTypeEvaluator
 
-TYPE_NAMES = list(DEFECT_NAMES.values())
+TYPE_NAMES = list(REALIAD_VOCABULARY.names)
 
 
 def peak_rss_mb() -> float:

@@ -4,7 +4,8 @@
     python -m mtfcdd.balanced_epoch --alpha 0.2 --data-root data/Real-IAD [--categories audiojack,pcb] --method both
 
 Counts are images per sampler class (8 defect types + normal); with ``--alpha`` they are read from the training
-index (``mtfcdd.data.realiad.load_split``), counting records per ``class_index``.
+index (``mtfcdd.data.realiad.load_split``), counting records per sampler class
+(:func:`mtfcdd.sampling.balance.sampler_classes`).
 """
 
 from __future__ import annotations
@@ -82,14 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
 def counts_from_index(
     root: Path, alpha: float, categories: list[str] | None, json_set: str, resolution: str, balance: str = "types"
 ) -> list[int]:
-    """Images per sampler class of the training split (``data.balance``: ``types`` counts per class_index,
-    ``binary`` any defect then normal; classes without images left out)."""
+    """Images per sampler class of the training split, Real-IAD's 8 types (``data.balance``: ``types`` counts per
+    defect type then normal, ``binary`` any defect then normal; classes without images left out)."""
+    from mtfcdd.core.defect_types import DEFECT_CODES
     from mtfcdd.data.realiad import load_split
 
     records = load_split(
         root, split="train", json_set=json_set, alpha=alpha, resolution=resolution, categories=categories
     )
-    per_class = Counter(sampler_classes(records, balance))
+    per_class = Counter(sampler_classes(records, balance, len(DEFECT_CODES)))
     return [per_class[index] for index in sorted(per_class)]
 
 

@@ -18,11 +18,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtfcdd.core.config import ConfigError
+from mtfcdd.core.defect_types import vocabulary_of
 from mtfcdd.inference.calibration import int8_calibration_images
 from mtfcdd.inference.engines import build_engine
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
-from mtfcdd.run.build import build_datamodule, build_trainer
+from mtfcdd.run.build import VOCABULARY_KEY, build_datamodule, build_trainer
 from mtfcdd.run.checks import check_inference
 from mtfcdd.run.lifecycle import entry_point
 from mtfcdd.run.loggers import build_loggers, write_results
@@ -43,11 +44,24 @@ def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
     merged = OmegaConf.merge(trained, {"alpha": cfg.alpha, "seed": cfg.seed})
     overrides = {key: value for key, value in cfg.model.evaluation.items() if value is not None}
     with open_dict(merged):
-        merged.data = OmegaConf.merge(data, {"alpha": cfg.alpha, "mode": trained.mode})
+        # alpha picks Real-IAD's JSON folder; a data set without it (data=folder: its split is in data.split_dir)
+        merged.data = OmegaConf.merge(data, {"mode": trained.mode} | ({"alpha": cfg.alpha} if "alpha" in data else {}))
         merged.data.image_size = trained.data.image_size
         merged.data.mean, merged.data.std = trained.data.mean, trained.data.std
+        merged.data[VOCABULARY_KEY] = vocabulary_of(trained).to_config()  # the channels are the checkpoint's
         merged.model.evaluation = OmegaConf.merge(trained.model.evaluation, overrides)
     return merged
+
+
+def check_same_types(data_codes: tuple[str, ...], trained_codes: tuple[str, ...], mode: str) -> None:
+    """Mode multi: the test data labels the checkpoint's defect types in its channel order (else the metrics would
+    compare channel k with another type); a :class:`ConfigError` naming both otherwise."""
+    if mode == "multi" and tuple(data_codes) != tuple(trained_codes):
+        raise ConfigError(
+            f"the data's defect types ({', '.join(data_codes)}) are not the checkpoint's channels "
+            f"({', '.join(trained_codes)}); evaluate on data with the same types in the same order "
+            "(data.from_checkpoint=true, or data.defect_codes / data.types as trained)"
+        )
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -57,6 +71,7 @@ def evaluate(cfg: DictConfig) -> dict:
     )
     run_cfg = evaluation_config(cfg, trained)
     datamodule = build_datamodule(run_cfg)
+    check_same_types(datamodule.vocabulary.codes, vocabulary_of(run_cfg).codes, run_cfg.mode)
     model = build_module(run_cfg, pipeline)
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, loggers)

@@ -5,10 +5,10 @@
 The graph is :class:`~mtfcdd.model.pipeline.InferencePipeline` itself: RGB images [B, 3, H, W] (uint8 0..255 or
 float in [0, 1]; the trained input size, any batch) in; the fields of
 :class:`~mtfcdd.model.outputs.PipelineOutput` out, by name (the output contract). ``metadata_props`` hold, as
-JSON: type names, input size/format/layout, mean/std, heat_min/heat_max, image thresholds (null where none was
-calibrated), the any-defect scales and threshold, the image score,
-the type rule, the backbone, the mode, the outputs. The file is written atomically and only after its outputs
-matched PyTorch's (``verify``).
+JSON: type names and colours (RGB 0-255, the run vocabulary's), input size/format/layout, mean/std,
+heat_min/heat_max, image thresholds (null where none was calibrated), the any-defect scales and threshold, the
+image score, the type rule, the backbone, the mode, the outputs. The file is written atomically and only after its
+outputs matched PyTorch's (``verify``).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def export_metadata(
     checkpoint: Path | None,
 ) -> dict[str, str]:
     """``metadata_props`` of the exported model: everything a user of the file needs, as JSON strings."""
-    from mtfcdd.model.components.config import type_names
+    from mtfcdd.model.components.config import type_colours, type_names
 
     any_defect = pipeline.detector if pipeline.detector is not None else pipeline  # who answers "whether"
     values: dict[str, Any] = {
@@ -76,6 +76,7 @@ def export_metadata(
         "model": model_title(pipeline.model_name, model_titles()),
         "precision": precision,
         "type_names": type_names(cfg),
+        "type_colours": [list(colour) for colour in type_colours(cfg)],
         "mode": cfg.mode,
         "backbone": cfg.model.backbone.name,
         "input_size": list(size),

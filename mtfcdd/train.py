@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtfcdd.model.build import build_module
 from mtfcdd.resume.run_dir import resume_checkpoint, set_wandb_run_id
-from mtfcdd.run.build import build_datamodule, build_trainer
+from mtfcdd.run.build import VOCABULARY_KEY, build_datamodule, build_trainer
 from mtfcdd.run.checks import validate
 from mtfcdd.run.lifecycle import entry_point, run_command
 from mtfcdd.run.loggers import build_loggers, log_run_setup, write_results
@@ -37,6 +37,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     output_dir = Path(cfg.paths.output_dir)
     set_wandb_run_id(cfg)
     datamodule = build_datamodule(cfg)
+    with open_dict(cfg):  # the data's defect types name the model's channels and travel with its checkpoints
+        cfg.data[VOCABULARY_KEY] = datamodule.vocabulary.to_config()
     model = build_module(cfg)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = build_loggers(cfg)

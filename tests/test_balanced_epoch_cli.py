@@ -89,13 +89,13 @@ def test_bad_input_exits_with_a_message(argv, message, capsys):
 
 
 def test_counts_come_from_the_training_index(monkeypatch, capsys, tmp_path):
-    """--alpha counts records per class_index as returned by mtfcdd.data.realiad.load_split."""
+    """--alpha counts records per sampler class (type index, normal = 8) of mtfcdd.data.realiad.load_split."""
     calls = []
-    per_class = {8: 40, 0: 6, 3: 2, 7: 9}
+    per_type = {-1: 40, 0: 6, 3: 2, 7: 9}
 
     def load_split(root, **kwargs):
         calls.append((root, kwargs))
-        return [types.SimpleNamespace(class_index=index) for index, count in per_class.items() for _ in range(count)]
+        return [types.SimpleNamespace(type_index=index) for index, count in per_type.items() for _ in range(count)]
 
     monkeypatch.setitem(sys.modules, "mtfcdd.data.realiad", types.SimpleNamespace(load_split=load_split))
     argv = ["--alpha", "0.4", "--data-root", str(tmp_path), "--categories", "pcb,usb", "--batch-size", "8", "--json"]
@@ -141,7 +141,7 @@ def test_counts_from_a_real_format_index(tmp_path, capsys):
     write_index(tmp_path, "toy", ["OK"] * 50 + ["BX"] * 9)  # not requested
     assert main(["--alpha", "0.2", "--data-root", str(tmp_path), "--categories", "pcb,usb", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["counts"] == [1, 3, 2, 12]  # AK, HS, ZW, normal (class_index order)
+    assert row["counts"] == [1, 3, 2, 12]  # AK, HS, ZW, normal (sampler class order)
     assert row["draws"] == pytest.approx(expected_draws([1, 3, 2, 12]).mean)
     args = ["--alpha", "0.2", "--data-root", str(tmp_path), "--categories", "pcb,usb", "--balance", "binary", "--json"]
     assert main(args) == 0
@@ -196,7 +196,7 @@ class TinyModel(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-QUOTAS = [5, 3, 2, 1, 6, 2, 4, 40]  # fit()'s class sizes in class_index order, the empty class 2 dropped
+QUOTAS = [5, 3, 2, 1, 6, 2, 4, 40]  # fit()'s class sizes in sampler class order, the empty class 2 dropped
 
 
 def fit(

@@ -14,13 +14,16 @@ from test_realiad_index import LAYOUT, expected_counts, write_realiad
 from mtfcdd.core.config import ConfigError
 from mtfcdd.core.defect_types import DEFECT_CODES
 from mtfcdd.data.datamodule import RealIADDataModule, split_by_sample, stratified_subset
-from mtfcdd.data.realiad import NORMAL_CLASS_INDEX, Record, load_split
+from mtfcdd.data.realiad import Record, load_split
 from mtfcdd.data.summary import format_summary_table, summary_rows
 from mtfcdd.data.synthetic.datamodule import SyntheticRealIADDataModule
 from mtfcdd.resume.loader import ResumableLoader, SeededDraws
+from mtfcdd.sampling.balance import class_index
 from mtfcdd.sampling.sampler import BalancedClassSampler, EvaluationShardSampler
 
 FAST = {"image_size": 16, "num_workers": 0, "batch_size": 4}
+NORMAL = len(DEFECT_CODES)
+"""The sampler class of normal images with Real-IAD's 8 types."""
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def _module(root, **kwargs) -> RealIADDataModule:
 
 
 def _classes(records: list[Record]) -> Counter:
-    return Counter(r.class_index for r in records)
+    return Counter(class_index(r.type_index, NORMAL) for r in records)
 
 
 def test_setup_splits_train_into_train_and_val_by_sample_and_keeps_test(root, capsys):
@@ -48,14 +51,14 @@ def test_setup_splits_train_into_train_and_val_by_sample_and_keeps_test(root, ca
     # every class with >= 2 training samples appears in both train and val
     samples_per_class = Counter()
     for sample in {
-        r.sample: min(x.class_index for x in full_train if x.sample == r.sample) for r in full_train
+        r.sample: min(class_index(x.type_index, NORMAL) for x in full_train if x.sample == r.sample) for r in full_train
     }.items():
         samples_per_class[sample[1]] += 1
     for klass, count in samples_per_class.items():
         assert (klass in _classes(val)) == (count >= 2) and klass in _classes(train)
     assert "mask" in dm.val_dataset[0] and "mask" not in dm.train_dataset[0]
     printed = capsys.readouterr().out
-    assert "images per split and class" in printed and format_summary_table(dm.summary_rows) in printed
+    assert "Images per split and class" in printed and format_summary_table(dm.summary_rows) in printed
 
 
 def test_setup_is_idempotent(root, monkeypatch):
@@ -69,23 +72,18 @@ def test_setup_is_idempotent(root, monkeypatch):
 
 def test_validation_split_is_deterministic_in_the_seed(root):
     records = load_split(root, split="train")
-    first = split_by_sample(records, 0.4, seed=0)[1]
-    assert first == split_by_sample(records, 0.4, seed=0)[1]
-    others = [split_by_sample(records, 0.4, seed=s)[1] for s in range(1, 6)]
+    first = split_by_sample(records, 0.4, seed=0, num_types=NORMAL)[1]
+    assert first == split_by_sample(records, 0.4, seed=0, num_types=NORMAL)[1]
+    others = [split_by_sample(records, 0.4, seed=s, num_types=NORMAL)[1] for s in range(1, 6)]
     assert any(other != first for other in others)
-    assert split_by_sample(records, 0.0, seed=0) == (records, [])
+    assert split_by_sample(records, 0.0, seed=0, num_types=NORMAL) == (records, [])
 
 
 def test_single_sample_class_stays_in_training(root):
     records = load_split(root, split="train")
-    train, val = split_by_sample(records, 0.9, seed=0)
-    single = [
-        klass
-        for klass, n in Counter(
-            min(x.class_index for x in records if x.sample == s) for s in {r.sample for r in records}
-        ).items()
-        if n == 1
-    ]
+    train, val = split_by_sample(records, 0.9, seed=0, num_types=NORMAL)
+    per_sample = Counter(min(_classes([x for x in records if x.sample == s])) for s in {r.sample for r in records})
+    single = [klass for klass, n in per_sample.items() if n == 1]
     assert single and all(klass in _classes(train) and klass not in _classes(val) for klass in single)
 
 
@@ -106,15 +104,15 @@ def test_stratified_subset_proportions():
         ]
 
     pool = records({0: 50, 3: 30, 8: 20})
-    subset = stratified_subset(pool, 10, seed=0)
+    subset = stratified_subset(pool, 10, seed=0, num_types=NORMAL)
     assert len(subset) == 10 and _classes(subset) == {0: 5, 3: 3, 8: 2}
-    assert subset == stratified_subset(pool, 10, seed=0)
+    assert subset == stratified_subset(pool, 10, seed=0, num_types=NORMAL)
     assert [pool.index(r) for r in subset] == sorted(pool.index(r) for r in subset)
     # one image per class first, the rest in proportion (largest remainder): 1 + 97 * (99, 1, 0) / 100 -> 97 + 1
     skewed = records({0: 100, 1: 2, 2: 1})
-    assert _classes(stratified_subset(skewed, 5, seed=1)) == {0: 3, 1: 1, 2: 1}
-    assert stratified_subset(skewed, None, seed=0) == skewed
-    assert sum(_classes(stratified_subset(skewed, 2, seed=0)).values()) == 2
+    assert _classes(stratified_subset(skewed, 5, seed=1, num_types=NORMAL)) == {0: 3, 1: 1, 2: 1}
+    assert stratified_subset(skewed, None, seed=0, num_types=NORMAL) == skewed
+    assert sum(_classes(stratified_subset(skewed, 2, seed=0, num_types=NORMAL)).values()) == 2
 
 
 def test_max_images_subsets_are_stratified_and_deterministic(root):
@@ -147,7 +145,7 @@ def test_train_class_counts_and_num_types(root):
     dm = _module(root, val_fraction=0.0)
     counts = dm.train_class_counts()
     expected = expected_counts("train")
-    assert len(counts) == 9 and counts[NORMAL_CLASS_INDEX] == expected["OK"]
+    assert len(counts) == 9 and counts[NORMAL] == expected["OK"]
     assert {DEFECT_CODES[i]: n for i, n in enumerate(counts[:8]) if n} == {
         k: v for k, v in expected.items() if k != "OK"
     }
@@ -265,7 +263,7 @@ def test_balance_binary_draws_normal_and_defective_half_each_and_counts_two_clas
     dm.epoch_draws = 4000
     sampler = dm.train_dataloader().sampler
     assert sampler.class_sizes == dm.train_class_counts()
-    is_normal = [dm.train_dataset.records[i].class_index == NORMAL_CLASS_INDEX for i in sampler.global_sequence()]
+    is_normal = [dm.train_dataset.records[i].type_index < 0 for i in sampler.global_sequence()]
     assert abs(sum(is_normal) / len(is_normal) - 0.5) < 0.03
 
 

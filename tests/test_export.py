@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from helpers.hydra_compose import compose_config
+from mtfcdd.core.defect_types import REALIAD_VOCABULARY
 from mtfcdd.export import ExportError, build_onnx, export
 from mtfcdd.inference.onnx_pipeline import OUTPUT_NAMES
 from mtfcdd.model.base import CONFIG_KEY
@@ -102,7 +103,8 @@ def test_exported_model_matches_pytorch_and_needs_nothing_else(tmp_path, checkpo
         onnx.TensorProto.UINT8 if input_format == "uint8" else onnx.TensorProto.FLOAT
     )
     meta = {p.key: p.value for p in model.metadata_props}
-    assert json.loads(meta["type_names"]) == type_names(cfg)
+    assert json.loads(meta["type_names"]) == type_names(cfg) == list(REALIAD_VOCABULARY.names)
+    assert json.loads(meta["type_colours"]) == [list(c) for c in REALIAD_VOCABULARY.colours]
     assert json.loads(meta["input_size"]) == [SIZE, SIZE] and meta["input_format"] == input_format
     np.testing.assert_allclose(json.loads(meta["mean"]), mean.flatten().numpy(), rtol=1e-6)
     np.testing.assert_allclose(json.loads(meta["std"]), std.flatten().numpy(), rtol=1e-6)

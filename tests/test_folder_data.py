@@ -387,7 +387,7 @@ def test_train_defects_per_type_keeps_val_and_test_and_nests(tmp_path):
             {"train_defects_per_type": 0},
             r"data.train_defects_per_type=0 is not valid; expected an integer >= 1 or null",
         ),
-        ({"seed": -1}, r"data.sampler_seed=-1 is not valid"),
+        ({"seed": -1}, r"data.split_seed=-1 is not valid"),
     ],
 )
 def test_split_options_are_checked(tmp_path, options, message):

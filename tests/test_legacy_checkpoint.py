@@ -9,7 +9,9 @@ from pathlib import Path
 import torch
 from hydra.utils import get_class, get_method
 
+from mtfcdd.core.defect_types import REALIAD_VOCABULARY
 from mtfcdd.model.checkpoint import CONFIG_KEY, load_pipeline, read_checkpoint
+from mtfcdd.model.components.config import type_colours, type_names
 
 LEGACY = Path(__file__).parent / "data" / "legacy_v0.1_mtfcdd.ckpt"
 """A 3-step MultiTypeFCDD run on the tiny synthetic set (EfficientNet-Lite0 cut, head width 8) written by 0.1."""
@@ -51,6 +53,9 @@ def test_a_legacy_checkpoint_loads_and_scores_as_it_did():
     float32 ulps), far below any change of the network, the weights or the normalisation."""
     pipeline, cfg = load_pipeline(LEGACY)
     assert cfg.model.backbone._target_ == "mtfcdd.model.components.backbones.FrozenBackbone"
+    # written before data.vocabulary: its data.defect_codes name the channels
+    assert "vocabulary" not in cfg.data and pipeline.num_types == 8
+    assert type_names(cfg) == list(REALIAD_VOCABULARY.names) and type_colours(cfg) == list(REALIAD_VOCABULARY.colours)
     expected = json.loads(LEGACY.with_suffix(".outputs.json").read_text())
     size = int(cfg.data.image_size)
     images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(expected["seed"]))

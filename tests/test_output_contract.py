@@ -151,7 +151,7 @@ def test_the_prediction_writer_writes_the_records(small, tmp_path):
     pipeline, _, names, out = small
     writer = PredictionWriter(save_overlays=False, stages=("predict",))
     trainer = SimpleNamespace(global_rank=0, world_size=1, default_root_dir=str(tmp_path))
-    module = SimpleNamespace(type_names=names)
+    module = SimpleNamespace(type_names=names, type_colours=[(255, 60, 60)] * len(names))
     writer._start(trainer, module, "predict")
     batch = {"path": ["a.png", "bad.png", "c.png", "d.png"], "error": ["", "cannot decode", "", ""]}
     shown = PipelineOutput(*(torch.cat([part[:1], part]) for part in out))  # row 1: the unreadable file's

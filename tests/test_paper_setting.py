@@ -44,6 +44,8 @@ def test_other_settings_get_no_paper_means_and_say_why(tmp_path):
     assert any("not the Real-IAD release" in reason for reason in paper_setting_mismatches(cfg, "multi"))
     cfg = compose_config(tmp_path, ["alpha=0.2"])  # the plain command reports the typed protocol
     assert paper_setting_mismatches(cfg, "multi") == ["model.evaluation.protocol=typed, not paper"]
+    cfg = compose_config(tmp_path, ["experiment=paper", "data.defect_codes=[AK,HS]"])  # 2 of Real-IAD's 8 types
+    assert paper_setting_mismatches(cfg, "multi") == ["the defect types are AK, HS, not Real-IAD's 8"]
     # mtfcdd.evaluate's config: data from the checkpoint, mode null
     cfg = compose_config(tmp_path, ["ckpt_path=x.ckpt"], config_name="evaluate")
     assert paper_means(cfg, "single") is None

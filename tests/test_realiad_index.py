@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from mtfcdd.core.config import ConfigError
-from mtfcdd.core.defect_types import DEFECT_CODES, DEFECT_NAMES
-from mtfcdd.data.realiad import NORMAL_CLASS_INDEX, RealIADFormatError, Record, load_split, load_splits, missing_files
+from mtfcdd.core.defect_types import DEFECT_CODES, REALIAD_VOCABULARY
+from mtfcdd.data.realiad import RealIADFormatError, Record, check_index_args, load_split, load_splits, missing_files
+from mtfcdd.sampling.balance import class_index
 
 VIEWS = ("C1", "C2")
 # category -> split -> list of (folder kind, sample number, per-view anomaly class ("OK" or the sample's code))
@@ -147,7 +148,7 @@ def test_flat_fuiad_index_labels_views_samples_and_logs_layout(tree, caplog):
         assert r.image.is_file()
         assert r.view in VIEWS and f"_{r.view}_" in r.image.name
         assert r.sample == str(r.image.parent.relative_to(tree / "realiad_256"))
-        assert r.class_index == (NORMAL_CLASS_INDEX if r.type_index < 0 else r.type_index)
+        assert class_index(r.type_index, len(DEFECT_CODES)) == (8 if r.type_index < 0 else r.type_index)
         if r.type_index < 0:
             assert r.mask is None
         else:
@@ -166,16 +167,12 @@ def test_flat_fuiad_index_labels_views_samples_and_logs_layout(tree, caplog):
 
 def test_defect_names_follow_the_fixed_code_order():
     assert DEFECT_CODES == ("AK", "BX", "CH", "HS", "PS", "QS", "YW", "ZW")
-    assert [DEFECT_NAMES[c] for c in DEFECT_CODES] == [
-        "pit",
-        "deformation",
-        "abrasion",
-        "scratch",
-        "damage",
-        "missing_parts",
-        "foreign_objects",
-        "contamination",
-    ]
+    assert REALIAD_VOCABULARY.codes == DEFECT_CODES
+    assert (
+        [REALIAD_VOCABULARY.name_of(c) for c in DEFECT_CODES]
+        == list(REALIAD_VOCABULARY.names)
+        == ["pit", "deformation", "abrasion", "scratch", "damage", "missing_parts", "foreign_objects", "contamination"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -355,3 +352,15 @@ def test_bad_arguments_are_config_errors(tmp_path, kwargs, message):
     options = {"split": "train", **kwargs}
     with pytest.raises(ConfigError, match=message):
         load_split(tmp_path, **options)
+
+
+def test_a_data_set_with_its_own_types_passes_its_codes():
+    """Real-IAD's codes by default; ``code_choices=None`` (a data set that brings its vocabulary) takes any distinct
+    codes, still rejecting repeated or empty ones."""
+    options = {"json_set": "standard", "alpha": 0.2, "resolution": "realiad_256", "on_missing": "error"}
+    with pytest.raises(ConfigError, match=r"unknown: crack"):
+        check_index_args(**options, defect_codes=("crack", "AK"))
+    assert check_index_args(**options, defect_codes=["crack", "dent"], code_choices=None) == ("crack", "dent")
+    for bad in (("crack", "crack"), ("crack", ""), ()):
+        with pytest.raises(ConfigError, match=r"give distinct non-empty strings"):
+            check_index_args(**options, defect_codes=bad, code_choices=None)

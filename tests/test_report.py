@@ -183,3 +183,62 @@ def test_report_of_a_real_four_job_sweep_with_a_wandb_summary_run(tmp_path, tiny
     assert len(table["data"]) == 4 and "i_auroc" in table["columns"]
     images = {p.name.rsplit("_", 2)[0] for p in runs[0].glob("files/media/images/report/*.png")}
     assert images == {"mean_vs_alpha", "per_type_vs_alpha_tf_efficientnet_lite0"}
+
+
+def _label_job(sweep: Path, name: str, tmp_path: Path, overrides: list[str], results: dict, per_type: int) -> Path:
+    """A finished data=folder job: its config, results and a split with ``per_type`` defective training images of
+    each type (and good ones, which do not count)."""
+    job = _fake_job(sweep, name, tmp_path, ["data=folder", "data.root=/parts", *overrides])
+    config = OmegaConf.load(job / ".hydra" / "config.yaml")
+    config.paths.output_dir = str(job)  # as inside the job: data.split_dir is <job>/split
+    OmegaConf.save(config, job / ".hydra" / "config.yaml")
+    records = [{"anomaly_class": "good", "image_path": f"good/{k}.png"} for k in range(40)]
+    records += [{"anomaly_class": t, "image_path": f"{t}/{k}.png"} for t in ("crack", "dent") for k in range(per_type)]
+    split = {"meta": {"normal_class": "good"}, "train": records[:-1], "validation": [], "test": []}
+    (job / "split" / "realiad_jsons").mkdir(parents=True)
+    (job / "split" / "realiad_jsons" / "part.json").write_text(json.dumps(split))
+    write_result_files(results, job)
+    write_status(job, "finished")
+    return job
+
+
+def test_a_label_count_sweep_gets_its_plot_and_table_with_patchcore_as_reference(tmp_path):
+    sweep = tmp_path / "multirun"
+    expected = {}
+    for num, (count, per_type) in enumerate([(5, 5), (10, 10), ("null", 33)]):
+        results = results_for("multi")
+        results["mean"]["i_auroc"] = 0.5 + 0.1 * num  # distinct numbers per job: the table must take each job's own
+        results["type_classification"]["accuracy"] = 0.6 + 0.1 * num
+        name = f"{num}_mtfcdd_labels{count}"
+        _label_job(sweep, name, tmp_path, [f"data.train_defects_per_type={count}"], results, per_type)
+        expected[name] = results
+    patchcore = results_for("single")
+    _label_job(sweep, "0_patchcore_labelsNone", tmp_path, ["model=patchcore"], patchcore, 33)
+    build_report([sweep], sweep, use_wandb="off")
+    markdown = (sweep / "report.md").read_text()
+    section = markdown.split("## Against labelled defect images per type\n\n")[1].split("\n\n")[0].splitlines()
+    metrics = "typed mean I-AUROC | typed mean AUPRO | any-defect I-AUROC | type accuracy"
+    assert section[0] == f"| labelled images per type | job | {metrics} |"
+    labels = [line.split(" | ")[0].removeprefix("| ") for line in section[2:]]
+    # "all": the most defective training images of one type in the job's split (33 dent, 32 crack: the last dropped)
+    assert labels == ["5", "10", "all (33)", "none (PatchCore)"]
+    for line, (name, results) in zip(section[2:], expected.items()):
+        cells = line.split(" | ")
+        assert cells[1] == name
+        numbers = [results["mean"]["i_auroc"], results["mean"]["aupro"], results["any_defect"]["i_auroc"]]
+        numbers.append(results["type_classification"]["accuracy"])
+        assert [float(c.strip(" |")) for c in cells[2:]] == [pytest.approx(100 * v, abs=0.05) for v in numbers]
+    reference = section[-1].split(" | ")
+    assert float(reference[4]) == pytest.approx(100 * patchcore["any_defect"]["i_auroc"], abs=0.05)
+    assert reference[5].strip(" |") == "n/a"  # PatchCore has no type channels
+    plot = sweep / "plots" / "metrics_vs_labels.png"
+    assert plot.read_bytes()[:8] == PNG_MAGIC and "](plots/metrics_vs_labels.png)" in markdown
+
+
+def test_no_label_plot_where_the_jobs_do_not_differ_by_labels(tmp_path):
+    sweep = tmp_path / "multirun"
+    for num in range(2):
+        _label_job(sweep, f"{num}_mtfcdd_labels5", tmp_path, ["data.train_defects_per_type=5"], results_for(), 5)
+    build_report([sweep], sweep, use_wandb="off")
+    assert not (sweep / "plots" / "metrics_vs_labels.png").exists()
+    assert "labelled defect images" not in (sweep / "report.md").read_text()

@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 
 from mtfcdd.callbacks.heatmaps import row_title, select_examples
-from mtfcdd.core.defect_types import ANY_DEFECT_COLOUR, DEFECT_NAMES, DEFECT_TYPES, channel_names, colour_of
+from mtfcdd.core.defect_types import ANY_DEFECT_COLOUR, DEFECT_TYPES, REALIAD_VOCABULARY, Vocabulary
 from mtfcdd.viz.grids import FigureRow, figure_grid, heat_overlay, save_png
 
 TYPE_COLOURS = [t.colour for t in DEFECT_TYPES]
+GREYS = [(k * 20, k * 20, k * 20) for k in range(8)]
+"""Distinct colours for channel-count tests."""
 
 
 def _row(type_index: int, num_types: int, size: int = 32, with_mask: bool = True, decided=None) -> FigureRow:
@@ -27,14 +29,16 @@ def _row(type_index: int, num_types: int, size: int = 32, with_mask: bool = True
 
 
 def test_grid_has_image_truth_and_one_overlay_per_type():
-    grid = figure_grid([_row(3, 8), _row(-1, 8)], [f"t{k}" for k in range(8)], gap=4)
+    grid = figure_grid([_row(3, 8), _row(-1, 8)], [f"t{k}" for k in range(8)], GREYS, gap=4)
     tile_w, tile_h = 32, 32 + 18
     assert grid.shape == (2 * tile_h + 4, 10 * tile_w + 9 * 4, 3) and grid.dtype == np.uint8
 
 
 def test_grid_without_truth_frames_the_decided_types():
     decided = [False, True, False]
-    grid = figure_grid([_row(-1, 3, with_mask=False, decided=decided)], ["pit", "deformation", "abrasion"], gap=4)
+    vocabulary = REALIAD_VOCABULARY
+    row = _row(-1, 3, with_mask=False, decided=decided)
+    grid = figure_grid([row], list(vocabulary.names[:3]), list(vocabulary.colours[:3]), gap=4)
     tile_w, tile_h = 32, 32 + 18
     assert grid.shape == (tile_h, 4 * tile_w + 3 * 4, 3)  # image + 3 overlays, no ground-truth tile
     left = lambda k: (1 + k) * (tile_w + 4)  # noqa: E731  x of overlay k
@@ -46,12 +50,13 @@ def test_grid_without_truth_frames_the_decided_types():
 def test_a_subset_of_codes_keeps_each_type_colour():
     """data.defect_codes=[AK, HS]: channel 1 is the scratch channel, drawn (frame and ground truth) in the scratch
     colour, not in the colour of the second type of the full list."""
-    names = channel_names(["AK", "HS"], "multi")
-    assert names == [DEFECT_NAMES["AK"], DEFECT_NAMES["HS"]]
-    grid = figure_grid([_row(1, 2, decided=[False, True])], names, gap=4)
+    vocabulary = Vocabulary.from_codes(["AK", "HS"])
+    names = vocabulary.channel_names("multi")
+    assert names == ["pit", "scratch"]
+    grid = figure_grid([_row(1, 2, decided=[False, True])], names, vocabulary.channel_colours("multi"), gap=4)
     tile_w = 32
     left = lambda k: (2 + k) * (tile_w + 4)  # noqa: E731  x of overlay k (after image and ground truth)
-    assert grid[18 + 1, left(1) + 10].tolist() == list(colour_of("scratch")) == list(TYPE_COLOURS[3])
+    assert grid[18 + 1, left(1) + 10].tolist() == list(vocabulary.colour("scratch")) == list(TYPE_COLOURS[3])
     truth = grid[18 + 6, tile_w + 4 + 4]  # the mask outline (mask rows 4..9, cols 4..11) in the truth tile
     assert truth.tolist() == list(TYPE_COLOURS[3])
 
@@ -63,8 +68,24 @@ def test_titles_name_the_configured_codes():
 
 
 def test_single_channel_uses_the_any_defect_colour():
-    assert channel_names(["AK", "HS"], "single") == ["anomaly"]
-    assert colour_of("anomaly") == ANY_DEFECT_COLOUR
+    vocabulary = Vocabulary.from_codes(["AK", "HS"])
+    assert vocabulary.channel_names("single") == ["anomaly"]
+    assert vocabulary.channel_colours("single") == [ANY_DEFECT_COLOUR]
+    assert vocabulary.colour("anomaly") == ANY_DEFECT_COLOUR
+
+
+def test_new_types_are_drawn_and_titled_in_their_own_names_and_colours():
+    """A folder vocabulary [crack, dent, rust]: overlay k framed in type k's colour, ground truth in the true
+    type's colour, captions and titles with the new names; colours and names must come in equal numbers."""
+    vocabulary = Vocabulary.from_codes(["crack", "dent", "rust"], colours={"rust": [10, 200, 90]})
+    grid = figure_grid([_row(2, 3, decided=[False, False, True])], list(vocabulary.names), vocabulary.colours, gap=4)
+    tile_w = 32
+    left = lambda k: (2 + k) * (tile_w + 4)  # noqa: E731  x of overlay k (after image and ground truth)
+    assert grid[18 + 1, left(2) + 10].tolist() == [10, 200, 90]
+    assert grid[18 + 6, tile_w + 4 + 4].tolist() == [10, 200, 90]  # ground truth outline: rust
+    assert row_title(2, "gear", vocabulary.codes) == "rust gear"
+    with pytest.raises(ValueError, match="2 colours for 3 type names"):
+        figure_grid([_row(2, 3)], list(vocabulary.names), vocabulary.colours[:2])
 
 
 def test_overlay_maps_heat_to_the_type_colour():

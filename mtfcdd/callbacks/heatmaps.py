@@ -25,8 +25,8 @@ def select_examples(type_indices: list[int], num_codes: int, per_type: int, norm
 
 
 def row_title(type_index: int, category: str, codes: Sequence[str]) -> str:
-    """A figure row's title: the true defect code (``type_index`` indexes the configured ``codes``) or OK, and the
-    category."""
+    """A figure row's title: the true defect code (``type_index`` indexes ``codes``, the data module's vocabulary)
+    or OK, and the category."""
     return f"{codes[type_index] if type_index >= 0 else NORMAL_CLASS} {category}"
 
 
@@ -56,7 +56,7 @@ class HeatmapFigures(L.Callback):
     def _figure(self, trainer: L.Trainer, pl_module: L.LightningModule, dataset: Dataset, name: str, key: str) -> None:
         if not trainer.is_global_zero:
             return
-        codes = trainer.datamodule.defect_codes
+        codes = trainer.datamodule.vocabulary.codes
         indices = select_examples([r.type_index for r in dataset.records], len(codes), self.per_type, self.normal)
         if not indices:
             return
@@ -70,8 +70,9 @@ class HeatmapFigures(L.Callback):
 
 @torch.no_grad()
 def render_grid(pl_module: L.LightningModule, dataset: Dataset, indices: list[int], codes: Sequence[str]) -> np.ndarray:
-    """The Fig. 2 grid of ``dataset[indices]`` through ``pl_module.pipeline``; RGB uint8. ``codes``: the defect
-    codes that the samples' ``type_index`` indexes (the data module's configured codes)."""
+    """The Fig. 2 grid of ``dataset[indices]`` through ``pl_module.pipeline``, channels named and coloured as
+    ``pl_module.type_names``/``type_colours``; RGB uint8. ``codes``: the defect codes that the samples'
+    ``type_index`` indexes (the data module's vocabulary)."""
     pipeline = pl_module.pipeline
     was_training = pipeline.training
     pipeline.eval()
@@ -82,4 +83,5 @@ def render_grid(pl_module: L.LightningModule, dataset: Dataset, indices: list[in
     types = [int(s["type_index"]) for s in samples]
     titles = [row_title(t, s["category"], codes) for t, s in zip(types, samples)]
     masks = torch.stack([s["mask"] for s in samples])
-    return figure_grid(figure_rows(images, outputs, titles, masks, types), pl_module.type_names)
+    rows = figure_rows(images, outputs, titles, masks, types)
+    return figure_grid(rows, pl_module.type_names, pl_module.type_colours)

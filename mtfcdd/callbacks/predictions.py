@@ -25,7 +25,6 @@ import lightning as L
 import torch
 
 from mtfcdd.core.atomic_io import AtomicTextFile
-from mtfcdd.core.defect_types import DEFECT_NAMES
 from mtfcdd.model.outputs import PipelineOutput, image_records, record_columns
 from mtfcdd.viz.grids import figure_grid, figure_rows, save_png
 
@@ -48,11 +47,13 @@ class PredictionWriter(L.Callback):
         suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
         self.output_dir = Path(trainer.default_root_dir)
         self.type_names = list(pl_module.type_names)
+        self.type_colours = list(pl_module.type_colours)
         self.columns = record_columns(self.type_names)
         if stage == "test":
             self.columns.append("true_type")
-            codes = trainer.datamodule.defect_codes
-            self.true_names = [DEFECT_NAMES[code] for code in codes] if len(self.type_names) > 1 else None
+            # type_index indexes the data module's vocabulary; a mode-single model names every defect "anomaly"
+            names = trainer.datamodule.vocabulary.names
+            self.true_names = list(names) if pl_module.mode == "multi" else None
         self._files = {
             "csv": AtomicTextFile(self.output_dir / f"predictions{suffix}.csv"),
             "jsonl": AtomicTextFile(self.output_dir / f"predictions{suffix}.jsonl"),
@@ -99,7 +100,7 @@ class PredictionWriter(L.Callback):
         titles = [Path(p).name for p in paths]
         for j, row in enumerate(figure_rows(images, rows, titles)):
             name = f"{start + j:06d}_{Path(paths[j]).stem}{self._suffix}.png"
-            save_png(figure_grid([row], self.type_names), self.output_dir / "overlays" / name)
+            save_png(figure_grid([row], self.type_names, self.type_colours), self.output_dir / "overlays" / name)
 
     def _finish(self) -> None:
         for handle in self._files.values():

@@ -1,10 +1,11 @@
 """Lightning data module for Real-IAD: index -> train / validation / test datasets -> balanced and sequential loaders.
 
 The validation set is held out of the training split by sample (all views of a sample on one side), stratified by
-class; the test split is the JSON's ``test`` list. ``epoch_draws`` (set by
-:class:`mtfcdd.sampling.epoch_callback.BalancedEpochLength` before ``train_dataloader()``) is the length of one
-balanced epoch in draws, over the classes that ``balance`` samples: ``types`` (the paper: 8 defect types + normal,
-each drawn with probability 1/9) or ``binary`` (normal vs any defect, 1/2 each, as FCDD balances).
+class; the test split is the JSON's ``test`` list. ``vocabulary`` holds the run's defect types (Real-IAD's, or the
+subset ``defect_codes`` picks). ``epoch_draws`` (set by :class:`mtfcdd.sampling.epoch_callback.BalancedEpochLength`
+before ``train_dataloader()``) is the length of one balanced epoch in draws, over the classes that ``balance``
+samples: ``types`` (the M defect types + normal, each drawn with probability 1/(M+1); the paper: M = 8) or
+``binary`` (normal vs any defect, 1/2 each, as FCDD balances).
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from mtfcdd.core.config import ConfigError, check_choice
-from mtfcdd.core.defect_types import DEFECT_CODES, MODES, NUM_CLASSES
+from mtfcdd.core.defect_types import DEFECT_CODES, MODES, Vocabulary
 from mtfcdd.data.dataset import RealIADDataset
 from mtfcdd.data.realiad import RealIADFormatError, Record, check_index_args, load_splits
 from mtfcdd.data.summary import format_summary_table, summary_rows
 from mtfcdd.data.transforms import Augment, check_image_size, eval_transform, train_transform
 from mtfcdd.resume.loader import ResumableLoader, SeededDraws
-from mtfcdd.sampling.balance import NUM_SAMPLER_CLASSES, resolve_balance, sampler_classes
+from mtfcdd.sampling.balance import class_index, num_sampler_classes, resolve_balance, sampler_classes
 from mtfcdd.sampling.sampler import BalancedClassSampler, EvaluationShardSampler
 
 log = logging.getLogger("mtfcdd.data")
@@ -58,16 +59,20 @@ def _plain(value: object) -> object:
     return value
 
 
-def split_by_sample(records: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
+def split_by_sample(
+    records: Sequence[Record], fraction: float, seed: int, num_types: int
+) -> tuple[list[Record], list[Record]]:
     """(train, validation): about ``fraction`` of the samples of each class go to validation, all views together.
 
-    A sample's class is its defect type when any of its views is defective, else normal. Every class with at
+    A sample's class is its defect type (the lowest type index of its defective views) when any of its views is
+    defective, else normal (``num_types``: the size of the run's vocabulary). Every class with at
     least 2 samples gets at least one validation sample and keeps at least one training sample; a class with a
     single sample stays in training. The choice depends only on ``seed`` and the records.
     """
     by_sample: dict[str, int] = {}
     for record in records:
-        by_sample[record.sample] = min(by_sample.get(record.sample, NUM_CLASSES), record.class_index)
+        klass = class_index(record.type_index, num_types)
+        by_sample[record.sample] = min(by_sample.get(record.sample, klass), klass)
     by_class: dict[int, list[str]] = {}
     for sample, klass in sorted(by_sample.items()):
         by_class.setdefault(klass, []).append(sample)
@@ -84,12 +89,13 @@ def split_by_sample(records: Sequence[Record], fraction: float, seed: int) -> tu
     return train, val
 
 
-def stratified_subset(records: Sequence[Record], max_images: int | None, seed: int) -> list[Record]:
-    """At most ``max_images`` records, classes in proportion to their sizes (largest remainder), each class present
-    at least once when ``max_images`` allows; deterministic in ``seed``; original order kept."""
+def stratified_subset(records: Sequence[Record], max_images: int | None, seed: int, num_types: int) -> list[Record]:
+    """At most ``max_images`` records, classes (sampler classes over ``num_types`` defect types) in proportion to
+    their sizes (largest remainder), each class present at least once when ``max_images`` allows; deterministic in
+    ``seed``; original order kept."""
     if max_images is None or max_images >= len(records):
         return list(records)
-    classes = np.array([r.class_index for r in records])
+    classes = np.array([class_index(r.type_index, num_types) for r in records])
     present = np.unique(classes)
     sizes = np.array([(classes == c).sum() for c in present])
     base = np.ones_like(sizes) if max_images >= len(present) else np.zeros_like(sizes)
@@ -108,19 +114,22 @@ def stratified_subset(records: Sequence[Record], max_images: int | None, seed: i
 
 @rank_zero_only
 def _print_summary(table: str) -> None:
-    print(f"Real-IAD images per split and class:\n{table}")
+    print(f"Images per split and class:\n{table}")
 
 
 class RealIADDataModule(L.LightningDataModule):
     """Real-IAD (any split set, resolution and category subset) as train / val / test / predict loaders.
 
     Args (the config's ``data.*`` keys), kept as plain values in ``hparams`` and so in every checkpoint; what is
-    derived from them (``defect_codes`` checked, ``augment``, the resolved ``balance``, the loader options
-    ``eval_batch_size``, ``persistent_workers``, ``pin_memory``, ``prefetch_factor``) are attributes:
+    derived from them (``defect_codes`` checked, the ``vocabulary``, ``augment``, the resolved ``balance``, the
+    loader options ``eval_batch_size``, ``persistent_workers``, ``pin_memory``, ``prefetch_factor``) are attributes:
         root, alpha, json_set, resolution, categories, defect_codes, on_missing: the index, see
-            :func:`mtfcdd.data.realiad.load_split`.
+            :func:`mtfcdd.data.realiad.load_split`; ``defect_codes`` (Real-IAD's codes, in channel order) are the
+            run's defect types.
+        type_colours: figure colour per code (``{AK: [r, g, b]}``) instead of the default, see
+            :meth:`mtfcdd.core.defect_types.Vocabulary.from_codes`; None: the defaults.
         mode: ``"multi"`` (one label per defect code) or ``"single"`` (one any-defect label).
-        balance: the classes the training sampler draws uniformly: ``"types"`` (9: defect types + normal),
+        balance: the classes the training sampler draws uniformly: ``"types"`` (M + 1: defect types + normal),
             ``"binary"`` (2: normal, any defect) or ``"auto"`` (``AUTO_BALANCE[mode]``).
         image_size: network input side in pixels (images are served as RGB in [0, 1]; the inference pipeline
             normalises them).
@@ -161,12 +170,14 @@ class RealIADDataModule(L.LightningDataModule):
         on_missing: str = "error",
         summary_by_category: bool = False,
         train_images: str = "balanced",
+        type_colours: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
         check_choice("mode", mode, MODES)
         self.defect_codes = check_index_args(
             json_set=json_set, alpha=alpha, resolution=resolution, defect_codes=defect_codes, on_missing=on_missing
         )
+        self.vocabulary: Vocabulary = Vocabulary.from_codes(self.defect_codes, colours=type_colours)
         check_image_size(image_size)
         self.augment = Augment.from_mapping(augment)
         _check_int("batch_size", batch_size, 1)
@@ -201,18 +212,18 @@ class RealIADDataModule(L.LightningDataModule):
 
     @property
     def num_types(self) -> int:
-        """Heatmap channels: the number of defect codes (mode multi) or 1 (mode single)."""
-        return len(self.defect_codes) if self.hparams.mode == "multi" else 1
+        """Heatmap channels: the number of defect types (mode multi) or 1 (mode single)."""
+        return len(self.vocabulary) if self.hparams.mode == "multi" else 1
 
     @property
     def predict_dataset(self) -> RealIADDataset | None:
         """Prediction runs over the test images."""
         return self.test_dataset
 
-    def setup(self, stage: str | None = None) -> None:
-        """Index train and test once (later calls, one per Lightning stage, reuse it), split off validation."""
-        if self.train_dataset is not None:
-            return
+    def split_records(self) -> tuple[list[Record], list[Record], list[Record]]:
+        """(train, validation, test) records before the ``*_max_images`` subsets: the JSON's training split less
+        the validation hold-out (:func:`split_by_sample`), and its test split. Subclasses with their own split
+        override this (:class:`mtfcdd.data.folder.datamodule.FolderDataModule`)."""
         hp = self.hparams
         splits = load_splits(
             hp.root,
@@ -223,19 +234,28 @@ class RealIADDataModule(L.LightningDataModule):
             defect_codes=self.defect_codes,
             on_missing=hp.on_missing,
         )
-        train, val = split_by_sample(splits["train"], hp.val_fraction, hp.sampler_seed)
+        train, val = split_by_sample(splits["train"], hp.val_fraction, hp.sampler_seed, len(self.vocabulary))
+        return train, val, splits["test"]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Index train, validation and test once (later calls, one per Lightning stage, reuse it)."""
+        if self.train_dataset is not None:
+            return
+        hp = self.hparams
+        train, val, test = self.split_records()
+        num_types = len(self.vocabulary)
         if not train:
             raise RealIADFormatError(f"the training split under {hp.root} holds no images")
-        val = stratified_subset(val, hp.val_max_images, hp.sampler_seed)
-        test = stratified_subset(splits["test"], hp.test_max_images, hp.sampler_seed)
+        val = stratified_subset(val, hp.val_max_images, hp.sampler_seed, num_types)
+        test = stratified_subset(test, hp.test_max_images, hp.sampler_seed, num_types)
         evaluation = eval_transform(hp.image_size)
         training = train_transform(hp.image_size, self.augment, seed=hp.sampler_seed)
-        options = {"num_types": len(self.defect_codes), "mode": hp.mode}
+        options = {"num_types": num_types, "mode": hp.mode}
         self.train_dataset = RealIADDataset(train, training, **options)
         self.val_dataset = RealIADDataset(val, evaluation, with_masks=True, **options)
         self.test_dataset = RealIADDataset(test, evaluation, with_masks=True, **options)
         self.summary_rows = summary_rows(
-            {"train": train, "val": val, "test": test}, self.defect_codes, by_category=hp.summary_by_category
+            {"train": train, "val": val, "test": test}, self.vocabulary.codes, by_category=hp.summary_by_category
         )
         _print_summary(format_summary_table(self.summary_rows))
 
@@ -245,7 +265,7 @@ class RealIADDataModule(L.LightningDataModule):
         records = self._require(self.train_dataset).records
         chosen = records[:: max(1, len(records) // count)][:count]
         dataset = RealIADDataset(
-            chosen, self._require(self.test_dataset).transform, num_types=len(self.defect_codes), mode=self.hparams.mode
+            chosen, self._require(self.test_dataset).transform, num_types=len(self.vocabulary), mode=self.hparams.mode
         )
         return [dataset[i]["image"] for i in range(len(dataset))]
 
@@ -268,11 +288,11 @@ class RealIADDataModule(L.LightningDataModule):
         )
 
     def train_class_counts(self) -> list[int]:
-        """Training images per sampler class (see :func:`sampler_classes`): 9 counts for ``balance="types"``
-        (defect types by ``class_index``, then normal), 2 for ``"binary"`` (any defect, normal)."""
+        """Training images per sampler class (see :func:`sampler_classes`): M + 1 counts for ``balance="types"``
+        (the M defect types of the vocabulary, then normal), 2 for ``"binary"`` (any defect, normal)."""
         dataset = self._require(self.train_dataset)
-        classes = sampler_classes(dataset.records, self.balance)
-        return np.bincount(classes, minlength=NUM_SAMPLER_CLASSES[self.balance]).tolist()
+        classes = sampler_classes(dataset.records, self.balance, len(self.vocabulary))
+        return np.bincount(classes, minlength=num_sampler_classes(self.balance, len(self.vocabulary))).tolist()
 
     def train_dataloader(self) -> ResumableLoader | DataLoader:
         """``train_images=normal``: the normal training images once, in order, as evaluated (no augmentation).
@@ -301,7 +321,7 @@ class RealIADDataModule(L.LightningDataModule):
                 draws,
             )
         sampler = BalancedClassSampler(
-            class_of=sampler_classes(dataset.records, self.balance),
+            class_of=sampler_classes(dataset.records, self.balance, len(self.vocabulary)),
             num_samples=draws,
             seed=hp.sampler_seed,
             draw_keys=True,

@@ -2,8 +2,10 @@
 
 A sample holds ``image`` float32 [3, S, S] (normalised), ``label`` float32 [M] (one-hot over the defect types in
 mode ``"multi"``, all zeros for normal images; [1] = any defect in mode ``"single"``), ``type_index`` int64 (-1
-normal), ``class_index`` int64 (sampler class, 8 = normal), ``category`` and ``path`` (str), and in evaluation
-datasets ``mask`` bool [S, S] (all False for normal images).
+normal), ``class_index`` int64 (sampler class: the type index, or the number of types for normal images),
+``category`` and ``path`` (str), and in evaluation datasets ``mask`` bool [S, S] (all False for normal images)
+and ``has_mask`` bool (False for a defective image without a mask file, whose ``mask`` is then all False too:
+pixel metrics leave it out).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from mtfcdd.core.config import check_choice
 from mtfcdd.core.defect_types import MODES
 from mtfcdd.data.realiad import RealIADFormatError, Record
 from mtfcdd.data.transforms import reseed
+from mtfcdd.sampling.balance import class_index
 
 _JPEG_START = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
@@ -133,12 +136,13 @@ class RealIADDataset(Dataset):
             "image": torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1))),
             "label": self.label(record),
             "type_index": torch.tensor(record.type_index, dtype=torch.int64),
-            "class_index": torch.tensor(record.class_index, dtype=torch.int64),
+            "class_index": torch.tensor(class_index(record.type_index, self.num_types), dtype=torch.int64),
             "category": record.category,
             "path": str(record.image),
         }
         if self.with_masks:
             sample["mask"] = torch.from_numpy(out["mask"] > 0)
+            sample["has_mask"] = torch.tensor(record.type_index < 0 or record.mask is not None)
         return sample
 
     def reseed(self, entropy: int | Sequence[int] | None) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mtfcdd.core.config import ConfigError, check_choice
-from mtfcdd.core.defect_types import DEFECT_CODES, NORMAL_CLASS_INDEX
+from mtfcdd.core.defect_types import DEFECT_CODES
 from mtfcdd.core.errors import UserError
 
 log = logging.getLogger("mtfcdd.data")
@@ -46,7 +46,8 @@ class Record:
     """One image of the index.
 
     ``type_index`` is -1 for normal images (including NG views labelled OK), else the index of the defect code in
-    the ``defect_codes`` the index was loaded with (``DEFECT_CODES`` by default). ``sample`` is the sample folder
+    the ``defect_codes`` the index was loaded with (``DEFECT_CODES`` by default; its sampler class:
+    :func:`mtfcdd.sampling.balance.class_index`). ``sample`` is the sample folder
     relative to the resolution folder (``"audiojack/NG/HS/S0064"``), which tells apart the ``S0001`` reused under
     ``OK/`` and each ``NG/<CODE>/``; ``view`` is the camera (``"C1"``..``"C5"``).
     """
@@ -58,11 +59,6 @@ class Record:
     type_index: int
     sample: str
     view: str
-
-    @property
-    def class_index(self) -> int:
-        """Balanced-sampler class: ``type_index`` for defect images, ``NORMAL_CLASS_INDEX`` (8) for normal ones."""
-        return self.type_index if self.type_index >= 0 else NORMAL_CLASS_INDEX
 
 
 def _choices(values: Iterable[object]) -> str:
@@ -77,20 +73,32 @@ def json_folder_name(json_set: str, alpha: float) -> str:
 
 
 def check_index_args(
-    *, json_set: str, alpha: float, resolution: str, defect_codes: Sequence[str], on_missing: str
+    *,
+    json_set: str,
+    alpha: float,
+    resolution: str,
+    defect_codes: Sequence[str],
+    on_missing: str,
+    code_choices: Sequence[str] | None = DEFECT_CODES,
 ) -> tuple[str, ...]:
     """Validate the index options (raises :class:`~mtfcdd.core.config.ConfigError`); returns ``defect_codes`` as a
-    tuple."""
+    tuple: distinct codes out of ``code_choices`` (Real-IAD's; None: any, for a data set that brings its own
+    vocabulary)."""
     check_choice("json_set", json_set, JSON_SETS)
     if json_set == "fuiad" and (isinstance(alpha, bool) or alpha not in FUIAD_ALPHAS):
         raise ConfigError(f"alpha={alpha!r} is not valid for json_set='fuiad'; choose one of: {_choices(FUIAD_ALPHAS)}")
     check_choice("resolution", resolution, RESOLUTIONS)
     check_choice("on_missing", on_missing, ON_MISSING)
     codes = tuple(defect_codes) if not isinstance(defect_codes, str) else (defect_codes,)
-    unknown = [code for code in codes if code not in DEFECT_CODES]
+    if code_choices is None:
+        unknown = [code for code in codes if not isinstance(code, str) or not code]
+        expected = "distinct non-empty strings"
+    else:
+        unknown = [code for code in codes if code not in code_choices]
+        expected = f"distinct codes out of: {_choices(code_choices)}"
     if not codes or unknown or len(set(codes)) != len(codes):
         raise ConfigError(
-            f"defect_codes={list(codes)!r} is not valid; give distinct codes out of: {_choices(DEFECT_CODES)}"
+            f"defect_codes={list(codes)!r} is not valid; give {expected}"
             + (f" (unknown: {_choices(unknown)})" if unknown else "")
         )
     return codes
@@ -291,6 +299,7 @@ def load_splits(
     defect_codes: Sequence[str] = DEFECT_CODES,
     on_missing: str = "error",
     image_root: str | os.PathLike | None = None,
+    code_choices: Sequence[str] | None = DEFECT_CODES,
 ) -> dict[str, list[Record]]:
     """Records of several splits (each of ``"train"``, ``"test"``) of a Real-IAD split set, reading each category
     JSON once.
@@ -304,6 +313,8 @@ def load_splits(
         resolution: image folder (``realiad_256``, ``realiad_512``, ``realiad_1024`` or ``realiad_raw``).
         categories: category names (JSON stems) to read; None reads every JSON in the folder.
         defect_codes: the defect types, in channel order; ``type_index`` indexes this sequence.
+        code_choices: the codes ``defect_codes`` may pick from: Real-IAD's; None for a data set that brings its own
+            vocabulary (a folder data set's type names).
         on_missing: ``"error"`` raises when image or mask files are missing, ``"skip"`` drops those records.
         image_root: the folder the JSON paths are relative to; None: ``<root>/<resolution>``. A folder data set
             writes its split under a run directory (``<run>/split/realiad_jsons``, json_set ``standard``) and
@@ -312,7 +323,12 @@ def load_splits(
     Records keep the JSON order, categories sorted by name.
     """
     codes = check_index_args(
-        json_set=json_set, alpha=alpha, resolution=resolution, defect_codes=defect_codes, on_missing=on_missing
+        json_set=json_set,
+        alpha=alpha,
+        resolution=resolution,
+        defect_codes=defect_codes,
+        on_missing=on_missing,
+        code_choices=code_choices,
     )
     bad = [split for split in splits if split not in (*SPLITS, VAL_SPLIT)]
     if bad or not splits:

@@ -1,4 +1,4 @@
-"""Images per split x class (the defect codes + OK), optionally per category: rows for loggers, a text table for
+"""Images per split x class (the run's defect codes + OK), optionally per category: rows for loggers, a text table for
 people."""
 
 from __future__ import annotations
@@ -6,17 +6,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from mtfcdd.core.defect_types import DEFECT_CODES, NORMAL_CLASS
+from mtfcdd.core.defect_types import NORMAL_CLASS
 from mtfcdd.data.realiad import Record
 
 
 def summary_rows(
-    splits: Mapping[str, Sequence[Record]], defect_codes: Sequence[str] = DEFECT_CODES, by_category: bool = False
+    splits: Mapping[str, Sequence[Record]], defect_codes: Sequence[str], by_category: bool = False
 ) -> list[dict[str, str | int]]:
     """One row per split (category ``"all"``), followed by one per category of that split when ``by_category``.
 
-    Each row: ``split``, ``category``, one count per defect code (in ``defect_codes`` order, which the records'
-    ``type_index`` indexes), ``OK`` (normal images, including NG views labelled OK) and ``total``.
+    Each row: ``split``, ``category``, one count per defect code (the run vocabulary's codes, in channel order,
+    which the records' ``type_index`` indexes), ``OK`` (normal images, including NG views labelled OK) and ``total``.
     """
 
     def row(split: str, category: str, records: Sequence[Record]) -> dict[str, str | int]:

@@ -12,7 +12,9 @@ Pixel level (streamed into fixed-grid histograms, see :mod:`mtfcdd.metrics.pixel
 - ``typed``: one-vs-rest. Positive pixels and regions = those of type-k images only; other defects' pixels count
   as negatives, so a channel that lights up on the wrong type is penalised.
 
-In mode ``single`` both protocols are the same: the one channel against every defect pixel.
+In mode ``single`` both protocols are the same: the one channel against every defect pixel. A defective image
+without a known mask (``has_mask`` False: a folder data set's image without a mask file) counts in the image
+metrics only; a type none of whose images has a mask gets NaN pixel metrics (no positive pixels).
 
 Type classification (mode multi): for each anomalous test image, the type the inference pipeline predicted (by
 default the argmax over the M image scores); accuracy, macro-F1 and the M x M confusion matrix (rows = true type).
@@ -205,6 +207,7 @@ class MultiTypeEvaluator(Metric):
         predicted_type: torch.Tensor | None = None,
         anomaly_map: torch.Tensor | None = None,
         anomaly_score: torch.Tensor | None = None,
+        has_mask: torch.Tensor | None = None,
     ) -> None:
         """Add one batch.
 
@@ -221,6 +224,9 @@ class MultiTypeEvaluator(Metric):
                 (no scales: the unscaled any-defect view).
             anomaly_score: the pipeline's any-defect image score [B]; None: the maximum over the channels of
                 ``scores`` (no scales, as ``anomaly_map``).
+            has_mask: bool [B], False for a defective image whose mask is unknown (its ``masks`` entry is empty):
+                it counts in the image metrics only, its pixels in no pixel or region metric. None: every image's
+                mask is known.
         """
         maps = maps.detach()
         check_batch(maps, masks, type_index, category, self.num_types, self.mode, self.per_category)
@@ -239,6 +245,9 @@ class MultiTypeEvaluator(Metric):
         if tuple(predicted.shape) != (len(types),):
             raise ValueError(f"predicted_type: expected [{len(types)}], got {tuple(predicted.shape)}")
         maps, scores = _with_any_defect(maps, scores, anomaly_map, anomaly_score)
+        pixels = np.ones(len(types), bool) if has_mask is None else has_mask.detach().cpu().numpy().astype(bool)
+        if pixels.shape != types.shape:
+            raise ValueError(f"has_mask: expected a bool tensor [{len(types)}], got {tuple(has_mask.shape)}")
         codes = [category_code(name) for name in category] if self.per_category else [0] * len(types)
         names = {code: encode_name(name) for code, name in zip(codes, category)} if self.per_category else {}
         self._append("scores", scores)
@@ -251,11 +260,11 @@ class MultiTypeEvaluator(Metric):
         positive = masks[:, None] & torch.from_numpy(of_type).to(maps.device)[:, :, None, None]
         weight = torch.from_numpy(weights).to(maps.device)
         for code in dict.fromkeys(codes):
-            rows = [i for i, c in enumerate(codes) if c == code]
+            rows = [i for i, c in enumerate(codes) if c == code and pixels[i]]
             if len(rows) == len(codes):
                 part = (maps, positive, weight)
             else:
-                index = torch.tensor(rows, device=maps.device)
+                index = torch.tensor(rows, dtype=torch.int64, device=maps.device)
                 part = (maps[index], positive[index], weight[index])
             self._add_to(("hist_keys", "hist_counts", "hist_mass"), histogram_rows(*part, scope=code))
             counts = region_counts[rows].sum(dim=0, keepdim=True)

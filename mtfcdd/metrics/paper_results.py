@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from mtfcdd.core.defect_types import REALIAD_VOCABULARY, vocabulary_of
+
 PAPER_MEANS: dict[str, dict[float, dict[str, float]]] = {
     "multi": {
         0.1: {"i_auroc": 94.6, "ap": 56.0, "f1max": 56.8, "p_auroc": 92.1, "aupro": 66.3},
@@ -28,10 +30,12 @@ REAL_DATA_TARGET = "mtfcdd.data.datamodule.RealIADDataModule"
 def paper_setting_mismatches(cfg: DictConfig, mode: str) -> list[str]:
     """Why the test numbers of a run (config ``cfg``, network ``mode``) cannot stand beside the paper's (empty: they
     can): the data must be the real Real-IAD fuiad split of every category with the whole test set, evaluated under
-    the ``paper`` protocol with the ``max`` image score, at a published alpha."""
+    the ``paper`` protocol with the ``max`` image score, at a published alpha, on Real-IAD's 8 types."""
     data, evaluation = cfg.data, cfg.model.evaluation
+    codes = vocabulary_of(cfg).codes
     checks = {
         f"data is {data.get('_target_')}, not the Real-IAD release": data.get("_target_") == REAL_DATA_TARGET,
+        f"the defect types are {', '.join(codes)}, not Real-IAD's 8": codes == REALIAD_VOCABULARY.codes,
         f"data.json_set={data.get('json_set')}, not fuiad": data.get("json_set") == "fuiad",
         "data.categories is a subset": data.get("categories") is None,
         "data.test_max_images subsamples the test set": data.get("test_max_images") is None,

@@ -14,11 +14,12 @@ from __future__ import annotations
 import math
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
 
+from mtfcdd.core.defect_types import ANY_DEFECT_COLOUR, RGB
 from mtfcdd.metrics.evaluator import MultiTypeEvaluator, UndefinedMetricWarning
 from mtfcdd.model.any_defect import ANY_DEFECT_QUANTILE, fit_any_defect
 from mtfcdd.model.outputs import PipelineOutput
@@ -37,7 +38,8 @@ class AnomalyModule(L.LightningModule, ABC):
     ``engine`` (set by ``evaluate`` and ``predict``) runs the test and prediction batches instead of the pipeline
     itself (an engine compiles, folds or quantises the same pipeline); validation always runs the pipeline.
     ``channels_last`` runs the network in NHWC memory format (about 2.7x faster for the depthwise convolutions of
-    EfficientNet on CPU; same values).
+    EfficientNet on CPU; same values). ``type_names``/``type_colours``: name and figure colour (RGB 0-255) of each
+    heatmap channel, from the run's vocabulary (None colours: the any-defect colour for every channel).
     """
 
     def __init__(
@@ -49,10 +51,14 @@ class AnomalyModule(L.LightningModule, ABC):
         per_category: bool = False,
         channels_last: bool = True,
         any_defect_quantile: float | None = ANY_DEFECT_QUANTILE,
+        type_colours: Sequence[RGB] | None = None,
     ) -> None:
         super().__init__()
         if len(type_names) != pipeline.num_types:
             raise ValueError(f"{len(type_names)} type names for a network with {pipeline.num_types} channels")
+        colours = [ANY_DEFECT_COLOUR] * len(type_names) if type_colours is None else [tuple(c) for c in type_colours]
+        if len(colours) != len(type_names):
+            raise ValueError(f"{len(colours)} type colours for {len(type_names)} type names")
         self.pipeline = pipeline.to(memory_format=torch.channels_last) if channels_last else pipeline
         self.channels_last = channels_last
         if any_defect_quantile is not None and not 0.0 < any_defect_quantile <= 1.0:
@@ -61,6 +67,8 @@ class AnomalyModule(L.LightningModule, ABC):
             )
         self.any_defect_quantile = any_defect_quantile
         self.type_names = list(type_names)
+        self.type_colours: list[RGB] = colours
+        self.mode = mode
         options = {
             "type_names": self.type_names,
             "protocol": protocol,
@@ -119,6 +127,7 @@ class AnomalyModule(L.LightningModule, ABC):
             predicted_type=out.predicted_type,
             anomaly_map=out.anomaly_map,
             anomaly_score=out.anomaly_score,
+            has_mask=batch.get("has_mask"),
         )
         return out
 
@@ -162,7 +171,8 @@ class AnomalyModule(L.LightningModule, ABC):
 
     def on_test_epoch_end(self) -> None:
         tested = {"model": self.pipeline.model_name, "backbone": self.net.backbone.name}
-        self.test_results = {**tested, **self.test_evaluator.compute(), "type_rule": self.pipeline.type_rule}
+        colours = {"type_colours": {name: list(c) for name, c in zip(self.type_names, self.type_colours)}}
+        self.test_results = {**tested, **self.test_evaluator.compute(), "type_rule": self.pipeline.type_rule, **colours}
         self.log_dict(self.test_evaluator.flat_metrics(self.test_results, prefix="test"), sync_dist=False)
 
     def predict_step(self, batch: dict, batch_idx: int) -> PipelineOutput:

@@ -1,4 +1,8 @@
-"""Load a trained pipeline from a Lightning checkpoint, safely (``weights_only=True``) and without Lightning."""
+"""Load a trained pipeline from a Lightning checkpoint, safely (``weights_only=True``) and without Lightning.
+
+The saved run config names and colours the channels: its ``data.vocabulary`` (written by train; checkpoints older
+than it: ``data.defect_codes``, see :func:`mtfcdd.core.defect_types.vocabulary_of`), so evaluate, predict and export
+need no data config for that."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mtfcdd.core.defect_types import vocabulary_of
 from mtfcdd.core.errors import UserError
 from mtfcdd.model.base import CONFIG_KEY
 from mtfcdd.model.build import build_pipeline
@@ -94,6 +99,10 @@ def load_pipeline(
 def _load(path: str | Path, type_rule: str | None = None) -> tuple[InferencePipeline, DictConfig]:
     """One checkpoint's pipeline and run config (see :func:`load_pipeline`)."""
     checkpoint, cfg = read_checkpoint(path)
+    try:
+        vocabulary_of(cfg)
+    except UserError as err:
+        raise CheckpointError(f"{path}: its saved config names no valid defect types ({err})") from err
     cfg.model.backbone.pretrained = False  # every weight comes from the checkpoint
     if type_rule is not None:
         cfg.model.evaluation.type_rule = type_rule

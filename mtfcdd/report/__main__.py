@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mtfcdd.core.errors import UserError
 from mtfcdd.report.files import markdown, write_csv, write_markdown
-from mtfcdd.report.jobs import job_row, load_jobs, type_names
+from mtfcdd.report.jobs import job_row, load_jobs, type_colours, type_names
 from mtfcdd.report.plots import write_plots
 from mtfcdd.report.wandb_summary import log_summary_run, wandb_settings
 
@@ -25,7 +25,7 @@ def build_report(paths: list[Path], out_dir: Path, use_wandb: str = "auto") -> d
     types = type_names(jobs)
     rows = [job_row(job, types) for job in jobs if job.reported]
     files = [write_csv(rows, out_dir / "report.csv")]
-    plots = write_plots(rows, types, out_dir)
+    plots = write_plots(rows, types, out_dir, type_colours(jobs, types))
     files += [write_markdown(markdown(jobs, rows, types, plots, out_dir), out_dir / "report.md"), *plots]
     wandb_run = None
     settings = wandb_settings(jobs)

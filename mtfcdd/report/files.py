@@ -10,6 +10,7 @@ from mtfcdd.core.atomic_io import write_bytes_atomic
 from mtfcdd.metrics.evaluator import ANY_DEFECT, METRICS
 from mtfcdd.metrics.tables import LABELS, display_name, markdown_table, percent
 from mtfcdd.report.jobs import SETTINGS, Job
+from mtfcdd.report.labels import label_rows, label_table
 
 SUMMARY_LABELS = {**LABELS, "type_accuracy": "type acc.", "type_macro_f1": "type macro-F1"}
 
@@ -80,7 +81,8 @@ def _cell_text(value) -> str:
 
 
 def markdown(jobs: list[Job], rows: list[dict], types: list[str], plots: list[Path], out_dir: Path) -> str:
-    """``report.md``: counts, the summary table, jobs without results, per-type tables, the plots."""
+    """``report.md``: counts, the summary tables, the label-count table (a label-count sweep), jobs without
+    results, per-type tables, the plots."""
     counts = {state: sum(job.state == state for job in jobs) for state in dict.fromkeys(job.state for job in jobs)}
     parts = [
         "# Sweep report",
@@ -93,6 +95,8 @@ def markdown(jobs: list[Job], rows: list[dict], types: list[str], plots: list[Pa
         "## Mean over defect types",
         markdown_table(*summary_table(rows)) if rows else "No job has test results yet.",
     ]
+    if label_rows(rows):
+        parts += ["## Against labelled defect images per type", markdown_table(*label_table(rows))]
     problems = problems_table(jobs)
     if problems[1]:
         parts += [

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mtfcdd.core.defect_types import RGB, palette_colour, vocabulary_of
 from mtfcdd.core.errors import UserError
 from mtfcdd.metrics.evaluator import ANY_DEFECT, METRICS
+from mtfcdd.report.labels import labels_used
 from mtfcdd.run.status import read_status
 from mtfcdd.sampling.balance import resolve_balance
 
@@ -144,8 +146,33 @@ def type_names(jobs: list[Job]) -> list[str]:
     return names
 
 
+def _config_colours(config: DictConfig) -> dict[str, RGB]:
+    """Type name -> colour of a job's saved config (``data.vocabulary``, else ``data.defect_codes`` with
+    ``data.type_colours``); empty where it names no valid vocabulary."""
+    keys = ("vocabulary", "defect_codes", "type_names", "type_colours")
+    data = {key: config_value(config, f"data.{key}") for key in keys}
+    try:
+        vocabulary = vocabulary_of({"data": data})
+    except UserError:
+        return {}
+    return dict(zip(vocabulary.names, vocabulary.colours))
+
+
+def type_colours(jobs: list[Job], names: list[str]) -> dict[str, RGB]:
+    """The figure colour of each type of ``names``: as the first reported job that has it coloured it (its
+    ``results.json`` ``type_colours``, else its saved config's vocabulary); else by its position in the palette."""
+    colours: dict[str, RGB] = {}
+    for job in jobs:
+        if job.reported:
+            found = {name: tuple(c) for name, c in (job.results.get("type_colours") or {}).items()}
+            for name, colour in {**_config_colours(job.config), **found}.items():
+                colours.setdefault(name, colour)
+    return {name: colours.get(name, palette_colour(position)) for position, name in enumerate(names)}
+
+
 def job_row(job: Job, types: list[str]) -> dict:
-    """One row: job name, settings, every mean metric, type accuracy and macro-F1, then ``<metric>/<type>`` for
+    """One row: job name, settings, every mean metric, type accuracy and macro-F1, labelled images per type
+    (``labels_per_type``, ``labels_used``: see :mod:`mtfcdd.report.labels`), then ``<metric>/<type>`` for
     ``types``; values are fractions exactly as in ``results.json`` (None where undefined or not applicable)."""
     results = job.results
     row = {"job": job.name, **job.settings, "test_images": results["counts"]["images"]}
@@ -154,6 +181,10 @@ def job_row(job: Job, types: list[str]) -> dict:
     classification = results.get("type_classification")
     row["type_accuracy"] = classification["accuracy"] if classification else None
     row["type_macro_f1"] = classification["macro_f1"] if classification else None
+    # data=folder: the labelled defect images per type asked for (None: all) and the most of one type trained on
+    row["labels_per_type"] = config_value(job.config, "data.train_defects_per_type")
+    split_dir = config_value(job.config, "data.split_dir")
+    row["labels_used"] = labels_used(Path(split_dir) if split_dir else job.path / "split")
     per_type = results["types"] if results["mode"] == "multi" else {}
     for metric in METRICS:
         for name in types:

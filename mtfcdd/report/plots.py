@@ -1,5 +1,6 @@
 """PNG figures of a sweep: every mean metric against alpha (one line per mode and backbone: single vs multi
-channel), and per backbone every metric against alpha with one line per defect type (mode multi).
+channel), per backbone every metric against alpha with one line per defect type (mode multi), and for a label-count
+sweep the metrics against labelled images per type (:mod:`mtfcdd.report.labels`).
 
 Values in percent; where several jobs share a point (seeds, other settings) the line goes through their mean and
 each job is a dot.
@@ -15,9 +16,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from mtfcdd.core.atomic_io import write_bytes_atomic
-from mtfcdd.core.defect_types import colour_of
+from mtfcdd.core.defect_types import RGB
 from mtfcdd.metrics.evaluator import METRICS
 from mtfcdd.metrics.tables import LABELS, display_name
+from mtfcdd.report.labels import label_plot, label_rows
 
 MEAN_PANELS = (*METRICS, "type_accuracy")
 PANEL_LABELS = {**LABELS, "type_accuracy": "type accuracy"}
@@ -75,8 +77,9 @@ def mean_metrics_plot(rows: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def per_type_plot(rows: list[dict], types: list[str], backbone: str, path: Path) -> Path:
-    """Mode multi, one backbone: every metric against alpha, one line per defect type and the mean (black)."""
+def per_type_plot(rows: list[dict], types: list[str], backbone: str, path: Path, colours: dict[str, RGB]) -> Path:
+    """Mode multi, one backbone: every metric against alpha, one line per defect type (in ``colours[type]``, RGB
+    0-255) and the mean (black)."""
     rows = [row for row in rows if row["mode"] == "multi" and row["backbone"] == backbone]
     alphas = sorted({row["alpha"] for row in rows})
     fig, axes = _axes(len(METRICS), f"Per defect type against alpha (mode multi, {backbone})")
@@ -87,7 +90,7 @@ def per_type_plot(rows: list[dict], types: list[str], backbone: str, path: Path)
                 if row[f"{metric}/{name}"] is not None:
                     points[row["alpha"]].append(100 * row[f"{metric}/{name}"])
             if points:
-                colour = tuple(c / 255 for c in colour_of(name))
+                colour = tuple(c / 255 for c in colours[name])
                 _line(ax, points, label=display_name(name), color=colour)
         means: dict[float, list[float]] = defaultdict(list)
         for row in rows:
@@ -101,13 +104,17 @@ def per_type_plot(rows: list[dict], types: list[str], backbone: str, path: Path)
     return _save(fig, path)
 
 
-def write_plots(rows: list[dict], types: list[str], out_dir: Path) -> list[Path]:
-    """The figures for ``rows`` under ``out_dir/plots``; none when no job has results."""
+def write_plots(rows: list[dict], types: list[str], out_dir: Path, colours: dict[str, RGB]) -> list[Path]:
+    """The figures for ``rows`` under ``out_dir/plots`` (``colours``: type name -> RGB 0-255, see
+    :func:`mtfcdd.report.jobs.type_colours`); none when no job has results."""
     if not rows:
         return []
     plots = [mean_metrics_plot(rows, out_dir / "plots" / "mean_vs_alpha.png")]
     # results written by an older `evaluate` do not name their backbone: no per-type figure for those
     backbones = sorted({row["backbone"] for row in rows if row["mode"] == "multi" and row["backbone"]})
     for backbone in backbones:
-        plots.append(per_type_plot(rows, types, backbone, out_dir / "plots" / f"per_type_vs_alpha_{backbone}.png"))
+        path = out_dir / "plots" / f"per_type_vs_alpha_{backbone}.png"
+        plots.append(per_type_plot(rows, types, backbone, path, colours))
+    if label_rows(rows):
+        plots.append(label_plot(rows, out_dir / "plots" / "metrics_vs_labels.png", _save))
     return plots

@@ -2,7 +2,8 @@
 
 Each row: the input image, its ground-truth mask coloured by the defect type (when known), then one overlay per
 heatmap channel (a black-to-type-colour colormap of the calibrated heatmap in [0, 1], blended over the image),
-captioned with the type and its image score; types the pipeline decided are framed in their colour.
+captioned with the type and its image score; types the pipeline decided are framed in their colour. The names and
+colours are the run vocabulary's (``AnomalyModule.type_names`` / ``type_colours``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from mtfcdd.core.atomic_io import write_bytes_atomic
-from mtfcdd.core.defect_types import colour_of
+from mtfcdd.core.defect_types import RGB
 from mtfcdd.model.pipeline import PipelineOutput
 
 
@@ -109,23 +110,25 @@ def _frame(tile: np.ndarray, colour: tuple[int, int, int], width: int = 3) -> np
     return framed
 
 
-def figure_grid(rows: list[FigureRow], type_names: list[str], gap: int = 4) -> np.ndarray:
-    """Fig. 2-style grid: per row image | ground truth (when known) | one overlay per type. RGB uint8."""
+def figure_grid(
+    rows: list[FigureRow], type_names: Sequence[str], type_colours: Sequence[RGB], gap: int = 4
+) -> np.ndarray:
+    """Fig. 2-style grid: per row image | ground truth (when known) | one overlay per channel, named
+    ``type_names[k]`` and drawn in ``type_colours[k]`` (RGB 0-255). RGB uint8."""
     if not rows:
         raise ValueError("figure_grid needs at least one row")
     num_types = len(type_names)
+    if len(type_colours) != num_types:
+        raise ValueError(f"figure_grid: {len(type_colours)} colours for {num_types} type names")
     lines = []
     for row in rows:
         tiles = [_label(row.image, row.title)]
         if row.mask is not None:
-            truth_colour = (
-                (255, 255, 255)
-                if row.type_index < 0
-                else colour_of(type_names[row.type_index] if num_types > 1 else type_names[0])
-            )
+            # a single channel (mode single) stands for every type
+            truth = row.type_index if num_types > 1 else 0
+            truth_colour = (255, 255, 255) if row.type_index < 0 else tuple(type_colours[truth])
             tiles.append(_label(mask_overlay(row.image, row.mask, truth_colour), "ground truth"))
-        for k, name in enumerate(type_names):
-            colour = colour_of(name)
+        for k, (name, colour) in enumerate(zip(type_names, map(tuple, type_colours))):
             overlay = heat_overlay(row.image, row.heatmaps[k], colour)
             if row.decided[k]:
                 overlay = _frame(overlay, colour)

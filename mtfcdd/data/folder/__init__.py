@@ -5,6 +5,7 @@ vocabulary and every image with its mask, raising :class:`~mtfcdd.data.folder.re
 folder before any training; :func:`~mtfcdd.data.folder.split.split_folder` makes the seeded train / validation /
 test split, and :func:`~mtfcdd.data.folder.realiad_json.write_split` writes it where
 :func:`mtfcdd.data.realiad.load_splits` reads it (``image_root`` pointed at the folder).
+:class:`~mtfcdd.data.folder.datamodule.FolderDataModule` (``data=folder``) does all three for the commands.
 """
 
 from mtfcdd.data.folder.index import read_folder

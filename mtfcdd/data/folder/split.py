@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def _check_options(
     train_defects_per_type: object,
 ) -> None:
     if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
-        raise ConfigError(f"data.sampler_seed={seed!r} is not valid; expected an integer >= 0")
+        raise ConfigError(f"data.split_seed={seed!r} is not valid; expected an integer >= 0")
     _fraction("test_fraction", test_fraction, low_open=True)
     _fraction("val_fraction", val_fraction, low_open=False)
     _fraction("train_defect_fraction", train_defect_fraction, low_open=False, allow_none=True)
@@ -77,6 +78,29 @@ def _check_options(
     count = train_defects_per_type
     if count is not None and (isinstance(count, bool) or not isinstance(count, Integral) or count < 1):
         raise ConfigError(f"data.train_defects_per_type={count!r} is not valid; expected an integer >= 1 or null")
+
+
+def split_options(
+    index: FolderIndex,
+    *,
+    seed: int = 0,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    train_defect_fraction: float | None = None,
+    train_defects_per_type: int | None = None,
+) -> dict[str, object]:
+    """The arguments of :func:`split_folder` checked and as its split files record them (plain values;
+    ``train_defect_fraction`` resolved: :data:`DEFAULT_TRAIN_DEFECT_FRACTION` for None in the MVTec layout, None in
+    the others). Raises :class:`~mtfcdd.core.config.ConfigError` for an invalid argument."""
+    _check_options(index, seed, test_fraction, val_fraction, train_defect_fraction, train_defects_per_type)
+    moved = DEFAULT_TRAIN_DEFECT_FRACTION if train_defect_fraction is None else train_defect_fraction
+    return {
+        "seed": int(seed),
+        "test_fraction": float(test_fraction),
+        "val_fraction": float(val_fraction),
+        "train_defect_fraction": float(moved) if index.layout == "mvtec" else None,
+        "train_defects_per_type": None if train_defects_per_type is None else int(train_defects_per_type),
+    }
 
 
 def _count(share: float, n: int, minimum: int, maximum: int) -> int:
@@ -127,23 +151,20 @@ def _limit(train: list[FolderImage], per_type: int | None) -> tuple[list[FolderI
     return [image for image in train if image.image not in dropped], unused
 
 
-def split_folder(
-    index: FolderIndex,
-    *,
-    seed: int = 0,
-    test_fraction: float = DEFAULT_TEST_FRACTION,
-    val_fraction: float = DEFAULT_VAL_FRACTION,
-    train_defect_fraction: float | None = None,
-    train_defects_per_type: int | None = None,
-) -> FolderSplit:
+def split_folder(index: FolderIndex, **arguments: Any) -> FolderSplit:
     """The split of ``index`` (see the module's description); the same arguments give the same split.
+
+    ``arguments``: those of :func:`split_options` (seed, test_fraction, val_fraction, train_defect_fraction,
+    train_defects_per_type).
 
     ``train_defect_fraction`` None means :data:`DEFAULT_TRAIN_DEFECT_FRACTION` in the MVTec layout; other layouts
     take none. Raises :class:`~mtfcdd.core.config.ConfigError` for an invalid argument and
     :class:`~mtfcdd.data.folder.records.FolderFormatError` naming every stratum with too few images.
     """
-    _check_options(index, seed, test_fraction, val_fraction, train_defect_fraction, train_defects_per_type)
-    moved = DEFAULT_TRAIN_DEFECT_FRACTION if train_defect_fraction is None else train_defect_fraction
+    options = split_options(index, **arguments)
+    seed, test_fraction, val_fraction = options["seed"], options["test_fraction"], options["val_fraction"]
+    train_defects_per_type = options["train_defects_per_type"]
+    moved = options["train_defect_fraction"] or 0.0
     strata: dict[tuple[str, str, str], list[FolderImage]] = {}
     for image in index.images:
         strata.setdefault((image.pool, image.category, image.type or ""), []).append(image)
@@ -169,13 +190,6 @@ def split_folder(
             start += size
     raise_problems(problems, index.root, hint="lower data.val_fraction or add images")
     train, unused = _limit(parts["train"], train_defects_per_type)
-    options = {
-        "seed": int(seed),
-        "test_fraction": float(test_fraction),
-        "val_fraction": float(val_fraction),
-        "train_defect_fraction": float(moved) if index.layout == "mvtec" else None,
-        "train_defects_per_type": None if train_defects_per_type is None else int(train_defects_per_type),
-    }
 
     def ordered(images: list[FolderImage]) -> tuple[FolderImage, ...]:
         return tuple(sorted(images, key=lambda image: image.image))

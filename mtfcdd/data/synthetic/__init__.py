@@ -1,4 +1,4 @@
-"""A synthetic data set in the exact Real-IAD layout, for offline runs and tests.
+"""A synthetic data set in the exact Real-IAD layout, or as per-type or MVTec AD folders, for offline runs and tests.
 
 ``python -m mtfcdd.data.synthetic --out DIR [--preset tiny|demo] ...`` writes::
 
@@ -12,6 +12,14 @@
 With ``layout="nested"`` the JSON folders sit one level lower, in ``DIR/realiad_jsons/`` (as some unpacked zips
 have them). The image folder is always called ``realiad_256`` (the folder the pipeline reads); its images are
 ``size`` px square. audiojack NG files carry the release's double underscore (``audiojack__0001_NG_...``).
+
+``--layout types|mvtec`` (``layout=`` of :func:`build_synthetic`) writes instead the folders that ``data=folder``
+reads, with types that are not Real-IAD's (``--types``: a count N, the first N of crack, dent, rust, stain, streak,
+wear, gap, debris, or names; default all 8; each draws one of the eight looks, see ``folders.FOLDER_TYPES``) and
+``--defects-per-type`` defective images per type and category, one view per sample, no split files::
+
+    DIR/<category>/good/000.jpg, <type>/000.jpg, masks/<type>/000.png                       (types)
+    DIR/<category>/train/good/000.png, test/{good,<type>}/000.png, ground_truth/<type>/000_mask.png   (mvtec)
 
 Every sample is one object (a category-specific shape family: plate with components, disc, ring, hex nut, bar) on
 a real texture from scikit-image, seen in 5 views with their own pose, foreshortening, crop and lighting. An NG
@@ -32,11 +40,13 @@ the end, so an interrupted build leaves nothing at ``DIR``.
 
 The package, by concern: ``styles`` (how each category looks), ``textures``, ``geometry``, ``scene`` (objects,
 views, rendered layers), ``defects`` (the eight looks), ``sample`` (one sample in memory), ``layout`` (names, files,
-split JSONs), ``build`` (temporary folder, marker, cache), ``datamodule`` (the Lightning hook), ``__main__`` (CLI).
+split JSONs), ``folders`` (the per-type and MVTec AD folders), ``build`` (temporary folder, marker, cache),
+``datamodule`` (the Lightning hook), ``__main__`` (CLI).
 """
 
 from mtfcdd.data.synthetic.build import GENERATOR_VERSION, MARKER_NAME, build_synthetic, ensure_synthetic, read_marker
 from mtfcdd.data.synthetic.config import PRESETS, SyntheticConfig
+from mtfcdd.data.synthetic.folders import FOLDER_LAYOUTS, FOLDER_TYPES
 from mtfcdd.data.synthetic.layout import IMAGE_FOLDER, LAYOUTS, image_name, sample_folder
 from mtfcdd.data.synthetic.sample import (
     DEFECTIVE_VIEW_WEIGHTS,
@@ -52,6 +62,8 @@ from mtfcdd.data.synthetic.textures import SKIMAGE_FILES, skimage_image
 __all__ = [
     "CATEGORY_STYLES",
     "DEFECTIVE_VIEW_WEIGHTS",
+    "FOLDER_LAYOUTS",
+    "FOLDER_TYPES",
     "GENERATOR_VERSION",
     "IMAGE_FOLDER",
     "LAYOUTS",

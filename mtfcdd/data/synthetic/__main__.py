@@ -1,4 +1,10 @@
-"""``python -m mtfcdd.data.synthetic --out DIR [--preset tiny|demo] ...``: write a synthetic set (see the package)."""
+"""``python -m mtfcdd.data.synthetic --out DIR [--preset tiny|demo] [--layout L] ...``: write a synthetic set.
+
+``--layout flat|nested`` (default flat) writes the Real-IAD layout with its 8 types and split JSONs (flat or nested
+JSON folders); ``--layout types|mvtec`` writes per-type or MVTec AD folders for ``data=folder``, one view per sample,
+with types of their own (``--types N|NAME ...``, default all 8) and ``--defects-per-type`` images of each. Example:
+``--out DIR --preset tiny --layout mvtec --types 3`` (crack, dent, rust). The package describes the trees.
+"""
 
 from __future__ import annotations
 
@@ -13,25 +19,38 @@ from mtfcdd.core.errors import UserError, exit_on_user_error
 from mtfcdd.data.realiad import FUIAD_ALPHAS, json_folder_name
 from mtfcdd.data.synthetic.build import build_synthetic, ensure_synthetic, read_marker
 from mtfcdd.data.synthetic.config import PRESETS
+from mtfcdd.data.synthetic.folders import FOLDER_LAYOUTS, FOLDER_TYPES
 from mtfcdd.data.synthetic.layout import LAYOUTS
 from mtfcdd.data.synthetic.styles import CATEGORY_STYLES
 
 
-def _parse_categories(values: Sequence[str]) -> tuple[str, ...]:
+def _count_or_names(option: str, values: Sequence[str], choices: Sequence[str]) -> tuple[str, ...]:
+    """``values`` of ``option`` (comma- or space-separated): one count N (the first N ``choices``) or names."""
     names = [name for value in values for name in value.split(",") if name]
     if len(names) == 1 and names[0].isdigit():
         count = int(names[0])
-        if not 1 <= count <= len(CATEGORY_STYLES):
-            raise UserError(f"--categories {count}: expected a count in [1, {len(CATEGORY_STYLES)}] or names")
-        return tuple(CATEGORY_STYLES)[:count]
+        if not 1 <= count <= len(choices):
+            raise UserError(f"{option} {count}: expected a count in [1, {len(choices)}] or names")
+        return tuple(choices)[:count]
     return tuple(names)
+
+
+def _print_realiad(totals: dict[str, int]) -> None:
+    """The image counts of every fuiad split."""
+    for alpha in FUIAD_ALPHAS:
+        folder = json_folder_name("fuiad", alpha)
+        print(
+            f"  {folder}: train {totals[folder + '/train']} ({totals[folder + '/train_from_ng']} from NG), "
+            f"test {totals[folder + '/test']} ({totals[folder + '/test_anomalous']} anomalous)"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Write (or reuse, without ``--force``) a synthetic set and print its image counts per split."""
     parser = argparse.ArgumentParser(
         prog="python -m mtfcdd.data.synthetic",
-        description="Write a synthetic data set in the exact Real-IAD layout (images, masks, split JSONs).",
+        description="Write a synthetic data set: in the exact Real-IAD layout (images, masks, split JSONs), or as "
+        "per-type or MVTec AD folders with types of their own (for data=folder).",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder (the data set root)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="sizes to start from (default demo)")
@@ -44,9 +63,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--layout",
-        choices=LAYOUTS,
+        choices=LAYOUTS + FOLDER_LAYOUTS,
         default="flat",
-        help="flat: DIR/realiad_jsons_fuiad_0.1/; nested: DIR/realiad_jsons/realiad_jsons_fuiad_0.1/",
+        help="Real-IAD with flat: DIR/realiad_jsons_fuiad_0.1/ or nested: DIR/realiad_jsons/realiad_jsons_fuiad_0.1/; "
+        "folders with types: DIR/<category>/{good,<type>,masks/<type>}/ or mvtec: DIR/<category>/{train/good, "
+        "test/good, test/<type>, ground_truth/<type>}/ (default flat)",
+    )
+    parser.add_argument(
+        "--types",
+        nargs="+",
+        metavar="N|NAME",
+        help=f"types and mvtec layouts: a count (the first N) or names out of: {', '.join(FOLDER_TYPES)} (default all)",
+    )
+    parser.add_argument(
+        "--defects-per-type",
+        type=int,
+        help="types and mvtec layouts: defective images per type and category (default: the Real-IAD set's defective "
+        "samples per type, at least 6)",
     )
     parser.add_argument("--size", type=int, help="image side in px")
     parser.add_argument("--train-samples", type=int, help="train samples per category (x5 views), every alpha")
@@ -63,24 +96,31 @@ def main(argv: Sequence[str] | None = None) -> None:
             if getattr(args, key) is not None
         }
         if args.categories:
-            overrides["categories"] = _parse_categories(args.categories)
+            overrides["categories"] = _count_or_names("--categories", args.categories, tuple(CATEGORY_STYLES))
         config = replace(PRESETS[args.preset], **overrides)
-        if args.force:
-            build_synthetic(args.out, config, seed=args.seed, layout=args.layout, workers=args.workers)
-        else:
-            ensure_synthetic(args.out, config, seed=args.seed, layout=args.layout, workers=args.workers)
+        types = _count_or_names("--types", args.types, tuple(FOLDER_TYPES)) if args.types else None
+        build = build_synthetic if args.force else ensure_synthetic
+        build(
+            args.out,
+            config,
+            seed=args.seed,
+            layout=args.layout,
+            workers=args.workers,
+            types=types,
+            defects_per_type=args.defects_per_type,
+        )
         marker = read_marker(args.out)
         totals = marker["totals"]
         print(
             f"{args.out}: {totals['images']} images, {totals['masks']} masks, "
             f"{len(config.categories)} categories ({', '.join(config.categories)}), {config.size} px"
         )
-        for alpha in FUIAD_ALPHAS:
-            folder = json_folder_name("fuiad", alpha)
-            print(
-                f"  {folder}: train {totals[folder + '/train']} ({totals[folder + '/train_from_ng']} from NG), "
-                f"test {totals[folder + '/test']} ({totals[folder + '/test_anomalous']} anomalous)"
-            )
+        if args.layout in LAYOUTS:
+            _print_realiad(totals)
+        else:
+            first = marker["per_category"][config.categories[0]]
+            counts = ", ".join(f"{key}/ {value}" for key, value in first.items() if key not in ("images", "masks"))
+            print(f"  images per category: {counts}")
 
 
 if __name__ == "__main__":

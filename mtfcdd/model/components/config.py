@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from mtfcdd.core.defect_types import channel_names
+from mtfcdd.core.defect_types import RGB, vocabulary_of
 from mtfcdd.data.transforms import check_normalisation
 from mtfcdd.model.components.backbones import backbone_normalisation
 
 
 def type_names(cfg: DictConfig) -> list[str]:
-    """Heatmap channel names: one per configured defect code (mode multi) or ``["anomaly"]`` (mode single)."""
-    return channel_names(list(cfg.data.defect_codes), cfg.mode)
+    """Heatmap channel names: one per defect type of the run's vocabulary (mode multi) or ``["anomaly"]`` (mode
+    single)."""
+    return vocabulary_of(cfg).channel_names(cfg.mode)
+
+
+def type_colours(cfg: DictConfig) -> list[RGB]:
+    """Heatmap channel colours (RGB 0-255), one per channel of :func:`type_names`."""
+    return vocabulary_of(cfg).channel_colours(cfg.mode)
 
 
 def normalisation(cfg: DictConfig) -> tuple[list[float], list[float]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from mtfcdd.model.components.config import type_names
+from mtfcdd.model.components.config import type_colours, type_names
 from mtfcdd.model.multitype_fcdd.loss import MultiTypeFCDDLoss
 from mtfcdd.model.multitype_fcdd.module import MultiTypeFCDDModule
 from mtfcdd.model.multitype_fcdd.network import MultiTypeFCDD
@@ -28,6 +28,7 @@ def build_module(cfg: DictConfig, pipeline: InferencePipeline) -> MultiTypeFCDDM
         optimizer=instantiate(cfg.model.optimizer),
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
         type_names=type_names(cfg),
+        type_colours=type_colours(cfg),
         mode=cfg.mode,
         protocol=cfg.model.evaluation.protocol,
         per_category=cfg.model.evaluation.per_category,
