@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.overrides import tiny_data
 from mtfcdd.data.synthetic import ensure_synthetic
 
 
@@ -36,9 +37,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_realiad: Path):
             cfg = compose_config(
                 tmp,
                 [
-                    "data=synthetic",
-                    f"data.root={tiny_realiad}",
-                    "data.synthetic.preset=tiny",
+                    *tiny_data(tiny_realiad),
                     "debug=limit",
                     "logger=none",
                     "data.num_workers=0",

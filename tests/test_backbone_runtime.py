@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 
 from helpers.hydra_compose import compose_config
+from helpers.overrides import tiny_data
 from mtfcdd.callbacks.backbone_switch import BackboneRuntimeSwitch
 from mtfcdd.core.config import ConfigError
 from mtfcdd.inference.backbone_runtime import BackboneRuntime, resolve_backbone_runtime
@@ -95,15 +96,7 @@ class _Probe(L.Callback):
 
 def _fit(tmp_path, tiny_realiad, runtime: str) -> tuple[dict[str, torch.Tensor], list[object], object]:
     cfg = compose_config(
-        tmp_path / runtime,
-        [
-            "data=synthetic",
-            f"data.root={tiny_realiad}",
-            "data.synthetic.preset=tiny",
-            "debug=limit",
-            "logger=none",
-            "data.num_workers=0",
-        ],
+        tmp_path / runtime, [*tiny_data(tiny_realiad), "debug=limit", "logger=none", "data.num_workers=0"]
     )
     L.seed_everything(0, workers=True)
     datamodule, module, probe = build_datamodule(cfg), build_module(cfg), _Probe()

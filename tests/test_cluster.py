@@ -18,6 +18,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 
 from helpers.hydra_compose import compose_config
+from helpers.overrides import tiny_data
 from mtfcdd.core.config import ConfigError, config_dir
 from mtfcdd.model.build import build_module
 from mtfcdd.run.build import build_datamodule
@@ -199,16 +200,7 @@ def test_requeue_signal_saves_an_hpc_checkpoint_requeues_and_the_rerun_resumes(m
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     cfg = compose_config(
-        tmp_path,
-        [
-            "data=synthetic",
-            f"data.root={tiny_realiad}",
-            "data.synthetic.preset=tiny",
-            "debug=limit",
-            "logger=none",
-            "callbacks=none",
-            "data.num_workers=0",
-        ],
+        tmp_path, [*tiny_data(tiny_realiad), "debug=limit", "logger=none", "callbacks=none", "data.num_workers=0"]
     )
     run_dir = Path(cfg.paths.output_dir)
 

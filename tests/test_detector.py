@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from helpers.hydra_compose import compose_config
+from helpers.overrides import tiny_data
 from mtfcdd.evaluate import evaluate
 from mtfcdd.export import export
 from mtfcdd.inference.engines import FastTorchEngine, OnnxRuntimeEngine
@@ -29,9 +30,7 @@ def patchcore_run(tmp_path_factory, tiny_realiad) -> Path:
         tmp,
         [
             "model=patchcore",
-            "data=synthetic",
-            f"data.root={tiny_realiad}",
-            "data.synthetic.preset=tiny",
+            *tiny_data(tiny_realiad),
             "debug=limit",
             "logger=none",
             "data.num_workers=0",

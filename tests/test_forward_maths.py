@@ -8,7 +8,8 @@ import warnings
 import pytest
 import torch
 
-from mtfcdd.metrics.evaluator import BARE_MAP_SCORES, MultiTypeEvaluator, UndefinedMetricWarning, _bare_map_scores
+from mtfcdd.metrics.any_defect_channel import BARE_MAP_SCORES, bare_map_scores
+from mtfcdd.metrics.evaluator import MultiTypeEvaluator, UndefinedMetricWarning
 from mtfcdd.model.any_defect import any_defect_map, any_defect_scores
 from mtfcdd.model.image_score import IMAGE_SCORES, image_scores
 
@@ -29,7 +30,7 @@ def test_the_evaluator_scores_bare_maps_as_the_pipeline_does(dtype):
     assert BARE_MAP_SCORES == IMAGE_SCORES
     maps = _batch()[0].to(dtype)
     for kind in IMAGE_SCORES:
-        assert torch.equal(_bare_map_scores(maps, kind), image_scores(maps, kind)), kind
+        assert torch.equal(bare_map_scores(maps, kind), image_scores(maps, kind)), kind
 
 
 @pytest.mark.parametrize("image_score", IMAGE_SCORES)

@@ -28,6 +28,7 @@ from mtfcdd.metrics.pixel_curves import (
     roc_auc_from_counts,
     type_histograms,
 )
+from mtfcdd.metrics.result_views import f1_thresholds, flat_metrics
 from mtfcdd.model.any_defect import fit_any_defect
 
 TYPES = ["pit", "scratch", "damage", "stain"]
@@ -349,7 +350,7 @@ def test_any_defect_view_is_the_scaled_maximum_against_every_defect(protocol):
     reference = exact_results(maps.amax(dim=1, keepdim=True), masks, types, mode="single")["anomaly"]
     assert_close_to_exact({"types": {"any": unscaled}}, {"any": reference})
     assert unscaled["i_auroc"] != results["any_defect"]["i_auroc"]  # the scaling matters on these maps
-    flat = MultiTypeEvaluator.flat_metrics(results, "test")
+    flat = flat_metrics(results, "test")
     assert flat["test/i_auroc/any_defect"] == results["any_defect"]["i_auroc"]
 
 
@@ -382,7 +383,7 @@ def test_type_without_images_is_nan_with_a_warning_naming_it(protocol):
     assert not any(math.isnan(results["mean"][m]) for m in METRICS)
     defined = [results["types"][n]["i_auroc"] for n in TYPES[:EMPTY_TYPE]]
     assert results["mean"]["i_auroc"] == pytest.approx(np.mean(defined))
-    assert MultiTypeEvaluator.f1_thresholds(results)[EMPTY_TYPE] == math.inf
+    assert f1_thresholds(results)[EMPTY_TYPE] == math.inf
 
 
 def test_outliers_do_not_move_the_streamed_metrics():

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from test_metrics_tables import results_for
 
 from helpers.hydra_compose import compose_config
+from helpers.overrides import tiny_data
 from helpers.wandb_offline import run_info
 from mtfcdd.metrics.evaluator import METRICS
 from mtfcdd.metrics.tables import write_result_files
@@ -139,9 +140,7 @@ def test_report_of_a_real_four_job_sweep_with_a_wandb_summary_run(tmp_path, tiny
             "-m",
             "alpha=0.1,0.2",
             "mode=single,multi",
-            "data=synthetic",
-            f"data.root={tiny_realiad}",
-            "data.synthetic.preset=tiny",
+            *tiny_data(tiny_realiad),
             "debug=limit",
             "data.num_workers=0",
             "logger=wandb",

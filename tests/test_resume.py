@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.overrides import tiny_data
 from mtfcdd.resume.checkpoint_io import AtomicCheckpointIO
 from mtfcdd.resume.loader import ResumableLoader, SeededDraws
 from mtfcdd.sampling.sampler import BalancedClassSampler
@@ -28,9 +29,7 @@ def train_command(root: Path, run_dir: Path, *extra: str) -> list[str]:
         "-m",
         "mtfcdd.train",
         "debug=default",
-        "data=synthetic",
-        f"data.root={root}",
-        "data.synthetic.preset=tiny",
+        *tiny_data(root),
         "logger=csv",
         "test=false",
         f"trainer.max_epochs={EPOCHS}",

@@ -17,6 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
+from helpers.overrides import tiny_data
 from helpers.wandb_records import run_summary
 from mtfcdd.core.config import config_dir
 from mtfcdd.run.loggers import build_loggers
@@ -72,9 +73,7 @@ def search(tmp_path: Path, tiny_realiad: Path, overrides: list[str]) -> subproce
             "-m",
             "hparams_search=optuna",
             *overrides,
-            "data=synthetic",
-            f"data.root={tiny_realiad}",
-            "data.synthetic.preset=tiny",
+            *tiny_data(tiny_realiad),
             "debug=default",
             "logger=[csv,wandb]",
             f"paths.log_dir={tmp_path}/logs",

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from helpers.hydra_compose import compose_config
+from helpers.overrides import tiny_data
 from helpers.wandb_records import run_summary
 from mtfcdd.model.build import build_module
 from mtfcdd.model.checkpoint import load_pipeline
@@ -25,7 +26,7 @@ FAST = ["debug=limit", "logger=csv", "data.num_workers=0"]
 
 
 def tiny_overrides(root: Path) -> list[str]:
-    return ["data=synthetic", f"data.root={root}", "data.synthetic.preset=tiny", *FAST]
+    return [*tiny_data(root), *FAST]
 
 
 @pytest.mark.parametrize("mode", ["multi", "single"])
@@ -138,9 +139,7 @@ def test_multirun_gives_six_jobs_six_dirs_six_wandb_runs(tmp_path, tiny_realiad)
             "-m",
             "alpha=0.1,0.2,0.4",
             "mode=single,multi",
-            "data=synthetic",
-            f"data.root={tiny_realiad}",
-            "data.synthetic.preset=tiny",
+            *tiny_data(tiny_realiad),
             "debug=limit",
             "data.num_workers=0",
             "logger=wandb",
@@ -202,14 +201,7 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_realiad):
     batch): the items r::2 of one process's step-s batch of 2b. DDP averages the two ranks' gradients of their mean
     losses. The head's BatchNorm normalises over each rank's b images (no sync_batchnorm on CPU), so the reference
     forwards each share on its own; a plain run with batch 2b normalises over all 2b and ends about 6e-4 away."""
-    overrides = [
-        "data=synthetic",
-        f"data.root={tiny_realiad}",
-        "data.synthetic.preset=tiny",
-        "debug=limit",
-        "data.num_workers=0",
-        "logger=csv",
-    ]
+    overrides = [*tiny_data(tiny_realiad), "debug=limit", "data.num_workers=0", "logger=csv"]
     proc = subprocess.run(
         [
             sys.executable,
@@ -302,9 +294,7 @@ def test_submitit_local_launcher_runs_each_job_as_its_own_process(tmp_path, tiny
             "-m",
             "hydra/launcher=submitit_local",
             "alpha=0.1,0.2",
-            "data=synthetic",
-            f"data.root={tiny_realiad}",
-            "data.synthetic.preset=tiny",
+            *tiny_data(tiny_realiad),
             "debug=default",
             "logger=wandb",
             f"paths.log_dir={tmp_path}/logs",

@@ -38,8 +38,9 @@ from torchmetrics.utilities import dim_zero_cat
 
 from mtfcdd.core.config import check_choice
 from mtfcdd.core.defect_types import MODES
+from mtfcdd.metrics.any_defect_channel import BARE_MAP_SCORES, bare_map_scores, with_any_defect
 from mtfcdd.metrics.aupro import AUPRO_FPR_LIMIT, aupro_from_counts, region_weights
-from mtfcdd.metrics.batch_checks import check_any_defect, check_batch, check_normal_masks
+from mtfcdd.metrics.batch_checks import check_batch, check_normal_masks
 from mtfcdd.metrics.image_metrics import AP_DEFINITION, binary_image_metrics, type_classification
 from mtfcdd.metrics.pixel_curves import (
     BLOCK_SIZE,
@@ -59,9 +60,6 @@ METRICS = ("i_auroc", "ap", "f1max", "p_auroc", "aupro")
 PROTOCOLS = ("paper", "typed")
 ANY_DEFECT = "any_defect"
 """Results key (and logger key part) of the any-defect view (:mod:`mtfcdd.model.any_defect`)."""
-BARE_MAP_SCORES = ("max", "mean")
-"""How the evaluator scores the images of bare maps (``update`` without ``scores``): each channel's maximum or mean,
-the reductions of the pipeline's image score (:mod:`mtfcdd.model.image_score`; the model passes its own scores)."""
 _HIST = ("hist_keys", "hist_counts", "hist_mass")
 _STATES = ("scores", "types", "predicted", "image_scopes", "scope_names", *_HIST, "region_scopes", "region_counts")
 
@@ -78,27 +76,6 @@ def _nanmean(values: Sequence[float]) -> float:
 def _rows(state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
     """A cat state as one tensor: its local list (one folded entry) or, after a cross-rank sync, the ranks' rows."""
     return dim_zero_cat(state) if isinstance(state, list) else state
-
-
-def _bare_map_scores(maps: torch.Tensor, kind: str) -> torch.Tensor:
-    """Image scores [B, M] of bare maps [B, M, H, W]: each channel's ``max`` or ``mean`` (:data:`BARE_MAP_SCORES`)."""
-    flat = maps.flatten(2)
-    return flat.amax(dim=2) if kind == "max" else flat.mean(dim=2, dtype=torch.float32)
-
-
-def _with_any_defect(
-    maps: torch.Tensor, scores: torch.Tensor, anomaly_map: torch.Tensor | None, anomaly_score: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Type maps [B, M, H, W] and scores float64 [B, M] with the any-defect view appended as channel M: the pipeline's
-    ``anomaly_map`` [B, H, W] and ``anomaly_score`` [B], or (both None) the maximum over the channels."""
-    if (anomaly_map is None) != (anomaly_score is None):
-        raise ValueError("anomaly_map and anomaly_score: give both (the pipeline's any-defect view) or neither")
-    if anomaly_map is None:
-        anomaly_map, anomaly_score = maps.amax(dim=1), scores.amax(dim=1)
-    anomaly_map, anomaly_score = anomaly_map.detach().to(maps.device), anomaly_score.detach()
-    check_any_defect(maps, anomaly_map, anomaly_score)
-    maps = torch.cat([maps, anomaly_map[:, None].to(maps.dtype)], dim=1)
-    return maps, torch.cat([scores, anomaly_score.to(scores)[:, None]], dim=1)
 
 
 class MultiTypeEvaluator(Metric):
@@ -235,7 +212,7 @@ class MultiTypeEvaluator(Metric):
         types = type_index.detach().cpu().long().numpy()
         masks_cpu = masks.cpu().numpy()
         check_normal_masks(types, masks_cpu)
-        scores = _bare_map_scores(maps, self.image_score) if scores is None else scores.detach()
+        scores = bare_map_scores(maps, self.image_score) if scores is None else scores.detach()
         if tuple(scores.shape) != tuple(maps.shape[:2]):
             raise ValueError(f"scores: expected [B, M] = {tuple(maps.shape[:2])}, got {tuple(scores.shape)}")
         scores = scores.double()
@@ -244,7 +221,7 @@ class MultiTypeEvaluator(Metric):
         predicted = scores.argmax(dim=1) if predicted_type is None else predicted_type.detach().long()
         if tuple(predicted.shape) != (len(types),):
             raise ValueError(f"predicted_type: expected [{len(types)}], got {tuple(predicted.shape)}")
-        maps, scores = _with_any_defect(maps, scores, anomaly_map, anomaly_score)
+        maps, scores = with_any_defect(maps, scores, anomaly_map, anomaly_score)
         pixels = np.ones(len(types), bool) if has_mask is None else has_mask.detach().cpu().numpy().astype(bool)
         if pixels.shape != types.shape:
             raise ValueError(f"has_mask: expected a bool tensor [{len(types)}], got {tuple(has_mask.shape)}")
@@ -408,24 +385,3 @@ class MultiTypeEvaluator(Metric):
             if names:
                 message = f"{scope}: {cause} for type(s) {', '.join(names)}: NaN"
                 warnings.warn(message, UndefinedMetricWarning, stacklevel=5)  # the caller of compute()
-
-    @staticmethod
-    def flat_metrics(results: dict, prefix: str) -> dict[str, float]:
-        """``{prefix}/{metric}/{type, 'mean' or 'any_defect'}`` -> value for every metric of all images, plus
-        ``{prefix}/type_accuracy`` and ``{prefix}/type_macro_f1`` in mode multi (for loggers)."""
-        flat = {f"{prefix}/{m}/{name}": entry[m] for name, entry in results["types"].items() for m in METRICS}
-        flat.update({f"{prefix}/{m}/mean": results["mean"][m] for m in METRICS})
-        flat.update({f"{prefix}/{m}/{ANY_DEFECT}": results[ANY_DEFECT][m] for m in METRICS})
-        classification = results["type_classification"]
-        if classification is not None:
-            flat[f"{prefix}/type_accuracy"] = classification["accuracy"]
-            flat[f"{prefix}/type_macro_f1"] = classification["macro_f1"]
-        return flat
-
-    @staticmethod
-    def f1_thresholds(results: dict) -> list[float]:
-        """Per type, the image-score threshold that reaches F1-max (``inf`` where undefined: never fires)."""
-        return [
-            math.inf if math.isnan(entry["f1_threshold"]) else entry["f1_threshold"]
-            for entry in results["types"].values()
-        ]

@@ -21,6 +21,7 @@ import torch
 
 from mtfcdd.core.defect_types import ANY_DEFECT_COLOUR, RGB
 from mtfcdd.metrics.evaluator import MultiTypeEvaluator, UndefinedMetricWarning
+from mtfcdd.metrics.result_views import f1_thresholds, flat_metrics
 from mtfcdd.model.any_defect import ANY_DEFECT_QUANTILE, fit_any_defect
 from mtfcdd.model.outputs import PipelineOutput
 from mtfcdd.model.pipeline import InferencePipeline
@@ -151,7 +152,7 @@ class AnomalyModule(L.LightningModule, ABC):
             if self.trainer.sanity_checking:  # a couple of batches: undefined metrics are expected there
                 warnings.simplefilter("ignore", UndefinedMetricWarning)
             results = self.val_evaluator.compute()
-        self.log_dict(self.val_evaluator.flat_metrics(results, prefix="val"), sync_dist=False)
+        self.log_dict(flat_metrics(results, prefix="val"), sync_dist=False)
         if self.trainer.sanity_checking:
             return
         num_types = self.pipeline.num_types
@@ -159,7 +160,7 @@ class AnomalyModule(L.LightningModule, ABC):
         high = self.all_gather(self._heat_high).reshape(-1, num_types).amax(dim=0)
         if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
             low, high = self.pipeline.heat_min, self.pipeline.heat_max
-        self.pipeline.set_calibration(low, high, torch.tensor(self.val_evaluator.f1_thresholds(results)))
+        self.pipeline.set_calibration(low, high, torch.tensor(f1_thresholds(results)))
         scale, threshold = fit_any_defect(*self.val_evaluator.image_table(), quantile=self.any_defect_quantile)
         self.pipeline.set_any_defect(torch.from_numpy(scale), threshold)
 
@@ -173,7 +174,7 @@ class AnomalyModule(L.LightningModule, ABC):
         tested = {"model": self.pipeline.model_name, "backbone": self.net.backbone.name}
         colours = {"type_colours": {name: list(c) for name, c in zip(self.type_names, self.type_colours)}}
         self.test_results = {**tested, **self.test_evaluator.compute(), "type_rule": self.pipeline.type_rule, **colours}
-        self.log_dict(self.test_evaluator.flat_metrics(self.test_results, prefix="test"), sync_dist=False)
+        self.log_dict(flat_metrics(self.test_results, prefix="test"), sync_dist=False)
 
     def predict_step(self, batch: dict, batch_idx: int) -> PipelineOutput:
         """The pipeline's outputs for a batch of new images (see :class:`PipelineOutput`)."""
