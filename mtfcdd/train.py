@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtfcdd.model.build import build_module
@@ -51,8 +52,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         with warnings.catch_warnings():  # the frozen backbone is in eval mode on purpose (BatchNorm statistics)
             warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
             trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        if trainer.checkpoint_callback is not None:
-            callback = trainer.checkpoint_callback
+        callback = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+        if callback is not None:
             checkpoints = {"best": callback.best_model_path, "last": callback.last_model_path}
     objects["checkpoints"] = checkpoints
     metrics = {

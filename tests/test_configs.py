@@ -8,12 +8,15 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
+from lightning import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 
 from helpers.hydra_compose import compose_config
 from mtfcdd.core.config import CONFIG_DIR, ConfigError
 from mtfcdd.model.build import build_module
 from mtfcdd.resume.checkpoint_io import AtomicCheckpointIO
+from mtfcdd.resume.last_checkpoint import LastCheckpoint
 from mtfcdd.run.build import build_callbacks, instantiate_datamodule
 from mtfcdd.run.checks import validate
 from mtfcdd.run.loggers import build_loggers
@@ -103,6 +106,14 @@ def test_callbacks_instantiate(tmp_path, callbacks):
     if callbacks == "default":
         steps = [c._every_n_train_steps for c in build_callbacks(cfg) if type(c).__name__ == "ModelCheckpoint"]
         assert sorted(steps) == [0, cfg.callbacks.step_checkpoint.every_n_train_steps]
+
+
+def test_last_checkpoint_is_written_after_the_best_checkpoint_at_an_epoch_end(tmp_path):
+    # a run killed between the two writes must resume knowing its best checkpoint (else it keeps two)
+    cfg = compose_config(tmp_path, OFFLINE)
+    order = [type(c) for c in Trainer(callbacks=build_callbacks(cfg), logger=False).callbacks]
+    last = order.index(LastCheckpoint)
+    assert ModelCheckpoint in order and all(i < last for i, kind in enumerate(order) if kind is ModelCheckpoint)
 
 
 def test_an_experiments_callback_options_without_the_callback_fail_naming_it(tmp_path):

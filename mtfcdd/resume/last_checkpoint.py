@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
 
 
-class LastCheckpoint(L.Callback):
+class LastCheckpoint(Checkpoint):
     """Writes ``<dirpath>/<filename>`` (weights, optimiser, loops and callback states, through the trainer's checkpoint
     IO) at the end of every training epoch and at the end of training, unless it was already written at that step.
 
@@ -15,6 +16,11 @@ class LastCheckpoint(L.Callback):
     writes a top-k checkpoint, so after a final epoch that did not improve the monitored metric ``last.ckpt`` held the
     weights of the last every-200-steps save (the 810-step demo tested its step-800 weights). Every rank calls it;
     the trainer writes on rank 0.
+
+    A :class:`~lightning.pytorch.callbacks.Checkpoint`, so that Lightning runs it after the ``ModelCheckpoint``
+    callbacks listed before it: at an epoch end the best checkpoint is written first, and the ``last.ckpt`` written
+    after it records that file (a run killed in between would otherwise resume without knowing of it and keep two
+    best checkpoints).
     """
 
     def __init__(self, dirpath: str | Path, filename: str = "last.ckpt") -> None:
