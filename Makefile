@@ -7,7 +7,7 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo compare label-sweep lint format test test-fast bench bench-avx2 bench-avx512 clean
+.PHONY: help install demo compare label-sweep lint format browser test test-fast docs docs-serve bench bench-serve bench-avx2 bench-avx512 clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_ -]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -15,9 +15,9 @@ help: ## list the targets
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-install: $(PY) ## create .venv and install mtfcdd (editable) with its test and lint extras; torch pinned to the on-disk release
+install: $(PY) ## create .venv and install mtfcdd (editable) with its test, lint and docs extras; torch pinned to the on-disk release
 	$(PY) -m pip install $(TORCH_PIN)
-	$(PY) -m pip install -e '.[test,lint]' $(TORCH_PIN)
+	$(PY) -m pip install -e '.[test,lint,docs]' $(TORCH_PIN)
 
 demo: install ## train the embedded demo on a synthetic Real-IAD set (CPU, a few minutes), then print where results went
 	$(PY) -m mtfcdd.train experiment=demo
@@ -49,17 +49,34 @@ format: install ## ruff: format the tree and apply the safe lint fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install ## run the whole test suite, slow tests included
+# Debian's Chromium and its driver (tests/test_serve_page.py drives the inspection page through them); a no-op when
+# both are installed. APT_GET: `sudo apt-get` where make does not run as root
+APT_GET ?= apt-get
+browser: ## install headless Chromium and chromedriver (Debian packages) for the browser tests
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then echo "chromium and chromedriver: installed"; \
+	else $(APT_GET) update && $(APT_GET) install -y chromium chromium-driver; fi
+
+test: install browser ## run the whole test suite, slow tests included
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install ## run the tests not marked slow
+test-fast: install browser ## run the tests not marked slow
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+docs: install ## the documentation site into site/ (mkdocs build --strict: a broken link or an uncommented config key fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: install ## serve the documentation site at http://127.0.0.1:8000, rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 # the newest checkpoint of `make demo`, when there is one: the benchmark then judges every engine on its test set
 DEMO_CKPT = $(firstword $(shell ls -t logs/train/demo/runs/*/checkpoints/last.ckpt 2>/dev/null))
 
 bench: install ## inference benchmark (Table 6 style): on the demo checkpoint when `make demo` made one
 	$(PY) -m mtfcdd.benchmark $(if $(DEMO_CKPT),ckpt_path=$(DEMO_CKPT),)
+
+# 1, 4, 16, 64 concurrent clients on loopback, predict's images/s beside it, 10,000 requests for memory (~6 min)
+bench-serve: install ## python -m mtfcdd.serve under load (experiments/bench_serve.py) on the demo checkpoint
+	$(PY) experiments/bench_serve.py $(if $(DEMO_CKPT),--ckpt $(DEMO_CKPT),)
 
 build/cpuid_mask.so: experiments/cpuid_mask/cpuid_mask.c
 	mkdir -p build && gcc -O2 -Wall -shared -fPIC -o $@ $< -ldl
@@ -69,6 +86,6 @@ bench-avx2 bench-avx512: bench-%: install build/cpuid_mask.so ## `make bench` wi
 	CPUID_MASK=$* LD_PRELOAD=$(CURDIR)/build/cpuid_mask.so $(PY) -m mtfcdd.benchmark \
 		$(if $(DEMO_CKPT),ckpt_path=$(DEMO_CKPT),)
 
-clean: ## remove the venv, caches, logs and generated data
-	rm -rf $(VENV) .pytest_cache build *.egg-info logs outputs data/synthetic-* wandb
+clean: ## remove the venv, caches, logs, generated data and the built docs
+	rm -rf $(VENV) .pytest_cache build *.egg-info logs outputs data/synthetic-* wandb site
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

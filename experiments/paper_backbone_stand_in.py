@@ -1,7 +1,7 @@
 """A stand-in for the paper's ImageNet Inception-ResNet-v2 where the model hub cannot be reached: timm's network with
 random weights (seed 0) and BatchNorm statistics measured on synthetic Real-IAD-like images at 299x299, saved as a
 timm state dict for ``model.backbone.weights_path``. It lets the paper network (cut, 512-wide head, 299x299) be
-trained and benchmarked offline, e.g. to judge int8 engines on a trained head (README: inference engines). Its
+trained and benchmarked offline, e.g. to judge int8 engines on a trained head (docs/deployment.md). Its
 features are not ImageNet's: detection quality says nothing about the paper's.
 
     python experiments/paper_backbone_stand_in.py build/inception_resnet_v2_stand_in.pth [--images 64]

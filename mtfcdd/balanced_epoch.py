@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mtfcdd.core.errors import UserError
+from mtfcdd.run.help import argparse_epilog
 from mtfcdd.sampling.balance import sampler_classes
 from mtfcdd.sampling.coupon import METHODS, BalancedEpoch, balanced_epoch
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mtfcdd.balanced_epoch",
         description="Expected length of a balanced epoch (coupon-collector time, paper Eq. 4/5 and Table 2).",
+        epilog=argparse_epilog("balanced_epoch"),
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--counts", type=_counts, help="images per class, comma-separated (e.g. 52120,900,...)")

@@ -52,7 +52,8 @@ def test_onnxruntime_features_equal_torch():
 
 def test_openvino_features_equal_torch_in_a_process_of_its_own():
     """In its own process: after an OpenVINO model ran in the pytest process, the SLURM requeue test (Lightning's
-    SIGUSR1 handler) crashed with SIGSEGV later in the same process (README: "Faster fitting on a CPU")."""
+    SIGUSR1 handler) crashed with SIGSEGV later in the same process (docs/train-realiad.md: "Faster fitting on a
+    CPU")."""
     code = "import test_backbone_runtime as t; t.check_features('openvino'); print('features equal')"
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=600

@@ -231,7 +231,7 @@ def test_inference_group_configs_build_their_engine(tiny_pipeline, images, engin
     precision = built.describe()["precision"]
     # the shipped configs: float32 unless int8
     assert precision == ("int8" if engine in CALIBRATED_ENGINES else "fp32")
-    if engine != "openvino_int8":  # its values: on the paper backbone below (EfficientNet-Lite: README, engines)
+    if engine != "openvino_int8":  # its values: on the paper backbone below (EfficientNet-Lite: docs/deployment.md)
         assert _rel(out.heatmaps, expected.heatmaps) < (0.15 if precision == "int8" else 1e-5)
     if precision == "fp32":
         assert torch.equal(out.predicted_type, expected.predicted_type)

@@ -1,6 +1,6 @@
-"""The house's layers (README: Layout): the top of ``mtfcdd/`` holds the commands only, and the import graph points
-one way: every ``mtfcdd`` import of a package's modules, at the top or inside a function, names only the packages
-that lie below it."""
+"""The house's layers (docs/design/layers.md): the top of ``mtfcdd/`` holds the commands only, and the import graph
+points one way: every ``mtfcdd`` import of a package's modules, at the top or inside a function, names only the
+packages that lie below it."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ BELOW = {
     "callbacks": {"core", "model", "data", "metrics", "inference", "viz"},
     "run": {"core", "sampling", "resume", "data", "metrics", "model", "inference", "callbacks"},
     "report": {"core", "sampling", "metrics", "run"},
+    "serving": {"core", "data", "model", "inference"},
 }
 """Package -> the packages it may import besides itself."""
 

@@ -1,5 +1,5 @@
 """The pipeline's output contract (mtfcdd/model/outputs.py) and every consumer of it: the pipeline itself, the ONNX
-graph's outputs, the export's metadata, the prediction records and files, the README's tables."""
+graph's outputs, the export's metadata, the prediction records and files, the docs' tables."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from mtfcdd.model.outputs import (
 )
 
 SIZE = 64
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 FIELDS = PipelineOutput._fields
 DTYPES = {"float32": torch.float32, "bool": torch.bool, "int64": torch.int64}
 
@@ -168,9 +168,9 @@ def test_the_prediction_writer_writes_the_records(small, tmp_path):
     assert writer.summary["per_type"] == {n: sum(r[f"decision_{n.replace(' ', '_')}"] for r in expected) for n in names}
 
 
-def _readme_table(header: str) -> list[list[str]]:
-    """The rows (cells, stripped) of the README's table whose header line is ``header``."""
-    lines = [line.strip() for line in README.read_text(encoding="utf-8").splitlines()]
+def _docs_table(page: str, header: str) -> list[list[str]]:
+    """The rows (cells, stripped) of the table of ``docs/<page>`` whose header line is ``header``."""
+    lines = [line.strip() for line in (DOCS / page).read_text(encoding="utf-8").splitlines()]
     start = lines.index(header)
     rows = []
     for line in lines[start + 2 :]:
@@ -180,9 +180,9 @@ def _readme_table(header: str) -> list[list[str]]:
     return rows
 
 
-def test_the_readme_tables_list_exactly_the_contract():
-    outputs = _readme_table("| output | dtype [dims] | meaning |")
+def test_the_docs_tables_list_exactly_the_contract():
+    outputs = _docs_table("deployment.md", "| output | dtype [dims] | meaning |")
     assert [re.fullmatch(r"`(\w+)`", row[0]).group(1) for row in outputs] == list(FIELDS)
     assert [row[1] for row in outputs] == [OUTPUTS[name].shape for name in FIELDS]
-    columns = _readme_table("| column | meaning |")
+    columns = _docs_table("predict.md", "| column | meaning |")
     assert [row[0].strip("`") for row in columns] == record_columns(["<type>"])

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from helpers.hydra_compose import compose_config
+from helpers.image_kinds import write_image_kinds
 from mtfcdd.core.errors import UserError
 from mtfcdd.data.images import ImageFileDataset
 from mtfcdd.evaluate import evaluate
@@ -51,11 +52,7 @@ def mixed_images(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("new-images")
     rng = np.random.default_rng(0)
     (root / "nested" / "deeper").mkdir(parents=True)
-    cv2.imwrite(str(root / "rgb.png"), rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
-    cv2.imwrite(str(root / "gray.jpg"), rng.integers(0, 256, (50, 50), dtype=np.uint8))
-    cv2.imwrite(str(root / "rgba.png"), rng.integers(0, 256, (40, 30, 4), dtype=np.uint8))
-    cv2.imwrite(str(root / "deep16.tif"), rng.integers(0, 65536, (64, 64, 3), dtype=np.uint16))
-    cv2.imwrite(str(root / "gray16.png"), rng.integers(0, 65536, (32, 48), dtype=np.uint16))
+    write_image_kinds(root, rng)
     cv2.imwrite(str(root / "big.bmp"), rng.integers(0, 256, (700, 1000, 3), dtype=np.uint8))
     cv2.imwrite(str(root / "nested" / "deeper" / "part.png"), rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
     (root / "broken.png").write_bytes(b"\x89PNG not really")

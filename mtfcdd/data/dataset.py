@@ -29,32 +29,43 @@ _JPEG_START = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
 
 
-def _decode(path: Path) -> np.ndarray:
-    """The file's pixels as stored (any depth and channel count); corrupt or truncated files raise by name."""
+def _read_bytes(path: Path) -> np.ndarray:
+    """The file's bytes as uint8 [N]; an unreadable file raises by name."""
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        return np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise RealIADFormatError(f"cannot read image file {path}: {err}") from err
+
+
+def _decode(data: np.ndarray, name: str) -> np.ndarray:
+    """Encoded bytes uint8 [N] -> the pixels as stored (any depth and channel count); corrupt or truncated data
+    raise, named ``name`` (e.g. ``image file x.png``)."""
     # libjpeg fills a truncated JPEG with grey and only warns: the end-of-image marker must close the file
     if data[:2].tobytes() == _JPEG_START and _JPEG_END not in data[-32:].tobytes():
-        raise RealIADFormatError(f"image file {path} is truncated (JPEG without its end-of-image marker)")
+        raise RealIADFormatError(f"{name} is truncated (JPEG without its end-of-image marker)")
     pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if pixels is None:
-        raise RealIADFormatError(f"cannot decode image file {path} (corrupt, empty or not an image)")
+        raise RealIADFormatError(f"cannot decode {name} (corrupt, empty or not an image)")
     return pixels
 
 
-def _to_uint8(pixels: np.ndarray, path: Path) -> np.ndarray:
+def _to_uint8(pixels: np.ndarray, name: str) -> np.ndarray:
     if pixels.dtype == np.uint8:
         return pixels
     if pixels.dtype == np.uint16:
         return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    raise RealIADFormatError(f"image file {path} has {pixels.dtype} pixels; expected 8- or 16-bit integers")
+    raise RealIADFormatError(f"{name} has {pixels.dtype} pixels; expected 8- or 16-bit integers")
 
 
 def read_image(path: Path) -> np.ndarray:
     """RGB uint8 [H, W, 3] from an 8/16-bit grayscale, gray+alpha, BGR or BGRA file (alpha dropped, 16 bit scaled)."""
-    pixels = _to_uint8(_decode(path), path)
+    return decode_image(_read_bytes(path), f"image file {path}")
+
+
+def decode_image(data: bytes | np.ndarray, name: str) -> np.ndarray:
+    """RGB uint8 [H, W, 3] from encoded bytes (PNG, JPEG, BMP, TIFF, ...) as :func:`read_image` reads files: the
+    one decoding of predict and the server; errors name the data as ``name``."""
+    pixels = _to_uint8(_decode(np.frombuffer(data, dtype=np.uint8), name), name)
     if pixels.ndim == 2:
         return cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
     channels = pixels.shape[2]
@@ -64,12 +75,12 @@ def read_image(path: Path) -> np.ndarray:
         return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     if channels == 4:
         return cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGB)
-    raise RealIADFormatError(f"image file {path} has {channels} channels; expected 1 to 4")
+    raise RealIADFormatError(f"{name} has {channels} channels; expected 1 to 4")
 
 
 def read_mask(path: Path) -> np.ndarray:
     """Binary mask bool [H, W]: a pixel is defective when any colour channel is > 0 (alpha ignored)."""
-    pixels = _decode(path)
+    pixels = _decode(_read_bytes(path), f"image file {path}")
     if pixels.ndim == 3:
         pixels = pixels[..., : 1 if pixels.shape[2] <= 2 else 3].max(axis=2)
     return pixels > 0

@@ -10,6 +10,7 @@ import glob
 from collections.abc import Sequence
 from pathlib import Path
 
+import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -57,9 +58,16 @@ class ImageFileDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, object]:
         path = self.paths[index]
         try:
-            pixels = self.transform(image=read_image(path))["image"]
+            image = network_input(read_image(path), self.transform)
         except RealIADFormatError as err:
             blank = torch.zeros(3, self.image_size, self.image_size)
             return {"image": blank, "path": str(path), "error": str(err)}
-        image = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
         return {"image": image, "path": str(path), "error": ""}
+
+
+def network_input(rgb: np.ndarray, transform: A.Compose) -> torch.Tensor:
+    """A decoded image RGB uint8 [H, W, 3] (:func:`~mtfcdd.data.dataset.read_image`, ``decode_image``) -> the
+    pipeline's raw input float32 [3, S, S] in [0, 1] through ``transform`` (:func:`eval_transform`): predict's and
+    the server's one preprocessing."""
+    pixels = transform(image=rgb)["image"]
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))

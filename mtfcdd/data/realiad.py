@@ -112,8 +112,8 @@ def find_json_dir(root: Path, json_set: str, alpha: float) -> tuple[Path, str]:
     if not root.is_dir():
         raise RealIADFormatError(
             f"Real-IAD root {root} does not exist or is not a folder. Point data.root (or REALIAD_ROOT) at the "
-            "unpacked release (see README, 'Getting Real-IAD'), or train on the generated stand-in set with "
-            "data=synthetic"
+            "unpacked release (see docs/train-realiad.md, 'Getting Real-IAD'), or train on the generated stand-in set "
+            "with data=synthetic"
         )
     name = json_folder_name(json_set, alpha)
     candidates = {"flat": root / name, "nested": root / NESTED_PARENT / name}

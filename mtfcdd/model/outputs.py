@@ -5,7 +5,7 @@ Adding an output is one edit here: a field of :class:`PipelineOutput` with its :
 :class:`~mtfcdd.model.pipeline.InferencePipeline`, the step that computes it). The ONNX output names and dynamic axes
 (:mod:`mtfcdd.inference.onnx_pipeline`), the export's ``outputs`` metadata (:func:`output_descriptions`) and the
 prediction files (:mod:`mtfcdd.callbacks.predictions`, through :func:`record_columns` and :func:`image_records`)
-read it; ``tests/test_output_contract.py`` checks that each of them, and the README's tables, cover every field.
+read it; ``tests/test_output_contract.py`` checks that each of them, and the docs' tables, cover every field.
 """
 
 from __future__ import annotations

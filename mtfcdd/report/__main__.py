@@ -16,6 +16,7 @@ from mtfcdd.report.files import markdown, write_csv, write_markdown
 from mtfcdd.report.jobs import job_row, load_jobs, type_colours, type_names
 from mtfcdd.report.plots import write_plots
 from mtfcdd.report.wandb_summary import log_summary_run, wandb_settings
+from mtfcdd.run.help import argparse_epilog
 
 
 def build_report(paths: list[Path], out_dir: Path, use_wandb: str = "auto") -> dict:
@@ -38,7 +39,9 @@ def build_report(paths: list[Path], out_dir: Path, use_wandb: str = "auto") -> d
 
 def main(argv: list[str] | None = None) -> int:
     """Write the report of the given directories; returns 0, or 2 after printing a user error."""
-    parser = argparse.ArgumentParser(prog="python -m mtfcdd.report", description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(
+        prog="python -m mtfcdd.report", description=__doc__.split("\n\n")[1], epilog=argparse_epilog("report")
+    )
     parser.add_argument("dirs", nargs="+", type=Path, help="a multirun directory, or run directories")
     parser.add_argument("--out", type=Path, help="where to write the report (default: the first DIR)")
     parser.add_argument(

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from mtfcdd.core.config import config_dir
 from mtfcdd.core.errors import exit_on_user_error
+from mtfcdd.run.help import register_help_resolver
 from mtfcdd.run.status import wandb_target, write_status
 from mtfcdd.run.sweep import register_resolvers, task_overrides
 
@@ -82,6 +83,7 @@ def entry_point(
 
         @functools.wraps(task)
         def main() -> Any:  # conf/ is looked up (and the project root exported) when the command runs, not at import
+            register_help_resolver()  # hydra.help.template: --help prints the command's own page
             return hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)(command)()
 
         return main

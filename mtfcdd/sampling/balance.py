@@ -14,7 +14,8 @@ from typing import Protocol
 from mtfcdd.core.config import ConfigError, check_choice
 
 BALANCES = ("auto", "types", "binary")
-# what ``balance="auto"`` means per mode (mode single: the one that measured better on the demo set, see README)
+# what ``balance="auto"`` means per mode (mode single: the one that measured better on the demo set, see
+# docs/train-realiad.md)
 AUTO_BALANCE = {"multi": "types", "single": "binary"}
 
 
