@@ -13,7 +13,6 @@ outputs matched PyTorch's (``verify``).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -26,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mtfcdd.core.atomic_io import write_bytes_atomic
+from mtfcdd.core.checksum import sha256_file
 from mtfcdd.core.config import ConfigError, check_choice
 from mtfcdd.core.errors import UserError
 from mtfcdd.inference.calibration import int8_calibration_images
@@ -102,7 +102,7 @@ def export_metadata(
         }
     if checkpoint is not None:
         values["checkpoint"] = checkpoint.name
-        values["checkpoint_sha256"] = _sha256(checkpoint)
+        values["checkpoint_sha256"] = sha256_file(checkpoint)
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}
 
 
@@ -111,14 +111,6 @@ def _version() -> str:
         return importlib.metadata.version("mtfcdd")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _add_metadata(model: bytes, metadata: dict[str, str]) -> bytes:

@@ -11,7 +11,6 @@ and marks itself ready; a worker that dies is started again by LitServe and load
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ import torch
 from litserve.loops.base import collate_requests
 from litserve.loops.simple_loops import BatchedLoop
 
+from mtfcdd.core.checksum import sha256_file
 from mtfcdd.inference.calibration import int8_calibration_images
 from mtfcdd.inference.cpu import physical_cores
 from mtfcdd.inference.engines import build_engine
@@ -56,15 +56,6 @@ def thresholds(pipeline: InferencePipeline, names: Sequence[str]) -> dict[str, f
     return {**values, ANY_DEFECT: finite_or_none(any_defect.item())}
 
 
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def stored_test_metrics(ckpt_path: str | Path) -> dict | None:
     """The test results of the training run that wrote the checkpoint (``<run>/results.json`` beside its
     ``checkpoints/`` folder), None when there are none."""
@@ -85,7 +76,7 @@ def model_info(pipeline: InferencePipeline, cfg: Any, engine_name: str, ckpt_pat
         "thresholds": thresholds(pipeline, names),
         "image_size": int(cfg.data.image_size),
         "engine": engine_name,
-        "checkpoint": {"path": str(Path(ckpt_path).resolve()), "sha256": sha256(ckpt_path)},
+        "checkpoint": {"path": str(Path(ckpt_path).resolve()), "sha256": sha256_file(ckpt_path)},
         "test_metrics": stored_test_metrics(ckpt_path),
         "score": pipeline.image_score,
         "type_rule": pipeline.type_rule,
