@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -134,7 +135,11 @@ def server(ckpt: Path, tmp_path_factory) -> Iterator[str]:
 
 
 def _wait(driver: WebDriver, condition, message: str):
-    return WebDriverWait(driver, WAIT_S).until(lambda d: condition(d), message)
+    """Wait for `condition`; the table re-renders its rows as answers arrive, so an element read while it is
+    replaced is read again on the next poll."""
+    return WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: condition(d), message
+    )
 
 
 def _open(driver: WebDriver, url: str) -> None:
@@ -142,21 +147,27 @@ def _open(driver: WebDriver, url: str) -> None:
     _wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "false", "page load")
 
 
-def _rows(driver: WebDriver) -> list:
-    return driver.find_elements(By.CSS_SELECTOR, "#results-body tr")
+def _attrs(driver: WebDriver, selector: str, name: str) -> list[str | None]:
+    """Attribute `name` of every element matching `selector`, read in one script (one snapshot of the page)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]), e => e.getAttribute(arguments[1]))", selector, name
+    )
+
+
+def _row_attrs(driver: WebDriver, name: str) -> list[str | None]:
+    return _attrs(driver, "#results-body tr", name)
 
 
 def _upload(driver: WebDriver, files: list[Path]) -> None:
     driver.find_element(By.ID, "file-input").send_keys("\n".join(str(f) for f in files))
-    _wait(
-        driver,
-        lambda d: [r.get_attribute("data-status") for r in _rows(d)] == ["done"] * len(files),
-        f"{len(files)} predicted rows",
-    )
+    _wait(driver, lambda d: _row_attrs(d, "data-status") == ["done"] * len(files), f"{len(files)} predicted rows")
 
 
 def _anomalous(driver: WebDriver) -> dict[str, str]:
-    return {row.get_attribute("data-path"): row.get_attribute("data-anomalous") for row in _rows(driver)}
+    return driver.execute_script(
+        "return Object.fromEntries(Array.from(document.querySelectorAll('#results-body tr'),"
+        " r => [r.getAttribute('data-path'), r.getAttribute('data-anomalous')]))"
+    )
 
 
 def _download_csv(driver: WebDriver, downloads: Path) -> str:
@@ -240,7 +251,7 @@ def test_page_predicts_toggles_rethresholds_and_writes_predicts_csv(browser, ser
     cells = f"#results-body td[data-col='score_{column_name(first)}']"
     _wait(
         driver,
-        lambda d: {c.get_attribute("data-decided") for c in d.find_elements(By.CSS_SELECTOR, cells)} == {"true"},
+        lambda d: set(_attrs(d, cells, "data-decided")) == {"true"},
         f"every image flagged {first} at threshold 0",
     )
     driver.find_element(By.ID, "reset-thresholds").click()
@@ -255,20 +266,20 @@ def test_page_predicts_toggles_rethresholds_and_writes_predicts_csv(browser, ser
     # filtered by decision: the table and the CSV keep the image below it
     driver.find_element(By.CSS_SELECTOR, "th[data-sort='anomaly_score']").click()
     high, low = sorted(expected, key=lambda n: -float(expected[n]["anomaly_score"]))
-    _wait(driver, lambda d: [r.get_attribute("data-path") for r in _rows(d)] == [high, low], "rows by score")
+    _wait(driver, lambda d: _row_attrs(d, "data-path") == [high, low], "rows by score")
     box = driver.find_element(By.ID, "threshold-any_defect-value")
     box.clear()
     middle = (float(expected[high]["anomaly_score"]) + float(expected[low]["anomaly_score"])) / 2
     box.send_keys(repr(middle), Keys.ENTER)
     _wait(driver, lambda d: _anomalous(d) == {high: "true", low: "false"}, "one image each side of the threshold")
     driver.find_element(By.CSS_SELECTOR, "#filter-decision option[value='ok']").click()
-    _wait(driver, lambda d: [r.get_attribute("data-path") for r in _rows(d)] == [low], "only the OK row")
+    _wait(driver, lambda d: _row_attrs(d, "data-path") == [low], "only the OK row")
     cards = driver.find_elements(By.CSS_SELECTOR, ".card")
     assert [c.get_attribute("data-path") for c in cards if c.is_displayed()] == [low], "the cards follow the filter"
     (row,) = _read_csv(_download_csv(driver, downloads))[1].values()
     assert (Path(row["path"]).name, row["anomalous"]) == (low, "0")
     driver.find_element(By.CSS_SELECTOR, "#filter-decision option[value='defective']").click()
-    _wait(driver, lambda d: [r.get_attribute("data-path") for r in _rows(d)] == [high], "only the defective row")
+    _wait(driver, lambda d: _row_attrs(d, "data-path") == [high], "only the defective row")
 
 
 def test_page_writes_numbers_as_python_does(browser, server):
