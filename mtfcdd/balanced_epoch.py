@@ -5,7 +5,7 @@
 
 Counts are images per sampler class (8 defect types + normal); with ``--alpha`` they are read from the training
 index (``mtfcdd.data.realiad.load_split``), counting records per sampler class
-(:func:`mtfcdd.sampling.balance.sampler_classes`).
+(``mtfcdd.sampling.balance.sampler_classes``).
 """
 
 from __future__ import annotations

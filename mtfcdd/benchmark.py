@@ -116,7 +116,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def benchmark(cfg: DictConfig) -> dict[str, Any]:
-    """Run the benchmark of ``cfg`` (``conf/benchmark.yaml``; checked by :func:`check_config`, seeded with
+    """Run the benchmark of ``cfg`` (``conf/benchmark.yaml``; checked by ``check_config``, seeded with
     ``cfg.seed``); returns the results that the table shows."""
     pipeline, net_cfg, notes = build_benchmark_pipeline(cfg)
     net = pipeline.net

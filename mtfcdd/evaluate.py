@@ -55,7 +55,7 @@ def evaluation_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
 
 def check_same_types(data_codes: tuple[str, ...], trained_codes: tuple[str, ...], mode: str) -> None:
     """Mode multi: the test data labels the checkpoint's defect types in its channel order (else the metrics would
-    compare channel k with another type); a :class:`ConfigError` naming both otherwise."""
+    compare channel k with another type); a ``ConfigError`` naming both otherwise."""
     if mode == "multi" and tuple(data_codes) != tuple(trained_codes):
         raise ConfigError(
             f"the data's defect types ({', '.join(data_codes)}) are not the checkpoint's channels "

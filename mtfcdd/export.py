@@ -2,9 +2,9 @@
 
 ``python -m mtfcdd.export ckpt_path=PATH [format=onnx|onnx_int8] [output=FILE] [input_format=uint8|float01]``
 
-The graph is :class:`~mtfcdd.model.pipeline.InferencePipeline` itself: RGB images [B, 3, H, W] (uint8 0..255 or
+The graph is ``InferencePipeline`` itself: RGB images [B, 3, H, W] (uint8 0..255 or
 float in [0, 1]; the trained input size, any batch) in; the fields of
-:class:`~mtfcdd.model.outputs.PipelineOutput` out, by name (the output contract). ``metadata_props`` hold, as
+``PipelineOutput`` out, by name (the output contract). ``metadata_props`` hold, as
 JSON: type names and colours (RGB 0-255, the run vocabulary's), input size/format/layout, mean/std,
 heat_min/heat_max, image thresholds (null where none was calibrated), the any-defect scales and threshold, the
 image score, the type rule, the backbone, the mode, the outputs. The file is written atomically and only after its
@@ -170,7 +170,7 @@ def build_onnx(
 
 
 def check_formats(fmt: str, input_format: str) -> None:
-    """Reject a ``format`` or ``input_format`` outside its choices (:class:`~mtfcdd.core.config.ConfigError`)."""
+    """Reject a ``format`` or ``input_format`` outside its choices (``ConfigError``)."""
     check_choice("format", fmt, FORMATS)
     check_choice("input_format", input_format, INPUT_FORMATS)
 

@@ -4,7 +4,7 @@ Images (PNG, JPEG, BMP, TIFF; any size; grayscale, RGB, RGBA, 16 bit) are resize
 through the checkpoint's inference pipeline (``inference=eager`` float32 by default, or another engine; an int8 one
 calibrates on the first readable inputs) on the device the trainer config picks. Writes ``predictions.csv``,
 ``predictions.jsonl``, ``overlays/*.png`` (unless ``save_overlays=false``) and, for files that could not be read,
-``errors.csv`` into the run directory; see :mod:`mtfcdd.callbacks.predictions` for the columns.
+``errors.csv`` into the run directory; see ``mtfcdd.callbacks.predictions`` for the columns.
 """
 
 from __future__ import annotations

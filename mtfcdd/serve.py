@@ -4,7 +4,7 @@ Loads the inference pipeline once per worker process, on the engine asked (``inf
 engines calibrate on ``int8_images``), and answers on ``serve.host`` (127.0.0.1 unless told otherwise):
 ``POST /predict`` (one image; the fields of a ``predictions.jsonl`` row, the thresholds, engine, model name and
 ``server_ms``; ``?heatmaps=true`` adds the heatmaps as PNG), ``GET /health``, ``/info``, ``/metrics`` and the
-inspection page at ``/``. Runs until Ctrl+C or SIGTERM. See :mod:`mtfcdd.serving.server` and ``docs/serve.md``.
+inspection page at ``/``. Runs until Ctrl+C or SIGTERM. See ``mtfcdd.serving.server`` and ``docs/serve.md``.
 """
 
 from __future__ import annotations

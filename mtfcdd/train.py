@@ -31,7 +31,7 @@ CHECKS = (validate,)
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit (and test) one run, seeded and checked by the lifecycle (:func:`run_task`); returns (metrics, objects)."""
+    """Fit (and test) one run, seeded and checked by the lifecycle (``run_task``); returns (metrics, objects)."""
     ckpt_path = resume_checkpoint(cfg)
     if ckpt_path:
         log.info("continuing from checkpoint %s", ckpt_path)
@@ -70,7 +70,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def train_and_report(cfg: DictConfig) -> float | None:
-    """Run :func:`train` and print where things went; returns the value of ``optimized_metric`` (None where the run
+    """Run ``train`` and print where things went; returns the value of ``optimized_metric`` (None where the run
     has none)."""
     metrics, objects = train(cfg)
     output_dir = Path(cfg.paths.output_dir)
@@ -87,7 +87,7 @@ def train_and_report(cfg: DictConfig) -> float | None:
 
 
 def run_task(cfg: DictConfig) -> float | None:
-    """:func:`train_and_report` through the command's lifecycle (:func:`~mtfcdd.run.lifecycle.run_command`: checks,
+    """``train_and_report`` through the command's lifecycle (``run_command``: checks,
     seed, ``status.json``, W&B finished), as ``main`` runs it; tests and sweeps in one process call this."""
     return run_command(cfg, train_and_report, CHECKS)
 

@@ -36,7 +36,7 @@ SKIPPED = {
     "--out is required"
 }
 """Documented command lines (as extracted) that are not checked, and why. Everything else is: shell placeholders
-are made concrete (:func:`_tokens`), Hydra sweeps are expanded into their jobs, and every command is either a Hydra
+are made concrete (``_tokens``), Hydra sweeps are expanded into their jobs, and every command is either a Hydra
 app with ``conf/<command>.yaml`` or in :data:`ARGPARSE_MODULES`."""
 
 

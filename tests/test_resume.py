@@ -114,7 +114,7 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(
         assert torch.equal(resumed[key], value), key
     # one run directory: both parts in its log, one best and one last checkpoint
     log = (run_dir / "debug.log").read_text()
-    assert log.count("Real-IAD index") == 2 and log.count(f"continuing from checkpoint {checkpoint}") == 1
+    assert log.count("split index ") == 2 and log.count(f"continuing from checkpoint {checkpoint}") == 1
     names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert len(names) == 2 and names[0].startswith("best_epoch") and names[1] == "last.ckpt", names
 

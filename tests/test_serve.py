@@ -155,7 +155,7 @@ def test_heatmaps_are_pngs_of_the_calibrated_maps(server, images):
     assert "heatmaps" not in plain and "image" not in plain
 
 
-def test_info_describes_the_model(server, trained_run):
+def test_info_describes_the_model(server, trained_run, images):
     info = requests.get(server.url + "/info", headers=AUTH).json()
     pipeline, cfg = load_pipeline(server.ckpt)
     assert info["model"] == "mtfcdd" and info["engine"] == "eager" and info["score"] == "max"
@@ -163,6 +163,9 @@ def test_info_describes_the_model(server, trained_run):
     assert info["image_size"] == int(cfg.data.image_size)
     assert len(info["types"]) == pipeline.num_types
     assert all(re.fullmatch("#[0-9a-f]{6}", t["colour"]) for t in info["types"])
+    answer = _post(server, images / "rgb.png").json()
+    assert set(info["columns"]) <= set(answer) and info["columns"][0] == "path"
+    assert [f"score_{t['column']}" for t in info["types"]] == [c for c in info["columns"] if c.startswith("score_")]
     for t, threshold in zip(info["types"], pipeline.image_threshold.tolist()):
         assert info["thresholds"][t["name"]] == (None if threshold == float("inf") else pytest.approx(threshold))
     assert info["thresholds"]["any_defect"] == pytest.approx(pipeline.anomaly_threshold.item())

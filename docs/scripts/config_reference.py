@@ -78,7 +78,7 @@ def _section(config: ConfigFile, owners: dict[str, tuple[str, str]], title: str)
 
 
 def render(conf_dir: Path = CONF) -> str:
-    """The reference page as Markdown; raises :class:`UndocumentedKey` when a key has no comment."""
+    """The reference page as Markdown; raises ``UndocumentedKey`` when a key has no comment."""
     files = parse_conf(conf_dir)
     check_documented(files)
     owners = documentation(files)

@@ -3,7 +3,7 @@
 In the run directory, for the predict stage (``python -m mtfcdd.predict``) and the test stage (``evaluate``):
 
 - ``predictions.csv`` and ``predictions.jsonl``: one row per image, its record
-  (:func:`mtfcdd.model.outputs.image_records`: ``path``, ``score_<type>`` and ``decision_<type>`` per type,
+  (``mtfcdd.model.outputs.image_records``: ``path``, ``score_<type>`` and ``decision_<type>`` per type,
   ``anomaly_score``, ``anomalous``, ``predicted_type``), and in the test stage ``true_type`` (``normal`` for OK images);
 - ``errors.csv``: ``path``, ``error`` for every file that could not be read (only when there is one);
 - ``overlays/<NNNNNN>_<name>.png`` (``save_overlays``): the image, then one overlay per type channel, titled with the

@@ -3,7 +3,7 @@
 Per validation epoch: the validation metrics plotted against the epoch (``define_metric``), and per metric one
 chart with a line per defect type over the epochs so far (``val/curves/<metric>``). After testing: the type
 confusion matrix as a W&B confusion-matrix chart (``test/confusion_matrix``, mode multi) and per metric a bar
-chart over the defect types (``test/bars/<metric>``). The heatmap grids come from :mod:`.heatmaps`.
+chart over the defect types (``test/bars/<metric>``). The heatmap grids come from ``.heatmaps``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def confusion_labels(confusion: list[list[int]]) -> tuple[list[int], list[int]]:
 
 
 class WandbDashboard(L.Callback):
-    """Logs the charts described in the module docstring to every :class:`WandbLogger` (global rank 0)."""
+    """Logs the charts described in the module docstring to every ``WandbLogger`` (global rank 0)."""
 
     def __init__(self) -> None:
         self.val_history: list[tuple[int, dict[str, float]]] = []

@@ -38,8 +38,8 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> Path:
 
 
 class AtomicTextFile:
-    """A text file streamed into a temporary file next to ``path``: :meth:`commit` fsyncs it and renames it onto
-    ``path``; :meth:`abort` deletes it. Until the commit, ``path`` does not change."""
+    """A text file streamed into a temporary file next to ``path``: ``commit`` fsyncs it and renames it onto
+    ``path``; ``abort`` deletes it. Until the commit, ``path`` does not change."""
 
     def __init__(self, path: Path, mode: int = 0o644) -> None:
         self.path = Path(path)

@@ -17,7 +17,7 @@ class ConfigError(UserError, ValueError):
 
 
 def check_choice(key: str, value: object, choices: Sequence[object], extra: str = "") -> None:
-    """The one check of a choice: raise :class:`ConfigError` naming ``key`` (``extra`` after it), the value and the
+    """The one check of a choice: raise ``ConfigError`` naming ``key`` (``extra`` after it), the value and the
     valid ``choices`` unless ``value`` is one of them."""
     if value not in choices:
         raise ConfigError(f"{key}={value!r} is not valid{extra}; choose one of: {', '.join(map(str, choices))}")

@@ -4,7 +4,7 @@
 A YAML file of ``conf/`` documents a key by the comment lines right above it (or a comment at the end of its line).
 A key of a group's file without one is documented by the same key's comment in another file (an override: an
 experiment, a debug preset, a sibling option of its group); a command's own config comments every key it sets.
-``_target_`` and ``_partial_`` are Hydra's and need none. :func:`check_documented` raises :class:`UndocumentedKey`
+``_target_`` and ``_partial_`` are Hydra's and need none. ``check_documented`` raises ``UndocumentedKey``
 naming the file and key of every key that nothing documents.
 """
 
@@ -194,8 +194,8 @@ def describe(key: ConfigKey, owners: dict[str, tuple[str, str]]) -> tuple[str, s
 
 
 def check_documented(files: list[ConfigFile]) -> None:
-    """Raise :class:`UndocumentedKey` naming ``file:line key`` of every value key (not a mapping of further keys)
-    that has no description (:func:`describe`)."""
+    """Raise ``UndocumentedKey`` naming ``file:line key`` of every value key (not a mapping of further keys)
+    that has no description (``describe``)."""
     owners = documentation(files)
     missing = [
         f"conf/{key.file}:{key.line} {key.path}"

@@ -1,9 +1,9 @@
 """A run's defect types (its vocabulary): code, name and figure colour of each, in the channel order of its models.
 
 The vocabulary is data, not code: each data module brings its own (``data=realiad`` and the synthetic set: Real-IAD's
-8 types, :data:`REALIAD_VOCABULARY`, or the subset ``data.defect_codes`` picks; a folder data set: its folder
+8 types, ``REALIAD_VOCABULARY``, or the subset ``data.defect_codes`` picks; a folder data set: its folder
 names), train writes it into the run config (``data.vocabulary``, hence into every checkpoint), and everything that
-counts, names or colours a channel reads it from there (:func:`vocabulary_of`). Channel ``k`` of a multi-type
+counts, names or colours a channel reads it from there (``vocabulary_of``). Channel ``k`` of a multi-type
 model's heatmaps is type ``k`` of its vocabulary; the sampler's classes are the types, then normal.
 """
 
@@ -60,7 +60,7 @@ PALETTE: tuple[RGB, ...] = (
     (200, 230, 230),  # pale cyan
 )
 """Colours of types that bring none, by position: Real-IAD's 8, then 12 more; any two differ by at least 30 in CIE76
-Delta E (bright enough for the black-to-colour heatmap colormap). Beyond 20 types: :func:`palette_colour`."""
+Delta E (bright enough for the black-to-colour heatmap colormap). Beyond 20 types: ``palette_colour``."""
 
 NORMAL_CLASS = "OK"
 """Real-IAD's ``anomaly_class`` of normal images."""
@@ -80,7 +80,7 @@ def palette_colour(position: int) -> RGB:
 
 
 def _colour(value: object, where: str) -> RGB:
-    """``value`` (3 integers 0-255) as an RGB tuple; a :class:`ConfigError` naming ``where`` otherwise."""
+    """``value`` (3 integers 0-255) as an RGB tuple; a ``ConfigError`` naming ``where`` otherwise."""
     if (
         isinstance(value, str)
         or not isinstance(value, Sequence)
@@ -135,7 +135,7 @@ class Vocabulary:
         return iter(self.types)
 
     def index(self, code: str) -> int:
-        """Channel of the type with ``code``; a :class:`ConfigError` naming the valid codes otherwise."""
+        """Channel of the type with ``code``; a ``ConfigError`` naming the valid codes otherwise."""
         codes = self.codes
         if code not in codes:
             raise ConfigError(f"defect code {code!r} is not in the run's vocabulary: {', '.join(codes)}")
@@ -165,7 +165,7 @@ class Vocabulary:
 
     @classmethod
     def from_config(cls, entries: Sequence[Mapping[str, Any]]) -> Vocabulary:
-        """The inverse of :meth:`to_config`; a :class:`ConfigError` naming ``data.vocabulary`` when malformed."""
+        """The inverse of ``to_config``; a ``ConfigError`` naming ``data.vocabulary`` when malformed."""
         if isinstance(entries, (str, Mapping)) or not isinstance(entries, Sequence):
             raise ConfigError(f"data.vocabulary={entries!r} is not valid; expected a list of {{code, name, colour}}")
         types = []
@@ -188,10 +188,10 @@ class Vocabulary:
         """The vocabulary of ``codes`` in that order.
 
         A Real-IAD code keeps its name and colour; any other code is its own name and takes the next colour of
-        :data:`PALETTE` that no type of this vocabulary has yet, by position (so ``[crack, dent, rust]``: the first
+        ``PALETTE`` that no type of this vocabulary has yet, by position (so ``[crack, dent, rust]``: the first
         three palette colours). ``names`` and ``colours`` (code -> name, code -> ``[r, g, b]``; the config's
         ``data.type_names`` / ``data.type_colours``) override them per type; a key that is no code of ``codes``
-        raises :class:`ConfigError`.
+        raises ``ConfigError``.
         """
         codes = [codes] if isinstance(codes, str) else list(codes)
         names, colours = dict(names or {}), dict(colours or {})

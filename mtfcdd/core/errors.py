@@ -18,7 +18,7 @@ class UserError(Exception):
 
 @contextlib.contextmanager
 def exit_on_user_error() -> Iterator[None]:
-    """Turn a :class:`UserError` into one clear line on stderr and exit status 2 (no traceback).
+    """Turn a ``UserError`` into one clear line on stderr and exit status 2 (no traceback).
 
     In a Hydra multirun the error propagates, so the sweep stops at the failing job as Hydra reports it.
     """

@@ -2,7 +2,7 @@
 
 The validation set is held out of the training split by sample (all views of a sample on one side), stratified by
 class; the test split is the JSON's ``test`` list. ``vocabulary`` holds the run's defect types (Real-IAD's, or the
-subset ``defect_codes`` picks). ``epoch_draws`` (set by :class:`mtfcdd.sampling.epoch_callback.BalancedEpochLength`
+subset ``defect_codes`` picks). ``epoch_draws`` (set by ``mtfcdd.sampling.epoch_callback.BalancedEpochLength``
 before ``train_dataloader()``) is the length of one balanced epoch in draws, over the classes that ``balance``
 samples: ``types`` (the M defect types + normal, each drawn with probability 1/(M+1); the paper: M = 8) or
 ``binary`` (normal vs any defect, 1/2 each, as FCDD balances).
@@ -124,16 +124,16 @@ class RealIADDataModule(L.LightningDataModule):
     derived from them (``defect_codes`` checked, the ``vocabulary``, ``augment``, the resolved ``balance``, the
     loader options ``eval_batch_size``, ``persistent_workers``, ``pin_memory``, ``prefetch_factor``) are attributes:
         root, alpha, json_set, resolution, categories, defect_codes, on_missing: the index, see
-            :func:`mtfcdd.data.realiad.load_split`; ``defect_codes`` (Real-IAD's codes, in channel order) are the
+            ``mtfcdd.data.realiad.load_split``; ``defect_codes`` (Real-IAD's codes, in channel order) are the
             run's defect types.
         type_colours: figure colour per code (``{AK: [r, g, b]}``) instead of the default, see
-            :meth:`mtfcdd.core.defect_types.Vocabulary.from_codes`; None: the defaults.
+            ``mtfcdd.core.defect_types.Vocabulary.from_codes``; None: the defaults.
         mode: ``"multi"`` (one label per defect code) or ``"single"`` (one any-defect label).
         balance: the classes the training sampler draws uniformly: ``"types"`` (M + 1: defect types + normal),
             ``"binary"`` (2: normal, any defect) or ``"auto"`` (``AUTO_BALANCE[mode]``).
         image_size: network input side in pixels (images are served as RGB in [0, 1]; the inference pipeline
             normalises them).
-        augment: training augmentation knobs, see :class:`mtfcdd.data.transforms.Augment` (None: defaults).
+        augment: training augmentation knobs, see ``mtfcdd.data.transforms.Augment`` (None: defaults).
         batch_size: training batch; eval_batch_size: val/test/predict batch (None: batch_size).
         num_workers, persistent_workers, pin_memory (True, False or "auto" = when CUDA is available),
             prefetch_factor: DataLoader options (persistent workers and prefetching only with workers).
@@ -222,8 +222,8 @@ class RealIADDataModule(L.LightningDataModule):
 
     def split_records(self) -> tuple[list[Record], list[Record], list[Record]]:
         """(train, validation, test) records before the ``*_max_images`` subsets: the JSON's training split less
-        the validation hold-out (:func:`split_by_sample`), and its test split. Subclasses with their own split
-        override this (:class:`mtfcdd.data.folder.datamodule.FolderDataModule`)."""
+        the validation hold-out (``split_by_sample``), and its test split. Subclasses with their own split
+        override this (``mtfcdd.data.folder.datamodule.FolderDataModule``)."""
         hp = self.hparams
         splits = load_splits(
             hp.root,
@@ -288,7 +288,7 @@ class RealIADDataModule(L.LightningDataModule):
         )
 
     def train_class_counts(self) -> list[int]:
-        """Training images per sampler class (see :func:`sampler_classes`): M + 1 counts for ``balance="types"``
+        """Training images per sampler class (see ``sampler_classes``): M + 1 counts for ``balance="types"``
         (the M defect types of the vocabulary, then normal), 2 for ``"binary"`` (any defect, normal)."""
         dataset = self._require(self.train_dataset)
         classes = sampler_classes(dataset.records, self.balance, len(self.vocabulary))
@@ -299,7 +299,7 @@ class RealIADDataModule(L.LightningDataModule):
 
         Otherwise class-balanced draws: ``epoch_draws`` per epoch (the dataset size, with a warning, when unset).
 
-        Resumable mid-epoch (:mod:`mtfcdd.resume.loader`); the augmentation of each draw is seeded from
+        Resumable mid-epoch (``mtfcdd.resume.loader``); the augmentation of each draw is seeded from
         (``sampler_seed``, epoch, draw position), independent of the number of workers.
         """
         dataset = self._require(self.train_dataset)

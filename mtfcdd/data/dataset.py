@@ -63,7 +63,7 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def decode_image(data: bytes | np.ndarray, name: str) -> np.ndarray:
-    """RGB uint8 [H, W, 3] from encoded bytes (PNG, JPEG, BMP, TIFF, ...) as :func:`read_image` reads files: the
+    """RGB uint8 [H, W, 3] from encoded bytes (PNG, JPEG, BMP, TIFF, ...) as ``read_image`` reads files: the
     one decoding of predict and the server; errors name the data as ``name``."""
     pixels = _to_uint8(_decode(np.frombuffer(data, dtype=np.uint8), name), name)
     if pixels.ndim == 2:
@@ -157,5 +157,5 @@ class RealIADDataset(Dataset):
         return sample
 
     def reseed(self, entropy: int | Sequence[int] | None) -> None:
-        """Reseed the augmentation from ``entropy`` (an int or a sequence of ints, see :func:`reseed`)."""
+        """Reseed the augmentation from ``entropy`` (an int or a sequence of ints, see ``reseed``)."""
         reseed(self.transform, entropy)

@@ -29,7 +29,7 @@ class NoImagesError(UserError, FileNotFoundError):
 
 def find_images(source: str) -> list[Path]:
     """Image files of ``source``: a file; every image below a folder (recursively); or the images a glob matches
-    (``**`` recursive). Sorted; raises :class:`NoImagesError` naming ``source`` when there are none."""
+    (``**`` recursive). Sorted; raises ``NoImagesError`` naming ``source`` when there are none."""
     path = Path(source).expanduser()
     if path.is_file():
         return [path]
@@ -66,8 +66,8 @@ class ImageFileDataset(Dataset):
 
 
 def network_input(rgb: np.ndarray, transform: A.Compose) -> torch.Tensor:
-    """A decoded image RGB uint8 [H, W, 3] (:func:`~mtfcdd.data.dataset.read_image`, ``decode_image``) -> the
-    pipeline's raw input float32 [3, S, S] in [0, 1] through ``transform`` (:func:`eval_transform`): predict's and
+    """A decoded image RGB uint8 [H, W, 3] (``read_image``, ``decode_image``) -> the
+    pipeline's raw input float32 [3, S, S] in [0, 1] through ``transform`` (``eval_transform``): predict's and
     the server's one preprocessing."""
     pixels = transform(image=rgb)["image"]
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))

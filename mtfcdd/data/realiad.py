@@ -1,9 +1,9 @@
-"""Real-IAD JSON index: find the split files, validate them, and turn their records into labelled :class:`Record` s.
+"""Real-IAD JSON index: find the split files, validate them, and turn their records into labelled ``Record`` s.
 
 Layout (see ``docs/realiad-format.md``): ``<root>/<resolution>/<category>/...`` holds the images, and one JSON per
 category sits in ``<root>/<json folder>/`` (flat) or ``<root>/realiad_jsons/<json folder>/`` (nested, as some
 unpacked zips have it). Every problem with the data (missing folders or files, unknown codes, malformed records, paths
-that leave the dataset root) raises :class:`RealIADFormatError` before any training starts.
+that leave the dataset root) raises ``RealIADFormatError`` before any training starts.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Record:
 
     ``type_index`` is -1 for normal images (including NG views labelled OK), else the index of the defect code in
     the ``defect_codes`` the index was loaded with (``DEFECT_CODES`` by default; its sampler class:
-    :func:`mtfcdd.sampling.balance.class_index`). ``sample`` is the sample folder
+    ``mtfcdd.sampling.balance.class_index``). ``sample`` is the sample folder
     relative to the resolution folder (``"audiojack/NG/HS/S0064"``), which tells apart the ``S0001`` reused under
     ``OK/`` and each ``NG/<CODE>/``; ``view`` is the camera (``"C1"``..``"C5"``).
     """
@@ -81,7 +81,7 @@ def check_index_args(
     on_missing: str,
     code_choices: Sequence[str] | None = DEFECT_CODES,
 ) -> tuple[str, ...]:
-    """Validate the index options (raises :class:`~mtfcdd.core.config.ConfigError`); returns ``defect_codes`` as a
+    """Validate the index options (raises ``ConfigError``); returns ``defect_codes`` as a
     tuple: distinct codes out of ``code_choices`` (Real-IAD's; None: any, for a data set that brings its own
     vocabulary)."""
     check_choice("json_set", json_set, JSON_SETS)
@@ -107,7 +107,7 @@ def check_index_args(
 def find_json_dir(root: Path, json_set: str, alpha: float) -> tuple[Path, str]:
     """The folder holding the category JSONs and its layout (``"flat"`` or ``"nested"``).
 
-    Raises :class:`RealIADFormatError` naming the root, or every folder tried, when none holds ``*.json`` files.
+    Raises ``RealIADFormatError`` naming the root, or every folder tried, when none holds ``*.json`` files.
     """
     if not root.is_dir():
         raise RealIADFormatError(
@@ -168,7 +168,7 @@ def _records_of(
 ) -> list[Record]:
     """The validated records of one split of one category JSON (no file-existence check).
 
-    ``meta.sample_per_image: true`` (the JSONs of :mod:`mtfcdd.data.folder`): each image is a sample of its own
+    ``meta.sample_per_image: true`` (the JSONs of ``mtfcdd.data.folder``): each image is a sample of its own
     (its path; no ``_<view>_<timestamp>`` in its name, ``view`` is ``""``), and ``anomaly_class`` alone tells normal
     from defective (a defective image may have no mask).
     """
@@ -353,8 +353,8 @@ def load_splits(
             records[split].extend(_records_of(path, data, split, image_root, codes))
     result = {split: _drop_missing(found, split, on_missing) for split, found in records.items()}
     log.info(
-        "Real-IAD index (%s, %d categories, %s): %s",
-        json_folder_name(json_set, alpha),
+        "split index %s (%d categories, %s): %s",
+        json_dir,
         len(files),
         resolution,
         ", ".join(f"{split} {len(found):,} images" for split, found in result.items()),
@@ -363,5 +363,5 @@ def load_splits(
 
 
 def load_split(root: str | os.PathLike, *, split: str, **options: Any) -> list[Record]:
-    """Records of one split (``"train"`` or ``"test"``); ``options`` as :func:`load_splits` (same defaults)."""
+    """Records of one split (``"train"`` or ``"test"``); ``options`` as ``load_splits`` (same defaults)."""
     return load_splits(root, splits=(split,), **options)[split]

@@ -59,13 +59,13 @@ class Augment:
 
 
 def check_image_size(image_size: int) -> None:
-    """Raise :class:`~mtfcdd.core.config.ConfigError` unless the size is a positive integer."""
+    """Raise ``ConfigError`` unless the size is a positive integer."""
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ConfigError(f"data.image_size={image_size!r} is not valid; expected a positive integer (pixels)")
 
 
 def check_normalisation(mean: Sequence[float], std: Sequence[float]) -> None:
-    """Raise :class:`~mtfcdd.core.config.ConfigError` unless mean/std are 3 numbers each (std > 0)."""
+    """Raise ``ConfigError`` unless mean/std are 3 numbers each (std > 0)."""
     for name, values in (("mean", mean), ("std", std)):
         if len(values) != 3 or not all(isinstance(v, Real) and not isinstance(v, bool) for v in values):
             raise ConfigError(f"data.{name}={list(values)!r} is not valid; expected 3 numbers (R, G, B)")
@@ -89,8 +89,8 @@ def eval_transform(image_size: int) -> A.Compose:
 def train_transform(image_size: int, augment: Augment, seed: int | None = None) -> A.Compose:
     """With probability ``augment.p``: rotate + translate, then brightness/contrast; then resize + scale to [0, 1].
 
-    ``seed`` seeds the pipeline's random generators (see :func:`reseed`); the training loader reseeds it for every
-    draw (:class:`mtfcdd.resume.loader.SeededDraws`).
+    ``seed`` seeds the pipeline's random generators (see ``reseed``); the training loader reseeds it for every
+    draw (``mtfcdd.resume.loader.SeededDraws``).
     """
     block = A.Compose(
         [

@@ -1,8 +1,8 @@
-"""Inference engines that run the :class:`~mtfcdd.model.pipeline.InferencePipeline` (eager, fast PyTorch, ONNX
+"""Inference engines that run the ``InferencePipeline`` (eager, fast PyTorch, ONNX
 Runtime fp32/int8), int8 calibration images and deviation checks.
 
 ``build_engine(pipeline, cfg.inference, calibration)`` returns a callable ``raw images -> PipelineOutput`` (see
-:mod:`mtfcdd.inference.engines`); ``conf/inference/<engine>.yaml`` holds each engine's settings;
+``mtfcdd.inference.engines``); ``conf/inference/<engine>.yaml`` holds each engine's settings;
 ``int8_calibration_images(cfg.inference, ...)`` gives any engine its calibration images (None where it needs none).
 """
 

@@ -1,5 +1,5 @@
 """The one rule that gives an inference engine its int8 calibration images (evaluate, predict, benchmark, export and
-any later command call :func:`int8_calibration_images`)."""
+any later command call ``int8_calibration_images``)."""
 
 from __future__ import annotations
 
@@ -28,12 +28,12 @@ def int8_calibration_images(
     int8_images: Mapping[str, Any] | None = None,
 ) -> list[torch.Tensor] | None:
     """Raw RGB images [3, H, W] (float in [0, 1]) that calibrate the engine of ``engine_cfg``; None for an engine
-    that needs none (:func:`needs_calibration`).
+    that needs none (``needs_calibration``).
 
-    ``engine_cfg.calibration_images`` images (default :attr:`Int8Options.calibration_images`), taken from the first
+    ``engine_cfg.calibration_images`` images (default ``Int8Options.calibration_images``), taken from the first
     source at hand: the run's training data when there is a ``datamodule`` (its ``int8_calibration_images``: evenly
     spaced, evaluation transform); else the first of ``images`` (images [3, H, W] or batches [B, 3, H, W] at the
-    network's input size, e.g. predict's readable inputs); else :func:`~mtfcdd.inference.int8_images.load_images`
+    network's input size, e.g. predict's readable inputs); else ``load_images``
     at ``size`` px from ``int8_images`` (``conf/int8_images``: source, root, seed; None: synthetic views).
     """
     if not needs_calibration(engine_cfg):

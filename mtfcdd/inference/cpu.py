@@ -108,7 +108,7 @@ def cpu_supports_bf16() -> bool:
 
 
 def isa_level() -> str:
-    """The CPU's tier for engine choices: one of :data:`ISA_LEVELS`."""
+    """The CPU's tier for engine choices: one of ``ISA_LEVELS``."""
     flags = cpu_flags()
     if "avx512f" in flags and "avx512bw" in flags:
         return "avx512_vnni" if cpu_has_int8_dot_product() else "avx512"

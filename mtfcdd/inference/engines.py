@@ -1,10 +1,10 @@
-"""Inference engines: the :class:`~mtfcdd.model.pipeline.InferencePipeline` run as it is (eager), tuned PyTorch
+"""Inference engines: the ``InferencePipeline`` run as it is (eager), tuned PyTorch
 (BatchNorm folded, channels-last, optional reduced-precision autocast) or ONNX Runtime (fp32 or static int8).
 
 Every engine maps raw RGB images [B, 3, H, W] (float in [0, 1], or uint8) to the pipeline's
-:class:`~mtfcdd.model.pipeline.PipelineOutput`: an engine folds, casts, exports or quantises the one pipeline and
+``PipelineOutput``: an engine folds, casts, exports or quantises the one pipeline and
 never re-writes a step of it. fp32 engines equal the eager pipeline up to float reassociation (~1e-6 relative);
-bf16/fp16 and int8 engines differ by their precision. Pick one with :func:`build_engine` and a config of the
+bf16/fp16 and int8 engines differ by their precision. Pick one with ``build_engine`` and a config of the
 ``inference`` group (``conf/inference/*.yaml``).
 """
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 ENGINES = ("eager", "fast", "compiled", "onnx_fp32", "onnx_int8", "openvino", "openvino_int8")
 CALIBRATED_ENGINES = ("onnx_int8", "openvino_int8")
-"""Engines that need calibration images (static int8; :func:`mtfcdd.inference.calibration.int8_calibration_images`
+"""Engines that need calibration images (static int8; ``mtfcdd.inference.calibration.int8_calibration_images``
 gives them)."""
 AUTOCAST_CHOICES = ("none", "auto", "bf16", "fp16")
 
@@ -85,7 +85,7 @@ class EagerEngine(Engine):
 
 
 def check_engine(engine: object) -> None:
-    """Reject an ``inference.engine`` that names no engine (:class:`~mtfcdd.core.config.ConfigError`)."""
+    """Reject an ``inference.engine`` that names no engine (``ConfigError``)."""
     check_choice("inference.engine", engine, ENGINES + ("auto",))
 
 
@@ -189,7 +189,7 @@ class CompiledTorchEngine(FastTorchEngine):
 
 
 class OnnxRuntimeEngine(Engine):
-    """The pipeline exported to ONNX (:mod:`mtfcdd.inference.onnx_pipeline`) and run by ONNX Runtime on the CPU,
+    """The pipeline exported to ONNX (``mtfcdd.inference.onnx_pipeline``) and run by ONNX Runtime on the CPU,
     in float32 or with static int8 quantisation of the backbone and head (QDQ, calibrated on real images).
     The model bytes are kept in ``model_bytes``."""
 
@@ -299,7 +299,7 @@ AUTO_TIERS = ("avx512_vnni", "avx512", "avx2", "other", "cuda")
 
 
 def auto_choices(choices: Mapping[str, Any], device: torch.device) -> list[str]:
-    """The engines ``auto`` tries, in order, for this CPU's tier (:func:`~mtfcdd.inference.cpu.isa_level`) or for
+    """The engines ``auto`` tries, in order, for this CPU's tier (``isa_level``) or for
     a CUDA ``device``."""
     missing = sorted(set(AUTO_TIERS) - set(choices))
     if missing:
@@ -350,7 +350,7 @@ def build_engine(
     device: str | torch.device | None = None,
 ) -> Engine:
     """The engine named by ``cfg_inference.engine`` (``eager`` when None) with the config's other keys as its
-    settings (``conf/inference/<engine>.yaml``); ``auto`` picks one for this machine (:func:`auto_choices`).
+    settings (``conf/inference/<engine>.yaml``); ``auto`` picks one for this machine (``auto_choices``).
     ``calibration``: raw training images for the int8 engines (ignored by the others). ``device``: where the
     PyTorch engines run when the config says ``device: auto`` (ONNX Runtime runs on the CPU). ``pipeline`` must hold
     its final weights; engines that change it work on copies."""

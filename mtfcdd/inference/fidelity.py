@@ -1,4 +1,4 @@
-"""An engine against the fp32 reference: how far its outputs are (:func:`output_deviation`), whether its decisions
+"""An engine against the fp32 reference: how far its outputs are (``output_deviation``), whether its decisions
 agree, and what it changes in a trained model's test results: each engine runs the LightningModule's own test stage
 (the evaluator of ``evaluate`` and of the end-of-training test) on the checkpoint's test set, and its metrics and
 per-image decisions are compared with eager float32's.
@@ -108,7 +108,7 @@ def _points(value: float, reference: float) -> float:
 
 def metric_changes(run: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     """An engine's test metrics (percent) and their change against the reference run (points), with the number of
-    changed image decisions and predicted types; runs as returned by :func:`engine_test_results`."""
+    changed image decisions and predicted types; runs as returned by ``engine_test_results``."""
     results, base = run["results"], reference["results"]
     metrics = {name: 100.0 * results["mean"][name] for name in COMPARED_MEANS}
     changes = {name: _points(results["mean"][name], base["mean"][name]) for name in COMPARED_MEANS}

@@ -95,7 +95,7 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor, rtol: float = 1e-4) 
     """An eval-mode copy of ``model`` with every foldable BatchNorm merged into its conv, and how many were folded.
 
     ``example`` is a representative input; the copy must match the original on it to relative L2 error ``rtol``
-    (float32 reassociation only), else :class:`FoldingError`. ``model`` itself is not changed.
+    (float32 reassociation only), else ``FoldingError``. ``model`` itself is not changed.
     """
     folded = copy.deepcopy(model).eval()
     with torch.no_grad():

@@ -1,5 +1,5 @@
 """Images for int8 calibration and for measuring an engine's deviation from fp32 where no training set is at hand
-(with one, the data module serves them; :func:`mtfcdd.inference.calibration.int8_calibration_images` picks the
+(with one, the data module serves them; ``mtfcdd.inference.calibration.int8_calibration_images`` picks the
 source).
 
 Sources: ``synthetic`` (views rendered in memory by the synthetic Real-IAD generator: objects on real scikit-image

@@ -1,8 +1,8 @@
 """The inference pipeline as an ONNX graph (what ``mtfcdd.export`` writes and the ONNX Runtime engines run).
 
 Input ``images``: RGB [B, 3, H, W], uint8 0..255 or float in [0, 1] (``input_format``); batch, height and width are
-dynamic. Outputs: the fields of :class:`~mtfcdd.model.outputs.PipelineOutput`, in order and by name, each dimension
-but M dynamic (named by :data:`mtfcdd.model.outputs.DIMS`).
+dynamic. Outputs: the fields of ``PipelineOutput``, in order and by name, each dimension
+but M dynamic (named by ``mtfcdd.model.outputs.DIMS``).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def pipeline_to_onnx(
 
 
 def run_session(session, images: torch.Tensor) -> PipelineOutput:
-    """The outputs of an ONNX Runtime ``session`` of :func:`pipeline_to_onnx` for ``images`` (CPU tensors)."""
+    """The outputs of an ONNX Runtime ``session`` of ``pipeline_to_onnx`` for ``images`` (CPU tensors)."""
     array = np.ascontiguousarray(images.detach().cpu().numpy())
     return PipelineOutput(*(torch.from_numpy(part) for part in session.run(list(OUTPUT_NAMES), {"images": array})))
 
@@ -106,7 +106,7 @@ class Int8Options:
 
 
 def quantize_pipeline(model: bytes, calibration: torch.Tensor, options: Int8Options) -> bytes:
-    """Static int8 (QDQ) of the backbone and head nodes of a :func:`pipeline_to_onnx` model, calibrated on the first
+    """Static int8 (QDQ) of the backbone and head nodes of a ``pipeline_to_onnx`` model, calibrated on the first
     ``options.calibration_images`` of ``calibration`` [N, 3, H, W] (the model's input format)."""
     reduce_range = not cpu_has_int8_dot_product() if options.reduce_range == "auto" else bool(options.reduce_range)
     return quantize_int8(

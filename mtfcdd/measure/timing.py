@@ -56,7 +56,7 @@ def time_interleaved(
     warmup: int = 1,
     synchronize: Callable[[], None] | None = None,
 ) -> dict[str, list[float]]:
-    """Seconds per image of each function on ``inputs`` (:func:`time_rounds` divided by the batch size)."""
+    """Seconds per image of each function on ``inputs`` (``time_rounds`` divided by the batch size)."""
     calls = {name: functools.partial(function, inputs) for name, function in functions.items()}
     times = time_rounds(calls, rounds, warmup, synchronize)
     return {name: [t / len(inputs) for t in values] for name, values in times.items()}

@@ -1,2 +1,2 @@
 """Streaming per-type evaluation: exact image metrics, binned pixel curves, AUPRO, result tables. Measuring only:
-the forward pass's maths (image score, any-defect view and its fit) are :mod:`mtfcdd.model`'s."""
+the forward pass's maths (image score, any-defect view and its fit) are ``mtfcdd.model``'s."""

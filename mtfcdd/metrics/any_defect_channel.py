@@ -9,11 +9,11 @@ from mtfcdd.metrics.batch_checks import check_any_defect
 
 BARE_MAP_SCORES = ("max", "mean")
 """How the evaluator scores the images of bare maps (``update`` without ``scores``): each channel's maximum or mean,
-the reductions of the pipeline's image score (:mod:`mtfcdd.model.image_score`; the model passes its own scores)."""
+the reductions of the pipeline's image score (``mtfcdd.model.image_score``; the model passes its own scores)."""
 
 
 def bare_map_scores(maps: torch.Tensor, kind: str) -> torch.Tensor:
-    """Image scores [B, M] of bare maps [B, M, H, W]: each channel's ``max`` or ``mean`` (:data:`BARE_MAP_SCORES`)."""
+    """Image scores [B, M] of bare maps [B, M, H, W]: each channel's ``max`` or ``mean`` (``BARE_MAP_SCORES``)."""
     flat = maps.flatten(2)
     return flat.amax(dim=2) if kind == "max" else flat.mean(dim=2, dtype=torch.float32)
 

@@ -1,4 +1,4 @@
-"""Argument checks of :meth:`mtfcdd.metrics.evaluator.MultiTypeEvaluator.update`: a wrong batch fails with the
+"""Argument checks of ``mtfcdd.metrics.evaluator.MultiTypeEvaluator.update``: a wrong batch fails with the
 argument named and what was expected."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Image level (exact; scores are few, all kept): per type k, I-AUROC, AP (scikit-l
 image scores ``max`` (the authors' evaluation) or ``mean`` (Eq. 2) of channel k; positives = test images of type k,
 negatives = every other test image. In mode ``single`` (M = 1) the positives are all defect images.
 
-Pixel level (streamed into fixed-grid histograms, see :mod:`mtfcdd.metrics.pixel_curves`): P-AUROC and AUPRO
+Pixel level (streamed into fixed-grid histograms, see ``mtfcdd.metrics.pixel_curves``): P-AUROC and AUPRO
 (FPR up to 0.3, divided by 0.3) of channel k under one of two protocols:
 
 - ``paper``: the authors' demo code. Positive pixels = every defect pixel, whatever its type; AUPRO regions = the
@@ -21,8 +21,8 @@ default the argmax over the M image scores); accuracy, macro-F1 and the M x M co
 
 The evaluator is a ``torchmetrics.Metric`` whose states are concatenations (image scores) and sparse histogram rows
 that add up (pixel counts, region mass, region counts), so evaluators merge exactly
-(:meth:`MultiTypeEvaluator.merge`) and torchmetrics gathers the states of every ``torch.distributed`` rank in
-:meth:`MultiTypeEvaluator.compute`. Each rank must see each test image once (no padded duplicates).
+(``MultiTypeEvaluator.merge``) and torchmetrics gathers the states of every ``torch.distributed`` rank in
+``MultiTypeEvaluator.compute``. Each rank must see each test image once (no padded duplicates).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ METRICS = ("i_auroc", "ap", "f1max", "p_auroc", "aupro")
 """Metric keys of every type entry (fractions in [0, 1])."""
 PROTOCOLS = ("paper", "typed")
 ANY_DEFECT = "any_defect"
-"""Results key (and logger key part) of the any-defect view (:mod:`mtfcdd.model.any_defect`)."""
+"""Results key (and logger key part) of the any-defect view (``mtfcdd.model.any_defect``)."""
 _HIST = ("hist_keys", "hist_counts", "hist_mass")
 _STATES = ("scores", "types", "predicted", "image_scopes", "scope_names", *_HIST, "region_scopes", "region_counts")
 
@@ -79,13 +79,13 @@ def _rows(state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
 
 
 class MultiTypeEvaluator(Metric):
-    """Streams heatmaps and masks batch by batch; :meth:`compute` returns every metric per type and their mean.
+    """Streams heatmaps and masks batch by batch; ``compute`` returns every metric per type and their mean.
 
     A ``torchmetrics.Metric``: every state is a ``cat`` state (below), so under ``torch.distributed`` ``compute``
     gathers the states of all ranks by itself (torchmetrics' sync) and sums the histogram rows of equal keys.
     States: per image ``scores`` float64 [N, M], ``types`` and ``predicted`` (types) int64 [N] and ``image_scopes``
     int64 [N] (category codes);
-    the pixel histograms as :class:`mtfcdd.metrics.pixel_curves.HistogramRows` (``hist_keys``, ``hist_counts``,
+    the pixel histograms as ``mtfcdd.metrics.pixel_curves.HistogramRows`` (``hist_keys``, ``hist_counts``,
     ``hist_mass``); regions per scope and type (``region_scopes`` int64 [S], ``region_counts`` int64 [S, M]); the
     names of the scopes' categories (``scope_names`` uint8 [S, NAME_BYTES]). Locally each list state holds one
     folded tensor, updated in place.
@@ -275,7 +275,7 @@ class MultiTypeEvaluator(Metric):
                 self._append("scope_names", row[None])
 
     def compute(self) -> dict:
-        """Every metric (fractions in [0, 1], NaN where undefined, with an :class:`UndefinedMetricWarning`).
+        """Every metric (fractions in [0, 1], NaN where undefined, with an ``UndefinedMetricWarning``).
 
         Returns a dict: ``protocol``, ``image_score``, ``mode``, ``type_names``, ``definitions`` (how each metric
         is computed), then for all images ``counts``, ``types`` (name -> ``i_auroc``, ``ap``, ``f1max``,

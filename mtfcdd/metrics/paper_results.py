@@ -48,7 +48,7 @@ def paper_setting_mismatches(cfg: DictConfig, mode: str) -> list[str]:
 
 def paper_means(cfg: DictConfig, mode: str) -> dict[str, float] | None:
     """The published means (percent) for the run's alpha and ``mode``, or None when the run is not the paper's
-    setting (see :func:`paper_setting_mismatches`)."""
+    setting (see ``paper_setting_mismatches``)."""
     if paper_setting_mismatches(cfg, mode):
         return None
     return dict(PAPER_MEANS[mode][cfg.alpha])

@@ -6,7 +6,7 @@ monotone in the value, identical for every run and every rank, so histograms add
 bins and leave the resolution elsewhere untouched; tied values always share a bin, so the only difference from an
 exact sort-based curve comes from distinct values that share a bin.
 
-Storage is block-sparse (:class:`HistogramRows`): one row of ``BLOCK_SIZE`` bins per (sign, exponent) octave that
+Storage is block-sparse (``HistogramRows``): one row of ``BLOCK_SIZE`` bins per (sign, exponent) octave that
 holds a value. Memory therefore follows the range of octaves the scores occupy (a few dozen for real heatmaps, at
 most ``NUM_BLOCKS`` = 512), never the number of pixels.
 """
@@ -54,10 +54,10 @@ def _weighted_bincount(bins: torch.Tensor, weights: torch.Tensor, length: int) -
 
 
 class HistogramRows(NamedTuple):
-    """Sparse per-type pixel histograms on the :func:`float_bins` grid, one row per stored octave block.
+    """Sparse per-type pixel histograms on the ``float_bins`` grid, one row per stored octave block.
 
     ``keys`` int64 [R]: ``scope * NUM_BLOCKS + block`` (scope: an evaluation scope's code, 0 for one scope; block:
-    the octave block id, ``bin >> MANTISSA_BITS``), sorted and distinct after :func:`fold_rows`; ``counts`` int64
+    the octave block id, ``bin >> MANTISSA_BITS``), sorted and distinct after ``fold_rows``; ``counts`` int64
     [R, T, 2, BLOCK_SIZE]: negative (0) and positive (1) pixels per bin of each type; ``region_mass`` float64
     [R, T, BLOCK_SIZE]: sum of ``1 / |region|`` over the region pixels in each bin (AUPRO). All sums: histograms of
     batches, scopes and ranks combine by concatenating rows and summing equal keys.
@@ -77,7 +77,7 @@ def histogram_rows(
         values: float [B, T, H, W] scores of T types (converted to float32).
         positive: bool [B, T, H, W]: the pixels that are positive for each type.
         region_weight: float [B, H, W]: ``1 / |region|`` on region pixels (read at positive pixels only).
-        scope: the scope code of every row (see :class:`HistogramRows`).
+        scope: the scope code of every row (see ``HistogramRows``).
 
     Cost: O(pixels + T x the bins spanned by this batch's values), never the whole grid.
     """

@@ -24,5 +24,5 @@ def encode_name(name: str) -> torch.Tensor:
 
 
 def decode_name(row: torch.Tensor) -> str:
-    """The inverse of :func:`encode_name`."""
+    """The inverse of ``encode_name``."""
     return bytes(row.tolist()).rstrip(b"\0").decode()

@@ -1,11 +1,11 @@
-"""Result files and tables from :meth:`MultiTypeEvaluator.compute` results.
+"""Result files and tables from ``MultiTypeEvaluator.compute`` results.
 
 ``results.json``: every number as computed (fractions in [0, 1]; NaN written as ``null``). ``results.md``: tables
 shaped like the paper's (values in percent, one decimal): Table 3 (image level: I-AUROC, AP, F1m per type and
 Mean), Table 4 (pixel level: P-AUROC, AUPRO), Table 5 (mode single: I-AUROC, AUPRO), then type classification and
 the per-category breakdown when present, and the paper's published means beside the run's when the run is the
-paper's setting (``paper``: :func:`mtfcdd.metrics.paper_results.paper_means`). ``titles`` maps the ``model.name``
-values in a results' ``model`` to display names (:func:`mtfcdd.model.registry.model_titles`; a name without one is
+paper's setting (``paper``: ``mtfcdd.metrics.paper_results.paper_means``). ``titles`` maps the ``model.name``
+values in a results' ``model`` to display names (``mtfcdd.model.registry.model_titles``; a name without one is
 shown as itself).
 """
 
@@ -86,7 +86,7 @@ def results_table(
     Keys: ``any_defect`` (the any-defect view: every metric, one row), ``image`` and ``pixel`` (per type + Mean),
     ``single`` (mode single: I-AUROC, AUPRO), ``type_confusion`` (mode multi: rows = true type, columns = predicted),
     ``per_category`` (when present: the mean over types of every metric and the type accuracy, per category),
-    ``paper`` (when ``paper`` means are given: see :func:`paper_table`).
+    ``paper`` (when ``paper`` means are given: see ``paper_table``).
     """
     tables = {
         ANY_DEFECT: (

@@ -35,7 +35,7 @@ def any_defect_map(heatmaps: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 def any_defect_scores(scores: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Per-type image scores [B, M] and scales [M] -> any-defect image scores [B] (max over scaled types).
 
-    With image score ``max`` this equals the maximum of :func:`any_defect_map`."""
+    With image score ``max`` this equals the maximum of ``any_defect_map``."""
     return (scores / scale.view(1, -1)).amax(dim=1)
 
 

@@ -1,8 +1,8 @@
 """The LightningModule every model shares: evaluation, calibration, engines and predictions around the
-:class:`InferencePipeline`; a model adds how it trains (:meth:`AnomalyModule.training_step`,
-:meth:`AnomalyModule.configure_optimizers`).
+``InferencePipeline``; a model adds how it trains (``AnomalyModule.training_step``,
+``AnomalyModule.configure_optimizers``).
 
-Batches are dicts with the named fields of :mod:`mtfcdd.data.dataset` (``image`` raw RGB in [0, 1], ``label``,
+Batches are dicts with the named fields of ``mtfcdd.data.dataset`` (``image`` raw RGB in [0, 1], ``label``,
 ``mask``, ``type_index``, ``category``, ``path``). Validation, test and prediction run the pipeline (or, for test
 and prediction, an ``engine`` built from it); validation also calibrates the pipeline's per-type heat range and
 image thresholds and its any-defect scales and threshold (buffers that travel with checkpoints). The validation
@@ -30,7 +30,7 @@ CONFIG_KEY = "mtfcdd_config"
 """Checkpoint entry holding the resolved run config (plain containers, loadable with ``weights_only=True``)."""
 
 Engine = Callable[[torch.Tensor], PipelineOutput]
-"""Raw images [B, 3, H, W] -> the pipeline's outputs, e.g. an engine of :mod:`mtfcdd.inference`."""
+"""Raw images [B, 3, H, W] -> the pipeline's outputs, e.g. an engine of ``mtfcdd.inference``."""
 
 
 class AnomalyModule(L.LightningModule, ABC):
@@ -177,7 +177,7 @@ class AnomalyModule(L.LightningModule, ABC):
         self.log_dict(flat_metrics(self.test_results, prefix="test"), sync_dist=False)
 
     def predict_step(self, batch: dict, batch_idx: int) -> PipelineOutput:
-        """The pipeline's outputs for a batch of new images (see :class:`PipelineOutput`)."""
+        """The pipeline's outputs for a batch of new images (see ``PipelineOutput``)."""
         return self.infer(batch["image"])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -1,5 +1,5 @@
 """Build the network, the inference pipeline and the LightningModule of a composed run config: the model of
-``model.name`` (see :mod:`mtfcdd.model.registry`)."""
+``model.name`` (see ``mtfcdd.model.registry``)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from mtfcdd.model.registry import model_entry
 
 def build_network(cfg: DictConfig) -> nn.Module:
     """The plain ``nn.Module`` of ``cfg.model`` with M = number of heatmap channels for ``cfg.mode`` (e.g. a
-    :class:`~mtfcdd.model.multitype_fcdd.network.MultiTypeFCDD`)."""
+    ``MultiTypeFCDD``)."""
     return model_entry(cfg).build_network(cfg)
 
 
 def build_pipeline(cfg: DictConfig, net: nn.Module | None = None) -> InferencePipeline:
-    """The :class:`InferencePipeline` of the run config around ``net`` (built from the config when not given)."""
+    """The ``InferencePipeline`` of the run config around ``net`` (built from the config when not given)."""
     mean, std = normalisation(cfg)
     return InferencePipeline(
         net if net is not None else build_network(cfg),

@@ -1,7 +1,7 @@
 """Load a trained pipeline from a Lightning checkpoint, safely (``weights_only=True``) and without Lightning.
 
 The saved run config names and colours the channels: its ``data.vocabulary`` (written by train; checkpoints older
-than it: ``data.defect_codes``, see :func:`mtfcdd.core.defect_types.vocabulary_of`), so evaluate, predict and export
+than it: ``data.defect_codes``, see ``mtfcdd.core.defect_types.vocabulary_of``), so evaluate, predict and export
 need no data config for that."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
 
 
 def moved_targets(config: Any) -> Any:
-    """``config`` (plain containers) with every ``_target_`` of :data:`MOVED_TARGETS` pointed at its module now."""
+    """``config`` (plain containers) with every ``_target_`` of ``MOVED_TARGETS`` pointed at its module now."""
     if isinstance(config, dict):
         return {
             key: _current_target(value) if key == "_target_" else moved_targets(value) for key, value in config.items()
@@ -70,12 +70,12 @@ def _current_target(target: Any) -> Any:
 def load_pipeline(
     path: str | Path, type_rule: str | None = None, detector_ckpt: str | Path | None = None
 ) -> tuple[InferencePipeline, DictConfig]:
-    """The trained :class:`InferencePipeline` (eval mode; calibration buffers included) and its run config.
+    """The trained ``InferencePipeline`` (eval mode; calibration buffers included) and its run config.
 
     ``type_rule``: choose the predicted type another way than the run did (``calibrated`` or ``raw``).
     ``detector_ckpt``: a mode-single checkpoint (e.g. ``model=patchcore``) trained at the same image size whose
     any-defect view (map, score, calibrated decision) the pipeline reports instead of its own (see
-    :meth:`InferencePipeline.set_detector`); the returned config is the types checkpoint's."""
+    ``InferencePipeline.set_detector``); the returned config is the types checkpoint's."""
     pipeline, cfg = _load(path, type_rule)
     if detector_ckpt is None:
         return pipeline, cfg
@@ -97,7 +97,7 @@ def load_pipeline(
 
 
 def _load(path: str | Path, type_rule: str | None = None) -> tuple[InferencePipeline, DictConfig]:
-    """One checkpoint's pipeline and run config (see :func:`load_pipeline`)."""
+    """One checkpoint's pipeline and run config (see ``load_pipeline``)."""
     checkpoint, cfg = read_checkpoint(path)
     try:
         vocabulary_of(cfg)

@@ -1,10 +1,10 @@
 """The pipeline's output contract, defined once: every output (name, dtype, dimensions, meaning, the meaning with a
 detector) and the per-image record (the columns of ``predictions.csv``/``.jsonl``, the JSON a server answers).
 
-Adding an output is one edit here: a field of :class:`PipelineOutput` with its :class:`Output` (and, in
-:class:`~mtfcdd.model.pipeline.InferencePipeline`, the step that computes it). The ONNX output names and dynamic axes
-(:mod:`mtfcdd.inference.onnx_pipeline`), the export's ``outputs`` metadata (:func:`output_descriptions`) and the
-prediction files (:mod:`mtfcdd.callbacks.predictions`, through :func:`record_columns` and :func:`image_records`)
+Adding an output is one edit here: a field of ``PipelineOutput`` with its ``Output`` (and, in
+``InferencePipeline``, the step that computes it). The ONNX output names and dynamic axes
+(``mtfcdd.inference.onnx_pipeline``), the export's ``outputs`` metadata (``output_descriptions``) and the
+prediction files (``mtfcdd.callbacks.predictions``, through ``record_columns`` and ``image_records``)
 read it; ``tests/test_output_contract.py`` checks that each of them, and the docs' tables, cover every field.
 """
 
@@ -25,7 +25,7 @@ resolution; every one but M is a dynamic axis of the exported graph (named as he
 class Output:
     """One output of the pipeline.
 
-    dtype, dims: ``float32``, ``bool`` or ``int64`` (a type index), and its dimensions (symbols of :data:`DIMS`).
+    dtype, dims: ``float32``, ``bool`` or ``int64`` (a type index), and its dimensions (symbols of ``DIMS``).
     meaning: what it holds; ``detector``: what it holds with a detector attached (None: the same).
     column: its column in the per-image record (``{type}``: one column per type, for a per-type output [B, M]);
     None: not in the record. Record values: float32 -> a number, bool -> 0/1, int64 -> the type's name.
@@ -44,7 +44,7 @@ class Output:
 
 
 class PipelineOutput(NamedTuple):
-    """Everything the pipeline gives for a batch of B raw images (see :class:`Output` and :data:`DIMS`)."""
+    """Everything the pipeline gives for a batch of B raw images (see ``Output`` and ``DIMS``)."""
 
     maps: Annotated[
         torch.Tensor,
@@ -120,7 +120,7 @@ class PipelineOutput(NamedTuple):
 OUTPUTS: dict[str, Output] = {
     name: hint.__metadata__[0] for name, hint in get_type_hints(PipelineOutput, include_extras=True).items()
 }
-"""Output name -> its :class:`Output`, in the order of :class:`PipelineOutput`'s fields."""
+"""Output name -> its ``Output``, in the order of ``PipelineOutput``'s fields."""
 OUTPUT_NAMES: tuple[str, ...] = PipelineOutput._fields
 """The outputs by name, in order (the exported graph's output names)."""
 
@@ -151,7 +151,7 @@ def record_columns(type_names: Sequence[str]) -> list[str]:
 
 
 def image_records(outputs: PipelineOutput, type_names: Sequence[str], paths: Sequence[str]) -> list[dict[str, Any]]:
-    """One record per image of ``outputs`` (a batch of B; ``paths``: B names), keyed by :func:`record_columns`:
+    """One record per image of ``outputs`` (a batch of B; ``paths``: B names), keyed by ``record_columns``:
     JSON-ready values (numbers, 0/1, type names). A server answering one image returns ``image_records(...)[0]``."""
     if len(paths) != len(outputs.scores) or len(type_names) != outputs.scores.shape[1]:
         raise ValueError(

@@ -3,10 +3,10 @@
 ``raw RGB (uint8 0..255 or float [0, 1]) -> normalise (pixel_mean/pixel_std) -> backbone -> head -> pseudo-Huber
 maps A_k -> upsample to the input size (A'_k) -> calibrated heatmaps in [0, 1] (heat_min/heat_max) -> per-type image
 scores (max or mean of A'_k) -> per-type decisions (score >= image_threshold) -> the any-defect view (channels
-divided by anomaly_scale, their maximum; :mod:`mtfcdd.model.any_defect`) and its decision (>= anomaly_threshold)
--> predicted type``: the fields of :class:`~mtfcdd.model.outputs.PipelineOutput` (the output contract). With a
+divided by anomaly_scale, their maximum; ``mtfcdd.model.any_defect``) and its decision (>= anomaly_threshold)
+-> predicted type``: the fields of ``PipelineOutput`` (the output contract). With a
 ``detector`` (a one-channel pipeline, e.g. PatchCore's, attached by
-:func:`mtfcdd.model.checkpoint.load_pipeline`'s ``detector_ckpt``) the any-defect view and its decision are the
+``mtfcdd.model.checkpoint.load_pipeline``'s ``detector_ckpt``) the any-defect view and its decision are the
 detector's own, and the type channels say which defect it is: "whether" from the detector, "which" from the types.
 
 Validation, test, ``evaluate``, ``predict``, the inference engines, the ONNX export and the benchmark all run this
@@ -38,9 +38,9 @@ class InferencePipeline(nn.Module):
         net: the network (frozen backbone + head + pseudo-Huber), fed normalised images.
         mean, std: RGB normalisation of [0, 1] pixels that the backbone expects (3 numbers each).
         image_score: ``max`` or ``mean`` of each upsampled heatmap channel.
-        type_rule: ``raw`` or ``calibrated`` (see :data:`TYPE_RULES`).
+        type_rule: ``raw`` or ``calibrated`` (see ``TYPE_RULES``).
 
-    A detector (see :meth:`set_detector`) is a submodule: its weights and calibration travel with the pipeline.
+    A detector (see ``set_detector``) is a submodule: its weights and calibration travel with the pipeline.
     """
 
     def __init__(
@@ -94,7 +94,7 @@ class InferencePipeline(nn.Module):
         return torch.cat([maps, self.detector.maps(images).to(maps.dtype)], dim=1)
 
     def postprocess(self, maps: torch.Tensor, size: tuple[int, int] | torch.Size) -> PipelineOutput:
-        """Maps A_k [B, M, h, w] (with a detector [B, M + 1, h, w], see :meth:`maps`) -> every output at input
+        """Maps A_k [B, M, h, w] (with a detector [B, M + 1, h, w], see ``maps``) -> every output at input
         ``size`` (H, W)."""
         maps = maps.float()
         if self.detector is not None:
@@ -133,7 +133,7 @@ class InferencePipeline(nn.Module):
         return torch.where(usable, scores / torch.where(usable, self.image_threshold, 1.0), scores)
 
     def forward(self, images: torch.Tensor) -> PipelineOutput:
-        """Raw RGB images [B, 3, H, W] (uint8 or float in [0, 1]) -> :class:`PipelineOutput` at input size."""
+        """Raw RGB images [B, 3, H, W] (uint8 or float in [0, 1]) -> ``PipelineOutput`` at input size."""
         return self.postprocess(self.maps(images), images.shape[-2:])
 
     def set_calibration(self, heat_min: torch.Tensor, heat_max: torch.Tensor, thresholds: torch.Tensor) -> None:

@@ -1,8 +1,8 @@
 """The models a run can build, found by ``model.name``: each one's display title, builders and the modes it runs in.
 
 A new model is a package under ``mtfcdd/model/`` (a network with a ``model_name``, an
-:class:`~mtfcdd.model.base.AnomalyModule` subclass, their builders), its config ``conf/model/<name>.yaml`` and one
-entry in :data:`MODELS`.
+``AnomalyModule`` subclass, their builders), its config ``conf/model/<name>.yaml`` and one
+entry in ``MODELS``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class ModelEntry:
 
     title: its display name (results.md, the results tables, export metadata, the run's parameter line).
     build_network: run config -> the plain network (fails with a ``ConfigError`` on a key the model does not know).
-    build_module: (run config, the :class:`InferencePipeline` around that network) -> its LightningModule.
-    modes: the ``mode`` values it runs in (of :data:`mtfcdd.core.defect_types.MODES`).
+    build_module: (run config, the ``InferencePipeline`` around that network) -> its LightningModule.
+    modes: the ``mode`` values it runs in (of ``mtfcdd.core.defect_types.MODES``).
     """
 
     title: str
@@ -68,5 +68,5 @@ def model_entry(cfg: DictConfig) -> ModelEntry:
 
 
 def model_titles() -> dict[str, str]:
-    """``model.name`` -> display title, for every registered model (what :mod:`mtfcdd.metrics.tables` prints)."""
+    """``model.name`` -> display title, for every registered model (what ``mtfcdd.metrics.tables`` prints)."""
     return {name: entry.title for name, entry in MODELS.items()}

@@ -132,7 +132,7 @@ def load_job(path: Path, base: Path | None = None) -> Job:
 
 
 def load_jobs(paths: list[Path]) -> list[Job]:
-    """Every job under ``paths`` (see :func:`find_run_dirs`); names relative to the first path."""
+    """Every job under ``paths`` (see ``find_run_dirs``); names relative to the first path."""
     base = paths[0] if len(paths) == 1 else None
     return [load_job(path, base) for path in find_run_dirs(paths)]
 
@@ -172,7 +172,7 @@ def type_colours(jobs: list[Job], names: list[str]) -> dict[str, RGB]:
 
 def job_row(job: Job, types: list[str]) -> dict:
     """One row: job name, settings, every mean metric, type accuracy and macro-F1, labelled images per type
-    (``labels_per_type``, ``labels_used``: see :mod:`mtfcdd.report.labels`), then ``<metric>/<type>`` for
+    (``labels_per_type``, ``labels_used``: see ``mtfcdd.report.labels``), then ``<metric>/<type>`` for
     ``types``; values are fractions exactly as in ``results.json`` (None where undefined or not applicable)."""
     results = job.results
     row = {"job": job.name, **job.settings, "test_images": results["counts"]["images"]}

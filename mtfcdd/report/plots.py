@@ -1,6 +1,6 @@
 """PNG figures of a sweep: every mean metric against alpha (one line per mode and backbone: single vs multi
 channel), per backbone every metric against alpha with one line per defect type (mode multi), and for a label-count
-sweep the metrics against labelled images per type (:mod:`mtfcdd.report.labels`).
+sweep the metrics against labelled images per type (``mtfcdd.report.labels``).
 
 Values in percent; where several jobs share a point (seeds, other settings) the line goes through their mean and
 each job is a dot.
@@ -106,7 +106,7 @@ def per_type_plot(rows: list[dict], types: list[str], backbone: str, path: Path,
 
 def write_plots(rows: list[dict], types: list[str], out_dir: Path, colours: dict[str, RGB]) -> list[Path]:
     """The figures for ``rows`` under ``out_dir/plots`` (``colours``: type name -> RGB 0-255, see
-    :func:`mtfcdd.report.jobs.type_colours`); none when no job has results."""
+    ``mtfcdd.report.jobs.type_colours``); none when no job has results."""
     if not rows:
         return []
     plots = [mean_metrics_plot(rows, out_dir / "plots" / "mean_vs_alpha.png")]

@@ -21,7 +21,7 @@ class RandomStates(L.Callback):
     right before the first training batch of a resumed run, the point where the interrupted run stood.
 
     The checkpoint holds rank 0's states (under DDP every rank restores those). The loaders' workers hold no state
-    of their own: each draw's augmentation is seeded from its place in the sequence (:mod:`mtfcdd.resume.loader`).
+    of their own: each draw's augmentation is seeded from its place in the sequence (``mtfcdd.resume.loader``).
     """
 
     def __init__(self) -> None:

@@ -12,7 +12,7 @@ from mtfcdd.core.atomic_io import write_bytes_atomic
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` into memory, then :func:`mtfcdd.core.atomic_io.write_bytes_atomic`: a temporary file next to the
+    """``torch.save`` into memory, then ``mtfcdd.core.atomic_io.write_bytes_atomic``: a temporary file next to the
     target, fsync, rename. Lightning's own transaction stages the file in the system temp folder and *copies* it
     into place when that folder is on another filesystem, so a kill during the copy would truncate ``last.ckpt``."""
 

@@ -17,7 +17,7 @@ class LastCheckpoint(Checkpoint):
     weights of the last every-200-steps save (the 810-step demo tested its step-800 weights). Every rank calls it;
     the trainer writes on rank 0.
 
-    A :class:`~lightning.pytorch.callbacks.Checkpoint`, so that Lightning runs it after the ``ModelCheckpoint``
+    A ``Checkpoint``, so that Lightning runs it after the ``ModelCheckpoint``
     callbacks listed before it: at an epoch end the best checkpoint is written first, and the ``last.ckpt`` written
     after it records that file (a run killed in between would otherwise resume without knowing of it and keep two
     best checkpoints).

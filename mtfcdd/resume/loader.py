@@ -35,7 +35,7 @@ class SeededDraws(Dataset):
 
 
 class ResumableLoader(DataLoader):
-    """A DataLoader over a :class:`BalancedClassSampler` whose state is (epoch, position): this rank's draws of
+    """A DataLoader over a ``BalancedClassSampler`` whose state is (epoch, position): this rank's draws of
     the epoch handed out so far. ``load_state_dict`` makes the next iteration continue from there."""
 
     sampler: BalancedClassSampler

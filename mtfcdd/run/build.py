@@ -13,13 +13,13 @@ NETWORK_INPUT_KEYS = ("mean", "std")
 """``data.*`` keys that belong to the inference pipeline (it normalises the [0, 1] images the data module serves)."""
 VOCABULARY_KEY = "vocabulary"
 """``data.*`` key that train writes from the data module (its defect types, see
-:func:`mtfcdd.core.defect_types.vocabulary_of`): read back by the model, never a data module argument."""
+``mtfcdd.core.defect_types.vocabulary_of``): read back by the model, never a data module argument."""
 
 
 def instantiate_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     """The data module of ``cfg.data`` (its keys but the pipeline's ``mean``/``std`` and the ``vocabulary`` train
     wrote), not set up yet; a required key left unset (``???``, e.g. ``data=folder``'s ``data.root``) raises
-    :class:`ConfigError` naming it."""
+    ``ConfigError`` naming it."""
     try:
         options = OmegaConf.to_container(cfg.data, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as err:

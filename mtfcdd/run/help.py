@@ -1,8 +1,8 @@
 """What ``python -m mtfcdd.<command> --help`` prints: what the command does, the docs page to read, its keys with
-their defaults and comments (read from ``conf/<command>.yaml`` by :mod:`mtfcdd.core.config_docs`) and its config
+their defaults and comments (read from ``conf/<command>.yaml`` by ``mtfcdd.core.config_docs``) and its config
 groups. Hydra prints ``hydra.help.template``, which ``conf/hydra/default.yaml`` sets to
 ``${mtfcdd.help:${hydra.job.name}}``: the text is chosen by the command's name, so a new command's config needs no
-help key of its own (only an entry in :data:`COMMANDS` for its summary and page).
+help key of its own (only an entry in ``COMMANDS`` for its summary and page).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The lifecycle every command goes through (train, evaluate, predict, export, benchmark).
 
 Every command is ``main = entry_point("<config name>", checks)(task)``: Hydra composes ``conf/<config name>.yaml``
-and :func:`run_command` runs the task in its run directory; outside a multirun a user error then becomes one line on
-stderr and exit status 2 (:func:`~mtfcdd.core.errors.exit_on_user_error`).
+and ``run_command`` runs the task in its run directory; outside a multirun a user error then becomes one line on
+stderr and exit status 2 (``exit_on_user_error``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ log = logging.getLogger("mtfcdd")
 
 T = TypeVar("T")
 Check = Callable[[DictConfig], None]
-"""A check of a command's config: raises a :class:`~mtfcdd.core.errors.UserError` naming the bad key."""
+"""A check of a command's config: raises a ``UserError`` naming the bad key."""
 
 
 def run_command(cfg: DictConfig, task: Callable[[DictConfig], T], checks: Sequence[Check] = ()) -> T:
@@ -71,7 +71,7 @@ def finish_wandb() -> None:
 def entry_point(
     config_name: str, checks: Sequence[Check] = ()
 ) -> Callable[[Callable[[DictConfig], T]], Callable[[], T]]:
-    """Decorator: ``task(cfg)`` as a Hydra command over ``conf/<config_name>.yaml``, run by :func:`run_command` with
+    """Decorator: ``task(cfg)`` as a Hydra command over ``conf/<config_name>.yaml``, run by ``run_command`` with
     the command's config ``checks``; a user error becomes one line on stderr and exit status 2 (in a multirun it
     propagates, so that Hydra reports the failing job)."""
 

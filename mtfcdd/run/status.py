@@ -38,7 +38,7 @@ def wandb_target(cfg: DictConfig) -> dict | None:
 @rank_zero_only
 def write_status(run_dir: Path | str, state: str, error: str | None = None, wandb: dict | None = None) -> None:
     """Record ``state`` (running, finished or failed) of the job writing into ``run_dir`` (global rank 0 only), with
-    its W&B target (:func:`wandb_target`)."""
+    its W&B target (``wandb_target``)."""
     if state not in STATES[:3]:
         raise ValueError(f"state must be one of running, finished, failed; got {state!r}")
     status = {"state": state, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "wandb": wandb}
@@ -58,7 +58,7 @@ def _alive(pid: int) -> bool:
 
 
 def read_status(run_dir: Path | str) -> dict | None:
-    """The recorded status (``state`` one of :data:`STATES`), or None when the job never wrote one.
+    """The recorded status (``state`` one of ``STATES``), or None when the job never wrote one.
 
     A ``running`` record from this host whose process no longer exists comes back as ``died``.
     """

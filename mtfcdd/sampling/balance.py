@@ -2,7 +2,7 @@
 
 ``types``: one class per defect type of the run's vocabulary (M types: ``type_index`` 0..M-1), then normal = M (the
 paper: M = 8, 9 classes, so 8 of 9 draws are defective); ``binary``: 2 classes, any defect (0) and normal (1), half
-each, as FCDD balances; ``auto``: :data:`AUTO_BALANCE` of the mode. The balanced epoch (coupon collector) is computed
+each, as FCDD balances; ``auto``: ``AUTO_BALANCE`` of the mode. The balanced epoch (coupon collector) is computed
 over these classes.
 """
 
@@ -20,7 +20,7 @@ AUTO_BALANCE = {"multi": "types", "single": "binary"}
 
 
 class Labelled(Protocol):
-    """A training record as the sampler sees it (e.g. :class:`mtfcdd.data.realiad.Record`): ``type_index`` -1 for
+    """A training record as the sampler sees it (e.g. ``mtfcdd.data.realiad.Record``): ``type_index`` -1 for
     normal images, else the defect type's index in the run's vocabulary."""
 
     type_index: int

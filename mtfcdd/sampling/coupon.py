@@ -7,8 +7,8 @@ image of every class seen at least once). T is that number of draws. Eq. 4 of th
 
 where P(m, t) = 1 - e^-t sum_{k<m} t^k / k! is the regularised lower incomplete gamma function: P(m_i, t) is the
 probability that a rate-1 Poisson process has reached m_i arrivals by time t, so the integral is the mean of the
-largest of n independent Gamma(m_i, 1) times. :func:`expected_draws` computes it by quadrature ("exact") or by
-Monte Carlo (Eq. 5, "mc"); :func:`balanced_epoch` turns it into the paper's Table 2 row.
+largest of n independent Gamma(m_i, 1) times. ``expected_draws`` computes it by quadrature ("exact") or by
+Monte Carlo (Eq. 5, "mc"); ``balanced_epoch`` turns it into the paper's Table 2 row.
 """
 
 from __future__ import annotations

@@ -2,18 +2,18 @@
 
 Each draw picks a class uniformly among the classes present, then the next image of that class from a per-class
 shuffled order that is reshuffled when exhausted. One balanced epoch is ``num_samples`` draws (the coupon-collector
-length of :mod:`mtfcdd.sampling.coupon`, set by :class:`mtfcdd.sampling.epoch_callback.BalancedEpochLength`).
+length of ``mtfcdd.sampling.coupon``, set by ``mtfcdd.sampling.epoch_callback.BalancedEpochLength``).
 
 Under DDP every rank generates the same global sequence from (seed, epoch) and takes the share
 ``sequence[rank::num_replicas]``; the global sequence is padded up to a multiple of ``num_replicas`` by continuing
 the same draw process, so every rank yields the same number of indices and the shares are disjoint positions of
 one sequence. Lightning must not wrap this sampler in a DistributedSampler (``use_distributed_sampler=False``).
 
-Resuming mid-epoch: :meth:`BalancedClassSampler.resume` makes the iterations of an epoch start at a given position
-of this rank's share (:class:`mtfcdd.resume.loader.ResumableLoader` saves and restores that position in
+Resuming mid-epoch: ``BalancedClassSampler.resume`` makes the iterations of an epoch start at a given position
+of this rank's share (``mtfcdd.resume.loader.ResumableLoader`` saves and restores that position in
 checkpoints). With ``draw_keys`` the sampler yields ``(index, epoch, position)`` triples, position being the draw's
 place in the global sequence, so that a dataset can seed each draw's augmentation from where it stands in the
-sequence (:class:`mtfcdd.resume.loader.SeededDraws`) instead of from a worker's running random state.
+sequence (``mtfcdd.resume.loader.SeededDraws``) instead of from a worker's running random state.
 """
 
 from __future__ import annotations

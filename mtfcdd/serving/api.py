@@ -1,11 +1,11 @@
 """The inference worker's side of the server: a LitServe ``LitAPI`` that holds one loaded pipeline and answers
 batches of decoded images with the per-image record of ``predictions.jsonl`` (one function writes both:
-:func:`mtfcdd.model.outputs.image_records`).
+``mtfcdd.model.outputs.image_records``).
 
-Each worker process loads the checkpoint once in :meth:`PipelineAPI.setup` (``load_pipeline``, the int8 calibration
-rule of :mod:`mtfcdd.inference.calibration`, ``build_engine``), publishes the model's description for ``/info``
+Each worker process loads the checkpoint once in ``PipelineAPI.setup`` (``load_pipeline``, the int8 calibration
+rule of ``mtfcdd.inference.calibration``, ``build_engine``), publishes the model's description for ``/info``
 and marks itself ready; a worker that dies is started again by LitServe and loads it again. The HTTP side
-(:mod:`mtfcdd.serving.server`) has decoded every image already, so one bad image never fails a batch.
+(``mtfcdd.serving.server``) has decoded every image already, so one bad image never fails a batch.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from mtfcdd.inference.cpu import physical_cores
 from mtfcdd.inference.engines import build_engine
 from mtfcdd.model.checkpoint import load_pipeline
 from mtfcdd.model.components.config import type_colours, type_names
-from mtfcdd.model.outputs import PipelineOutput, image_records
+from mtfcdd.model.outputs import PipelineOutput, column_name, image_records, record_columns
 from mtfcdd.model.pipeline import InferencePipeline
 from mtfcdd.serving.shared import SharedState
 
@@ -68,11 +68,16 @@ def stored_test_metrics(ckpt_path: str | Path) -> dict | None:
 
 def model_info(pipeline: InferencePipeline, cfg: Any, engine_name: str, ckpt_path: str | Path) -> dict[str, Any]:
     """What ``GET /info`` says about the model (the server adds its limits): name, types with colours, thresholds,
-    input size, engine, checkpoint path and SHA-256, stored test metrics, image score kind, type rule."""
+    input size, engine, checkpoint path and SHA-256, stored test metrics, image score kind, type rule, and the
+    columns of predict's CSV (each type's ``column``: its name in them)."""
     names = type_names(cfg)
     return {
         "model": pipeline.model_name,
-        "types": [{"name": n, "colour": "#{:02x}{:02x}{:02x}".format(*c)} for n, c in zip(names, type_colours(cfg))],
+        "types": [
+            {"name": n, "column": column_name(n), "colour": "#{:02x}{:02x}{:02x}".format(*c)}
+            for n, c in zip(names, type_colours(cfg))
+        ],
+        "columns": record_columns(names),
         "thresholds": thresholds(pipeline, names),
         "image_size": int(cfg.data.image_size),
         "engine": engine_name,
@@ -109,7 +114,7 @@ def any_defect_image(anomaly_map: torch.Tensor, threshold: float | None) -> np.n
 
 def heatmap_images(image: torch.Tensor, outputs: PipelineOutput, j: int, limits: Mapping[str, Any], names) -> dict:
     """``image`` (base64 PNG of the RGB input [3, S, S] the model saw) and ``heatmaps`` (type name -> base64 gray
-    PNG of its calibrated heatmap, ``any_defect`` -> :func:`any_defect_image`) of image ``j`` of a batch."""
+    PNG of its calibrated heatmap, ``any_defect`` -> ``any_defect_image``) of image ``j`` of a batch."""
     maps = {name: png_base64(to_uint8(outputs.calibrated[j, k])) for k, name in enumerate(names)}
     maps[ANY_DEFECT] = png_base64(any_defect_image(outputs.anomaly_map[j], limits[ANY_DEFECT]))
     return {"image": png_base64(to_uint8(image).transpose(1, 2, 0)), "heatmaps": maps}
@@ -117,7 +122,7 @@ def heatmap_images(image: torch.Tensor, outputs: PipelineOutput, j: int, limits:
 
 def pin_worker(worker_id: int, workers: int) -> None:
     """Give worker ``worker_id`` of ``workers`` its own share of the allowed CPUs (all of them for one worker), so
-    that engines sized by :func:`~mtfcdd.inference.cpu.physical_cores` do not oversubscribe the machine."""
+    that engines sized by ``physical_cores`` do not oversubscribe the machine."""
     allowed = sorted(os.sched_getaffinity(0))
     share = max(1, len(allowed) // workers)
     start = (worker_id * share) % len(allowed)

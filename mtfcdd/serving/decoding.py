@@ -5,8 +5,8 @@ The body is the image's bytes (``Content-Type`` ``image/png``, ``image/jpeg``, `
 field ``heatmaps``). In order: the content type (415), the size from ``Content-Length`` and then while the body
 streams in (413 over ``max_bytes``, never read past it), the image's header (400 when it names no PNG, JPEG, BMP or
 TIFF image; 413 over ``max_pixels``, before a pixel is decoded: a decompression bomb stops here), then the one
-decoding and resizing that ``predict`` uses (:func:`mtfcdd.data.dataset.decode_image`,
-:func:`mtfcdd.data.images.network_input`; 400 with the decoder's reason).
+decoding and resizing that ``predict`` uses (``mtfcdd.data.dataset.decode_image``,
+``mtfcdd.data.images.network_input``; 400 with the decoder's reason).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def check_header(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
 
 def decode_upload(upload: Upload, transform: A.Compose, max_pixels: int) -> torch.Tensor:
     """The pipeline's raw input float32 [3, S, S] of ``upload``: header checks, then predict's own decoding
-    (``transform``: :func:`mtfcdd.data.transforms.eval_transform` at the checkpoint's image size)."""
+    (``transform``: ``mtfcdd.data.transforms.eval_transform`` at the checkpoint's image size)."""
     name = f"image {upload.name!r}"
     check_header(upload.data, name, max_pixels)
     try:

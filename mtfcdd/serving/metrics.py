@@ -1,5 +1,5 @@
 """``GET /metrics``: the server's counters in Prometheus' text exposition format (version 0.0.4), summed over all
-its processes (:class:`~mtfcdd.serving.shared.SharedState`).
+its processes (``SharedState``).
 
 - ``mtfcdd_requests_total{endpoint}``: HTTP requests answered, by endpoint (predict, info, metrics, health, page,
   other), every status included;

@@ -2,11 +2,11 @@
 
 LitServe 0.2 gives the worker processes, their restart when one dies (``restart_workers``), the request queue and
 dynamic batching (``max_batch_size``, ``batch_timeout``). Its own ``/predict`` parses JSON or forms only and its
-``/``, ``/health`` and ``/info`` say nothing about the model, so :class:`InspectionServer` registers these instead:
+``/``, ``/health`` and ``/info`` say nothing about the model, so ``InspectionServer`` registers these instead:
 
-- ``POST /predict``: the body is read, checked and decoded here (:mod:`mtfcdd.serving.decoding`, in a thread: one
+- ``POST /predict``: the body is read, checked and decoded here (``mtfcdd.serving.decoding``, in a thread: one
   bad image answers 400/413/415 alone and never reaches a batch), then queued to a worker
-  (:class:`~mtfcdd.serving.api.PipelineAPI`); the answer is the worker's record plus ``server_ms``. A request
+  (``PipelineAPI``); the answer is the worker's record plus ``server_ms``. A request
   waits at most ``serve.timeout`` seconds (504); one whose worker died meanwhile answers 503 (``worker_lost``).
 - ``GET /health`` (200 once every worker has loaded the pipeline, else 503), ``GET /info``, ``GET /metrics``;
 - ``GET /`` (the inspection page) and its files under ``/static/``.
@@ -128,7 +128,7 @@ def api_row(state: SharedState) -> int:
 
 
 class RequestLog:
-    """ASGI middleware: the API key check of :data:`PROTECTED` paths (401), the request counter and one log line
+    """ASGI middleware: the API key check of ``PROTECTED`` paths (401), the request counter and one log line
     per request."""
 
     def __init__(self, app: ASGIApp, state: SharedState, api_key: str | None) -> None:
@@ -251,7 +251,7 @@ class PredictHandler(RegularRequestHandler):
 
 
 class InspectionServer(ls.LitServer):
-    """LitServer with the routes of the module docstring around a :class:`~mtfcdd.serving.api.PipelineAPI`."""
+    """LitServer with the routes of the module docstring around a ``PipelineAPI``."""
 
     def __init__(self, api: ls.LitAPI, settings: ServeSettings, state: SharedState, accelerator: str = "auto"):
         self.settings, self.state = settings, state

@@ -1,7 +1,7 @@
 """State the server's processes share: counters, worker readiness and two texts, in shared memory (no locks).
 
 ``python -m mtfcdd.serve`` runs one main process, HTTP server processes (forked from it) and inference worker
-processes (spawned, and spawned again when one dies). A :class:`SharedState` is made in the main process before
+processes (spawned, and spawned again when one dies). A ``SharedState`` is made in the main process before
 any of them starts and travels to each (inherited on fork, pickled with the worker's ``LitAPI`` on spawn), so that
 every process reads and writes the same memory. Every process writes only its own row of counters (a process is a
 single writer: no lock a killed process could leave held); a reader sums the rows. A restarted worker takes over

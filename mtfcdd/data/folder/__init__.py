@@ -1,11 +1,11 @@
 """A folder of one's own images as a data set: read and check it, split it, write the split as Real-IAD JSONs.
 
-:func:`~mtfcdd.data.folder.index.read_folder` finds the layout (per-type folders or MVTec AD), the defect-type
-vocabulary and every image with its mask, raising :class:`~mtfcdd.data.folder.records.FolderFormatError` for a bad
-folder before any training; :func:`~mtfcdd.data.folder.split.split_folder` makes the seeded train / validation /
-test split, and :func:`~mtfcdd.data.folder.realiad_json.write_split` writes it where
-:func:`mtfcdd.data.realiad.load_splits` reads it (``image_root`` pointed at the folder).
-:class:`~mtfcdd.data.folder.datamodule.FolderDataModule` (``data=folder``) does all three for the commands.
+``read_folder`` finds the layout (per-type folders or MVTec AD), the defect-type
+vocabulary and every image with its mask, raising ``FolderFormatError`` for a bad
+folder before any training; ``split_folder`` makes the seeded train / validation /
+test split, and ``write_split`` writes it where
+``mtfcdd.data.realiad.load_splits`` reads it (``image_root`` pointed at the folder).
+``FolderDataModule`` (``data=folder``) does all three for the commands.
 """
 
 from mtfcdd.data.folder.index import read_folder

@@ -60,7 +60,7 @@ def _ends_cleanly(path: Path, image_format: str | None) -> bool:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) in pixels from the file's header; raises :class:`Unreadable` for a file PIL cannot identify,
+    """(width, height) in pixels from the file's header; raises ``Unreadable`` for a file PIL cannot identify,
     floating-point pixels, or a PNG / JPEG cut short (no end marker)."""
     try:
         with Image.open(path) as image:
@@ -77,7 +77,7 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def mask_values(path: Path) -> tuple[tuple[int, int], np.ndarray]:
     """(width, height) and the sorted distinct pixel values of a mask; colour masks count a pixel by its largest
-    colour channel (alpha ignored), as :func:`mtfcdd.data.dataset.read_mask` does. Raises :class:`Unreadable`."""
+    colour channel (alpha ignored), as ``mtfcdd.data.dataset.read_mask`` does. Raises ``Unreadable``."""
     try:
         with Image.open(path) as mask:
             pixels = np.asarray(mask.convert("L") if mask.mode == "P" else mask)
@@ -90,7 +90,7 @@ def mask_values(path: Path) -> tuple[tuple[int, int], np.ndarray]:
 
 
 def mask_problem(mask: Path, image: Path, size: tuple[int, int]) -> str | None:
-    """What is wrong with ``mask`` as the mask of ``image`` (``size`` pixels), or None; raises :class:`Unreadable`."""
+    """What is wrong with ``mask`` as the mask of ``image`` (``size`` pixels), or None; raises ``Unreadable``."""
     mask_size, values = mask_values(mask)
     if mask_size != size:
         return (

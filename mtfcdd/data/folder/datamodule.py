@@ -1,13 +1,13 @@
 """``data=folder``: a folder of one's own images as train / validation / test loaders.
 
-:meth:`FolderDataModule.setup` reads and checks the folder (:func:`~mtfcdd.data.folder.index.read_folder`), splits it
-(:func:`~mtfcdd.data.folder.split.split_folder`) and writes the split into ``split_dir`` in Real-IAD's JSON format,
+``FolderDataModule.setup`` reads and checks the folder (``read_folder``), splits it
+(``split_folder``) and writes the split into ``split_dir`` in Real-IAD's JSON format,
 with the files it skipped (``skipped_files.csv``); when ``split_dir`` already holds a split (``evaluate`` and
 ``resume=true`` find the trained run's), that split is reused once its files show it was made from this folder with
-these options. Everything after that is :class:`~mtfcdd.data.datamodule.RealIADDataModule`'s: the Real-IAD loader
+these options. Everything after that is ``RealIADDataModule``'s: the Real-IAD loader
 reads the split (with its ``validation`` list as the validation set), then the same datasets, checks, balanced
 sampler and balanced epoch serve it. Every problem of the folder or the options raises a
-:class:`~mtfcdd.core.errors.UserError` before anything is written.
+``UserError`` before anything is written.
 """
 
 from __future__ import annotations
@@ -35,23 +35,23 @@ SKIPPED_FILE = "skipped_files.csv"
 
 
 class FolderDataModule(RealIADDataModule):
-    """A folder of images (per-type folders or MVTec AD) through :class:`RealIADDataModule`.
+    """A folder of images (per-type folders or MVTec AD) through ``RealIADDataModule``.
 
     Args (the config's ``data.*`` keys, all kept in ``hparams``):
         root: the folder of images; layout, type_map, types, on_unreadable: how it is read, see
-            :func:`~mtfcdd.data.folder.index.read_folder`.
+            ``read_folder``.
         split_dir: where the split is written, or read when it already holds one (checked against the options).
         type_names, type_colours: type -> display name / ``[r, g, b]`` overrides of the vocabulary, see
-            :meth:`~mtfcdd.core.defect_types.Vocabulary.from_codes`.
+            ``from_codes``.
         test_fraction, val_fraction, train_defect_fraction, train_defects_per_type, split_seed: the split, see
-            :func:`~mtfcdd.data.folder.split.split_folder` (``val_fraction`` 0: no validation set).
+            ``split_folder`` (``val_fraction`` 0: no validation set).
         categories: the categories to load (None: all); the split covers every category of the folder.
-        loader: every other argument of :class:`RealIADDataModule` (mode, balance, image size, augmentation,
+        loader: every other argument of ``RealIADDataModule`` (mode, balance, image size, augmentation,
             batches, workers, subsets, sampler seed, ...). Real-IAD's ``alpha``, ``json_set``, ``resolution`` and
             ``defect_codes`` do not apply: the split's ``train_defect_fraction`` plays alpha's role and the
             folder brings its types.
 
-    ``vocabulary`` and ``defect_codes`` (the folder's types) are set by :meth:`setup`; None and () before.
+    ``vocabulary`` and ``defect_codes`` (the folder's types) are set by ``setup``; None and () before.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Read a folder of images into a checked :class:`~mtfcdd.data.folder.records.FolderIndex`: layout, vocabulary,
+"""Read a folder of images into a checked ``FolderIndex``: layout, vocabulary,
 every image with its mask, the files skipped; a bad folder raises before any training."""
 
 from __future__ import annotations
@@ -67,17 +67,17 @@ def read_folder(
     """The checked index of the image folder ``root``.
 
     Args:
-        root: the folder (see :mod:`mtfcdd.data.folder.layout` for the layouts).
+        root: the folder (see ``mtfcdd.data.folder.layout`` for the layouts).
         layout: ``"auto"`` (detected), ``"types"`` or ``"mvtec"``.
         type_map: folder name (or ``<category>/<folder>``) -> type name, see
-            :func:`~mtfcdd.data.folder.vocabulary.resolve_types`.
+            ``resolve_types``.
         types: the type names in channel order (None: sorted), see the same.
         on_unreadable: ``"skip"`` leaves unreadable and non-image files out (``FolderIndex.skipped``; an image whose
             mask is unreadable goes with it), ``"error"`` raises naming them.
         threads: files checked at once (opening files is I/O: it releases the GIL).
 
-    Raises :class:`~mtfcdd.data.folder.records.FolderFormatError` naming every problem: see
-    :func:`~mtfcdd.data.folder.layout.find_folders` and :func:`resolve_types`, and a folder without a readable
+    Raises ``FolderFormatError`` naming every problem: see
+    ``find_folders`` and ``resolve_types``, and a folder without a readable
     image, a mask without its image, a mask of another size than its image, a mask that is not binary.
     """
     check_choice("data.layout", layout, LAYOUTS)

@@ -32,7 +32,7 @@ MVTEC_TRAIN, MVTEC_TEST, MVTEC_MASKS = "train", "test", "ground_truth"
 @dataclass(frozen=True)
 class ImageFolder:
     """A folder of images: its ``category``, ``name`` (``"good"`` or the type folder's name), ``path``, ``pool``
-    (see :data:`~mtfcdd.data.folder.records.POOLS`) and ``masks``, the folder of its masks when there is one."""
+    (see ``POOLS``) and ``masks``, the folder of its masks when there is one."""
 
     category: str
     name: str
@@ -62,7 +62,7 @@ def subfolders(path: Path) -> list[Path]:
 
 def detect_layout(root: Path) -> str:
     """``"types"`` when ``root/good/`` exists or a category folder holds ``good/``; ``"mvtec"`` when a category
-    folder holds ``train/`` or ``test/`` (checked first). Raises :class:`FolderFormatError` naming ``root`` when
+    folder holds ``train/`` or ``test/`` (checked first). Raises ``FolderFormatError`` naming ``root`` when
     neither fits."""
     if (root / NORMAL_FOLDER).is_dir():
         return "types"
@@ -133,9 +133,9 @@ def _mvtec_layout(root: Path) -> tuple[dict[str, Path], list[ImageFolder], list[
 
 
 def find_folders(root: Path, layout: str = "auto") -> Layout:
-    """The image folders of ``root`` in ``layout`` (``"auto"``: :func:`detect_layout`).
+    """The image folders of ``root`` in ``layout`` (``"auto"``: ``detect_layout``).
 
-    Raises one :class:`FolderFormatError` naming every structural problem: a missing root, a category without a
+    Raises one ``FolderFormatError`` naming every structural problem: a missing root, a category without a
     ``good/`` folder, a mask folder without its image folder, a defect folder under MVTec's ``train/``.
     """
     if not root.is_dir():

@@ -1,4 +1,4 @@
-"""A folder split as Real-IAD split files, which :func:`mtfcdd.data.realiad.load_splits` reads as it reads
+"""A folder split as Real-IAD split files, which ``mtfcdd.data.realiad.load_splits`` reads as it reads
 Real-IAD's: ``<folder>/realiad_jsons/<category>.json`` (json_set ``standard``), paths relative to the category's
 folder under the user's root, so that ``load_splits(<folder>, json_set="standard", image_root=<root>,
 splits=("train", "validation", "test"), defect_codes=<vocabulary>)`` serves the user's own files (no copy, no link).
@@ -37,7 +37,7 @@ def _record(image: FolderImage, base: Path) -> dict[str, object]:
 
 def split_metas(index: FolderIndex, options: Mapping[str, object]) -> dict[str, dict[str, object]]:
     """Category name -> the ``meta`` of its split file, for a split made with ``options``
-    (:func:`~mtfcdd.data.folder.split.split_options`)."""
+    (``split_options``)."""
     metas = {}
     for category, base in index.category_dirs.items():
         prefix = base.relative_to(index.root).as_posix()
@@ -65,13 +65,13 @@ def split_documents(index: FolderIndex, split: FolderSplit) -> dict[str, dict[st
 
 
 def split_folder_of(folder: str | Path) -> Path:
-    """Where :func:`write_split` puts the split files of ``folder``: ``<folder>/realiad_jsons``."""
+    """Where ``write_split`` puts the split files of ``folder``: ``<folder>/realiad_jsons``."""
     return Path(folder) / json_folder_name(JSON_SET, 0.0)
 
 
 def stored_metas(folder: str | Path) -> dict[str, dict[str, object]] | None:
     """Category name -> the ``meta`` of each split file under ``folder`` (None: no split there). Raises
-    :class:`~mtfcdd.data.folder.records.FolderFormatError` for a file that is not a split file."""
+    ``FolderFormatError`` for a file that is not a split file."""
     files = sorted(split_folder_of(folder).glob("*.json"))
     if not files:
         return None
@@ -100,7 +100,7 @@ def _flat(meta: Mapping[str, object]) -> dict[str, object]:
 def split_differences(
     stored: Mapping[str, Mapping[str, object]], expected: Mapping[str, Mapping[str, object]]
 ) -> list[str]:
-    """How the metas of stored split files (:func:`stored_metas`) differ from ``expected`` (:func:`split_metas`),
+    """How the metas of stored split files (``stored_metas``) differ from ``expected`` (``split_metas``),
     one line per difference; empty: the stored split is the one these options make of this folder."""
     if set(stored) != set(expected):
         return [f"categories {', '.join(sorted(stored))} there, {', '.join(sorted(expected))} now"]
@@ -117,7 +117,7 @@ def split_differences(
 
 def write_split(index: FolderIndex, split: FolderSplit, folder: str | Path) -> Path:
     """Write the split files under ``folder`` (each file atomically, after all were built); returns their folder
-    (``<folder>/realiad_jsons``). Raises :class:`~mtfcdd.data.folder.records.FolderFormatError` when that folder
+    (``<folder>/realiad_jsons``). Raises ``FolderFormatError`` when that folder
     already holds the file of another category (the loader would read it too)."""
     target = split_folder_of(folder)
     documents = split_documents(index, split)

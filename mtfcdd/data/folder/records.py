@@ -25,7 +25,7 @@ class FolderFormatError(UserError, ValueError):
 
 
 def raise_problems(problems: Sequence[str], root: Path, hint: str = "") -> None:
-    """Raise one :class:`FolderFormatError` naming the first :data:`SHOW` ``problems`` (and how many there are)."""
+    """Raise one ``FolderFormatError`` naming the first ``SHOW`` ``problems`` (and how many there are)."""
     if not problems:
         return
     shown = "; ".join(problems[:SHOW]) + (f"; ... ({len(problems) - SHOW} more)" if len(problems) > SHOW else "")
@@ -45,7 +45,7 @@ class Skipped:
 class FolderImage:
     """One image: ``category``; ``type`` its vocabulary name (None for normal images); ``folder`` the name of the
     folder it lies in (``"good"``, ``"broken_large"``, ...); ``image`` and ``mask`` (None: no mask) as paths under
-    the root; ``pool`` one of :data:`POOLS`. Its path is its identity (``000.png`` repeats across folders)."""
+    the root; ``pool`` one of ``POOLS``. Its path is its identity (``000.png`` repeats across folders)."""
 
     category: str
     type: str | None

@@ -89,9 +89,9 @@ def split_options(
     train_defect_fraction: float | None = None,
     train_defects_per_type: int | None = None,
 ) -> dict[str, object]:
-    """The arguments of :func:`split_folder` checked and as its split files record them (plain values;
-    ``train_defect_fraction`` resolved: :data:`DEFAULT_TRAIN_DEFECT_FRACTION` for None in the MVTec layout, None in
-    the others). Raises :class:`~mtfcdd.core.config.ConfigError` for an invalid argument."""
+    """The arguments of ``split_folder`` checked and as its split files record them (plain values;
+    ``train_defect_fraction`` resolved: ``DEFAULT_TRAIN_DEFECT_FRACTION`` for None in the MVTec layout, None in
+    the others). Raises ``ConfigError`` for an invalid argument."""
     _check_options(index, seed, test_fraction, val_fraction, train_defect_fraction, train_defects_per_type)
     moved = DEFAULT_TRAIN_DEFECT_FRACTION if train_defect_fraction is None else train_defect_fraction
     return {
@@ -154,12 +154,12 @@ def _limit(train: list[FolderImage], per_type: int | None) -> tuple[list[FolderI
 def split_folder(index: FolderIndex, **arguments: Any) -> FolderSplit:
     """The split of ``index`` (see the module's description); the same arguments give the same split.
 
-    ``arguments``: those of :func:`split_options` (seed, test_fraction, val_fraction, train_defect_fraction,
+    ``arguments``: those of ``split_options`` (seed, test_fraction, val_fraction, train_defect_fraction,
     train_defects_per_type).
 
-    ``train_defect_fraction`` None means :data:`DEFAULT_TRAIN_DEFECT_FRACTION` in the MVTec layout; other layouts
-    take none. Raises :class:`~mtfcdd.core.config.ConfigError` for an invalid argument and
-    :class:`~mtfcdd.data.folder.records.FolderFormatError` naming every stratum with too few images.
+    ``train_defect_fraction`` None means ``DEFAULT_TRAIN_DEFECT_FRACTION`` in the MVTec layout; other layouts
+    take none. Raises ``ConfigError`` for an invalid argument and
+    ``FolderFormatError`` naming every stratum with too few images.
     """
     options = split_options(index, **arguments)
     seed, test_fraction, val_fraction = options["seed"], options["test_fraction"], options["val_fraction"]

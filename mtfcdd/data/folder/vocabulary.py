@@ -53,7 +53,7 @@ def resolve_types(
         types: the type names in channel order; every name must have a folder and every folder's type be listed.
             None: the types found, sorted by name.
 
-    Raises :class:`~mtfcdd.data.folder.records.FolderFormatError` naming every entry that fits no folder and every
+    Raises ``FolderFormatError`` naming every entry that fits no folder and every
     folder whose type is not listed.
     """
     type_map = dict(type_map or {})

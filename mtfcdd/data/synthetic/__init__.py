@@ -13,7 +13,7 @@ With ``layout="nested"`` the JSON folders sit one level lower, in ``DIR/realiad_
 have them). The image folder is always called ``realiad_256`` (the folder the pipeline reads); its images are
 ``size`` px square. audiojack NG files carry the release's double underscore (``audiojack__0001_NG_...``).
 
-``--layout types|mvtec`` (``layout=`` of :func:`build_synthetic`) writes instead the folders that ``data=folder``
+``--layout types|mvtec`` (``layout=`` of ``build_synthetic``) writes instead the folders that ``data=folder``
 reads, with types that are not Real-IAD's (``--types``: a count N, the first N of crack, dent, rust, stain, streak,
 wear, gap, debris, or names; default all 8; each draws one of the eight looks, see ``folders.FOLDER_TYPES``) and
 ``--defects-per-type`` defective images per type and category, one view per sample, no split files::

@@ -173,7 +173,7 @@ def build_synthetic(out: str | os.PathLike, preset: str | SyntheticConfig = "dem
     anything but an earlier synthetic build. ``workers`` processes render in parallel (None: see
     ``_default_workers``); the output does not depend on it. ``layout`` is one of ``LAYOUTS`` (Real-IAD) or
     ``FOLDER_LAYOUTS``; the latter take ``types`` (names out of ``FOLDER_TYPES``, None: all) and
-    ``defects_per_type`` (None: see :func:`~mtfcdd.data.synthetic.folders.check_defects_per_type`).
+    ``defects_per_type`` (None: see ``check_defects_per_type``).
     """
     config = _resolve(preset)
     parameters = _parameters(config, seed, layout, types, defects_per_type)
@@ -216,8 +216,8 @@ def ensure_synthetic(root: str | os.PathLike, preset: str | SyntheticConfig = "d
     # fmt: on
     """The synthetic set at ``root``, built unless a build with the same parameters and generator version is there.
 
-    ``preset`` is a name out of ``PRESETS`` or a :class:`SyntheticConfig`; ``workers``, ``types`` and
-    ``defects_per_type`` as in :func:`build_synthetic`. Returns ``root``.
+    ``preset`` is a name out of ``PRESETS`` or a ``SyntheticConfig``; ``workers``, ``types`` and
+    ``defects_per_type`` as in ``build_synthetic``. Returns ``root``.
     """
     parameters = _parameters(_resolve(preset), seed, layout, types, defects_per_type)
     root = Path(root)

@@ -1,4 +1,4 @@
-"""What to generate: :class:`SyntheticConfig` (categories, image size, sample counts) and its presets."""
+"""What to generate: ``SyntheticConfig`` (categories, image size, sample counts) and its presets."""
 
 from __future__ import annotations
 

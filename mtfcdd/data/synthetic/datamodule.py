@@ -13,7 +13,7 @@ from mtfcdd.data.synthetic.layout import LAYOUTS
 
 class SyntheticRealIADDataModule(RealIADDataModule):
     """``synthetic``: generator options (``preset``, ``seed``, ``layout``); every other argument as
-    :class:`RealIADDataModule`. All of them are kept in ``hparams`` (the parent's ``save_hyperparameters``)."""
+    ``RealIADDataModule``. All of them are kept in ``hparams`` (the parent's ``save_hyperparameters``)."""
 
     def __init__(self, synthetic: dict[str, Any], **kwargs: Any) -> None:
         check_choice(

@@ -36,7 +36,7 @@ from mtfcdd.data.synthetic.layout import JPEG_QUALITY, _write_encoded
 from mtfcdd.data.synthetic.sample import render_sample
 
 FOLDER_LAYOUTS = ("types", "mvtec")
-"""Layouts without split files, read by ``data=folder``; beside :data:`~mtfcdd.data.synthetic.layout.LAYOUTS`."""
+"""Layouts without split files, read by ``data=folder``; beside ``LAYOUTS``."""
 FOLDER_TYPES: dict[str, str] = {
     "crack": "PS",  # a chipped edge with cracks running into the body
     "dent": "BX",  # the outline bulged out or dented in
@@ -60,7 +60,7 @@ Task = tuple[str, str, str, int, int, int, str, str | None]
 
 
 def check_types(types: Sequence[str] | None) -> tuple[str, ...]:
-    """The folder types to write (None: all of :data:`FOLDER_TYPES`); raises :class:`UserError` for a name out of
+    """The folder types to write (None: all of ``FOLDER_TYPES``); raises ``UserError`` for a name out of
     them, a repeated name or no name."""
     if types is None:
         return tuple(FOLDER_TYPES)
@@ -72,7 +72,7 @@ def check_types(types: Sequence[str] | None) -> tuple[str, ...]:
 
 def check_defects_per_type(config: SyntheticConfig, count: int | None) -> int:
     """Defective images per type and category: ``count``, or (None) as many defective samples as the Real-IAD
-    build has per type, at least :data:`MIN_DEFECTS_PER_TYPE`."""
+    build has per type, at least ``MIN_DEFECTS_PER_TYPE``."""
     if count is None:
         return max(MIN_DEFECTS_PER_TYPE, config.ng_train_per_type + config.test_ng_samples)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100_000:

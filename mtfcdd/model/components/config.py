@@ -16,7 +16,7 @@ def type_names(cfg: DictConfig) -> list[str]:
 
 
 def type_colours(cfg: DictConfig) -> list[RGB]:
-    """Heatmap channel colours (RGB 0-255), one per channel of :func:`type_names`."""
+    """Heatmap channel colours (RGB 0-255), one per channel of ``type_names``."""
     return vocabulary_of(cfg).channel_colours(cfg.mode)
 
 

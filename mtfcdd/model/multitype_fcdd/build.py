@@ -13,7 +13,7 @@ from mtfcdd.model.pipeline import InferencePipeline
 
 
 def build_network(cfg: DictConfig) -> MultiTypeFCDD:
-    """The :class:`MultiTypeFCDD` of ``cfg.model`` with M = number of heatmap channels for ``cfg.mode``."""
+    """The ``MultiTypeFCDD`` of ``cfg.model`` with M = number of heatmap channels for ``cfg.mode``."""
     backbone = instantiate(cfg.model.backbone)
     return MultiTypeFCDD(
         backbone, num_types=len(type_names(cfg)), head_width=cfg.model.head_width, upsample=cfg.model.upsample
@@ -21,7 +21,7 @@ def build_network(cfg: DictConfig) -> MultiTypeFCDD:
 
 
 def build_module(cfg: DictConfig, pipeline: InferencePipeline) -> MultiTypeFCDDModule:
-    """The :class:`MultiTypeFCDDModule` of ``cfg.model`` around ``pipeline``."""
+    """The ``MultiTypeFCDDModule`` of ``cfg.model`` around ``pipeline``."""
     return MultiTypeFCDDModule(
         pipeline=pipeline,
         loss=MultiTypeFCDDLoss(z_floor=cfg.model.loss.z_floor),

@@ -1,5 +1,5 @@
 """MultiTypeFCDD's LightningModule: trains the head with the Eq. 3 loss; evaluation and calibration are
-:class:`~mtfcdd.model.base.AnomalyModule`'s."""
+``AnomalyModule``'s."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class MultiTypeFCDDModule(AnomalyModule):
     """Trains the head of ``pipeline.net`` with the Eq. 3 loss (also logged as ``val/loss`` and ``test/loss``).
 
     ``optimizer``/``scheduler``: partial constructors (Hydra ``_partial_``) taking ``params``/``optimizer``;
-    the other arguments are :class:`~mtfcdd.model.base.AnomalyModule`'s.
+    the other arguments are ``AnomalyModule``'s.
     """
 
     def __init__(

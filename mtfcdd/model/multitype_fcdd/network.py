@@ -1,7 +1,7 @@
 """MultiTypeFCDD as a plain ``torch.nn.Module``: frozen backbone, FCDD head, pseudo-Huber maps, heatmaps.
 
 ``normalised images -> backbone -> head -> pseudo-Huber maps A -> bilinear upsampling to the input size``.
-Input normalisation, calibration and decisions wrap it in :class:`mtfcdd.model.pipeline.InferencePipeline`, the one
+Input normalisation, calibration and decisions wrap it in ``mtfcdd.model.pipeline.InferencePipeline``, the one
 module every path (training, validation, test, prediction, export) runs.
 """
 
@@ -84,7 +84,7 @@ class MultiTypeFCDD(nn.Module):
 
     feature_runtime: Callable[[torch.Tensor], torch.Tensor] | None = None
     """Computes the backbone's features instead of torch while set: the ``backbone_runtime`` callback sets it for
-    fitting on a CPU (:class:`mtfcdd.inference.backbone_runtime.BackboneRuntime`, same float32 features)."""
+    fitting on a CPU (``mtfcdd.inference.backbone_runtime.BackboneRuntime``, same float32 features)."""
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features [B, C, h, w], computed without an autograd graph (the backbone is frozen)."""

@@ -41,14 +41,14 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build_network(cfg: DictConfig) -> PatchCoreNet:
-    """The :class:`PatchCoreNet` of ``cfg.model`` (empty memory bank; fitting or a checkpoint fills it)."""
+    """The ``PatchCoreNet`` of ``cfg.model`` (empty memory bank; fitting or a checkpoint fills it)."""
     check_config(cfg)
     return PatchCoreNet(instantiate(cfg.model.backbone), blur_sigma=cfg.model.blur_sigma)
 
 
 def build_module(cfg: DictConfig, pipeline: InferencePipeline) -> PatchCoreModule:
-    """The :class:`PatchCoreModule` of ``cfg.model`` around ``pipeline`` (built, and the config checked, by
-    :func:`build_network`)."""
+    """The ``PatchCoreModule`` of ``cfg.model`` around ``pipeline`` (built, and the config checked, by
+    ``build_network``)."""
     return PatchCoreModule(
         pipeline,
         coreset_ratio=cfg.model.coreset_ratio,

@@ -4,7 +4,7 @@ Fitting is one epoch over the normal training images in order (the data module's
 training batch adds its patch features to a bounded random sample per category; after the last batch (before the
 epoch's validation) a greedy k-center coreset is taken per bank on randomly projected features and stored in the
 network's ``memory_bank``. No optimizer, no gradients. Validation (calibration of the heat range and the F1
-threshold), test and prediction are :class:`~mtfcdd.model.base.AnomalyModule`'s, on one ``anomaly`` channel (mode
+threshold), test and prediction are ``AnomalyModule``'s, on one ``anomaly`` channel (mode
 ``single``: no type metrics).
 """
 
@@ -32,14 +32,14 @@ class PatchCoreModule(AnomalyModule):
     """Fits a PatchCore memory bank in ``trainer.fit``; evaluates as every model does.
 
     Args:
-        pipeline: an :class:`InferencePipeline` around a :class:`~mtfcdd.model.patchcore.network.PatchCoreNet`.
+        pipeline: an ``InferencePipeline`` around a ``PatchCoreNet``.
         coreset_ratio: share of the (sampled) patches of a bank kept as coreset, in (0, 1].
-        bank: ``per_category`` or ``shared`` (see :data:`BANKS`).
+        bank: ``per_category`` or ``shared`` (see ``BANKS``).
         max_patches_per_category: patches sampled uniformly per category before the coreset (None: all); bounds the
             fitting memory to about 1.25 x this x feature depth x 4 bytes per category.
         projection_dim: random projection depth for the coreset's distances (>= the feature depth: none).
         seed: seed of the patch sampling, the projection and the coreset's first centre.
-        protocol, per_category, channels_last: as :class:`~mtfcdd.model.base.AnomalyModule`.
+        protocol, per_category, channels_last: as ``AnomalyModule``.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""PatchCore as a plain ``torch.nn.Module`` with the interface :class:`~mtfcdd.model.pipeline.InferencePipeline` runs.
+"""PatchCore as a plain ``torch.nn.Module`` with the interface ``InferencePipeline`` runs.
 
 ``normalised images -> frozen backbone stages (e.g. stride 8 and 16) -> coarser stages bilinearly upsampled to the
 finest, concatenated, 3x3 local average -> patch features [B, D, h, w] -> Euclidean distance of each patch to its
@@ -47,7 +47,7 @@ class PatchCoreNet(nn.Module):
     model_name = "patchcore"
     """``model.name`` of this network's config (conf/model/patchcore.yaml)."""
     upsample = "bilinear"
-    """How maps reach the input size (then the Gaussian blur), as :class:`MultiTypeFCDD`'s ``upsample`` says."""
+    """How maps reach the input size (then the Gaussian blur), as ``MultiTypeFCDD``'s ``upsample`` says."""
 
     def __init__(self, backbone: FrozenBackbone, blur_sigma: float = 4.0) -> None:
         super().__init__()

@@ -73,21 +73,11 @@ function short(x) {
   return a >= 1e4 || a < 1e-3 ? x.toExponential(2) : x.toPrecision(4).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "");
 }
 
-const columnName = (name) => name.replace(/ /g, "_"); // mtfcdd.model.outputs.column_name
+/** A type's name in predict's CSV columns (mtfcdd.model.outputs.column_name, as /info gives it); ANY's own. */
+const columnName = (name) => (name === ANY ? ANY : state.types.find((t) => t.name === name).col);
 
-/** predict's CSV columns (mtfcdd.model.outputs.record_columns): path, score_<type>..., decision_<type>...,
- * anomaly_score, anomalous, predicted_type. */
-function recordColumns() {
-  const cols = state.types.map((t) => t.col);
-  return [
-    "path",
-    ...cols.map((c) => `score_${c}`),
-    ...cols.map((c) => `decision_${c}`),
-    "anomaly_score",
-    "anomalous",
-    "predicted_type",
-  ];
-}
+/** predict's CSV columns, as /info gives them (mtfcdd.model.outputs.record_columns). */
+const recordColumns = () => state.info.columns;
 
 function hexToRgb(hex) {
   const v = parseInt(hex.replace("#", ""), 16);
@@ -193,7 +183,7 @@ async function loadInfo() {
   state.info = info;
   state.types = info.types.map((t) => ({
     name: t.name,
-    col: columnName(t.name),
+    col: t.column,
     colour: t.colour,
     rgb: hexToRgb(t.colour),
   }));
@@ -212,7 +202,7 @@ async function loadInfo() {
 
 const thresholdNames = () => [...state.types.map((t) => t.name), ANY];
 const thresholdLabel = (name) => (name === ANY ? "any defect" : name);
-const thresholdId = (name) => (name === ANY ? "threshold-any_defect" : `threshold-${columnName(name)}`);
+const thresholdId = (name) => `threshold-${columnName(name)}`;
 
 function niceCeil(x) {
   if (!(x > 0) || !Number.isFinite(x)) return 1;
@@ -442,17 +432,19 @@ function decide(item) {
   item.predicted = predicted;
 }
 
-/** The item as predict's CSV row, in recordColumns() order. */
+/** The item as predict's CSV row, at the current thresholds, in recordColumns() order. */
 function csvRow(item) {
   const r = item.record;
-  return [
-    r.path,
-    ...state.types.map((t) => scoreOf(item, t.name)),
-    ...state.types.map((t) => (item.decided[t.name] ? "1" : "0")),
-    r.anomaly_score,
-    item.anomalous ? "1" : "0",
-    item.predicted,
-  ];
+  const values = { path: r.path, anomaly_score: r.anomaly_score, anomalous: item.anomalous ? "1" : "0",
+    predicted_type: item.predicted };
+  for (const t of state.types) {
+    values[`score_${t.col}`] = scoreOf(item, t.name);
+    values[`decision_${t.col}`] = item.decided[t.name] ? "1" : "0";
+  }
+  return recordColumns().map((c) => {
+    if (!(c in values)) throw new Error(`the page does not know predict's CSV column ${c}`);
+    return values[c];
+  });
 }
 
 /** Every image at the current thresholds (anyMoved: its any-defect outline drawn again too). */
