@@ -65,8 +65,8 @@ test-fast: install browser ## run the tests not marked slow
 docs: install ## the documentation site into site/ (mkdocs build --strict: a broken link or an uncommented config key fails)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-docs-serve: install ## serve the documentation site at http://127.0.0.1:8000, rebuilt on every change
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+docs-serve: install ## serve the documentation site at http://127.0.0.1:8001 (8000 is the model server's), rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve -a 127.0.0.1:8001
 
 # the newest checkpoint of `make demo`, when there is one: the benchmark then judges every engine on its test set
 DEMO_CKPT = $(firstword $(shell ls -t logs/train/demo/runs/*/checkpoints/last.ckpt 2>/dev/null))

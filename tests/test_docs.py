@@ -28,16 +28,19 @@ sys.path.insert(0, str(ROOT / "docs" / "scripts"))
 config_reference = importlib.import_module("config_reference")  # docs/scripts is not a package
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-ARGPARSE = {"balanced_epoch": "mtfcdd.balanced_epoch", "report": "mtfcdd.report.__main__"}
+ARGPARSE = {
+    "balanced_epoch": "mtfcdd.balanced_epoch",
+    "report": "mtfcdd.report.__main__",
+    "data.synthetic": "mtfcdd.data.synthetic.__main__",
+}
 """Commands that are plain argparse programs: their lines are parsed by the command's own parser."""
-ARGPARSE_MODULES = {"data.synthetic": "mtfcdd.data.synthetic.__main__", **ARGPARSE}
 SKIPPED = {
     "python -m mtfcdd.data.synthetic": "the generator named in prose (what it writes), not a command line: its "
     "--out is required"
 }
 """Documented command lines (as extracted) that are not checked, and why. Everything else is: shell placeholders
 are made concrete (``_tokens``), Hydra sweeps are expanded into their jobs, and every command is either a Hydra
-app with ``conf/<command>.yaml`` or in :data:`ARGPARSE_MODULES`."""
+app with ``conf/<command>.yaml`` or in :data:`ARGPARSE`."""
 
 
 def _code_lines(path: Path) -> list[tuple[int, str]]:
@@ -132,8 +135,8 @@ def test_a_documented_command_line_composes(where, command, arguments):
     line = " ".join(["python -m", f"mtfcdd.{command}", *arguments])
     if line in SKIPPED:  # not composed, for the reason SKIPPED gives
         return
-    if command in ARGPARSE_MODULES:
-        _parse_with_argparse(ARGPARSE_MODULES[command], arguments, where)
+    if command in ARGPARSE:
+        _parse_with_argparse(ARGPARSE[command], arguments, where)
         return
     assert (CONFIG_DIR / f"{command}.yaml").is_file(), f"{where}: no conf/{command}.yaml for mtfcdd.{command}"
     GlobalHydra.instance().clear()
@@ -212,6 +215,26 @@ def test_the_config_reference_fails_on_a_key_without_a_comment(tmp_path):
     assert config_reference.main([], tmp_path) == 1
 
 
+def test_a_group_key_borrows_its_comment_from_a_sibling_option_never_from_an_override(tmp_path):
+    (tmp_path / "train.yaml").write_text("# how long\nepochs: 1\n")
+    for group in ("trainer", "experiment"):
+        (tmp_path / group).mkdir()
+    (tmp_path / "trainer" / "default.yaml").write_text("max_epochs: 10\nprecision: 32\n")
+    (tmp_path / "trainer" / "gpu.yaml").write_text("# 16-mixed on a GPU\nprecision: 16-mixed\n")
+    (tmp_path / "experiment" / "x.yaml").write_text(
+        "# @package _global_\ntrainer:\n  # a short run for this experiment\n  max_epochs: 2\n  precision: 32\n"
+    )
+    with pytest.raises(UndocumentedKey) as err:
+        config_reference.render(tmp_path)
+    # max_epochs is only commented by the experiment's override: not a description of the key
+    assert str(err.value).count("conf/") == 1 and "conf/trainer/default.yaml:1 max_epochs" in str(err.value)
+    (tmp_path / "trainer" / "default.yaml").write_text("# epochs to train\nmax_epochs: 10\nprecision: 32\n")
+    page = config_reference.render(tmp_path)
+    # precision: from the sibling option gpu.yaml; the experiment's keys: from the group's own comments
+    borrowed = "| 16-mixed on a GPU *(as in `conf/trainer/gpu.yaml`)* |"
+    assert page.count(borrowed) == 2 and "| `trainer.max_epochs` | `2` | a short run for this experiment |" in page
+
+
 HELP = {
     "train": ("docs/train-realiad.md", "alpha="),
     "evaluate": ("docs/evaluation.md", "ckpt_path="),
@@ -221,6 +244,7 @@ HELP = {
     "serve": ("docs/serve.md", "ckpt_path="),
     "report": ("docs/sweeps.md", "--out"),
     "balanced_epoch": ("docs/train-realiad.md", "--counts"),
+    "data.synthetic": ("docs/realiad-format.md", "--layout"),
 }
 """Command -> (its page, a main key) that ``--help`` must print."""
 

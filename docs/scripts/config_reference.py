@@ -16,6 +16,7 @@ from pathlib import Path
 from mtfcdd.core.config_docs import (
     ConfigFile,
     ConfigKey,
+    Owners,
     UndocumentedKey,
     check_documented,
     describe,
@@ -39,7 +40,7 @@ def _code(value: str) -> str:
     return f"`{value.replace('|', '¦')}`" if value else ""
 
 
-def _key_rows(config: ConfigFile, owners: dict[str, tuple[str, str]]) -> list[str]:
+def _key_rows(config: ConfigFile, owners: Owners) -> list[str]:
     """The key table of one config file."""
     rows = ["| key | default | description |", "|---|---|---|"]
     for key in config.keys:
@@ -47,7 +48,7 @@ def _key_rows(config: ConfigFile, owners: dict[str, tuple[str, str]]) -> list[st
     return rows
 
 
-def _describe(key: ConfigKey, owners: dict[str, tuple[str, str]]) -> str:
+def _describe(key: ConfigKey, owners: Owners) -> str:
     """A key's description; a borrowed one names the file that owns it."""
     text, owner = describe(key, owners)
     if key.mapping and not text:
@@ -65,7 +66,7 @@ def _defaults_rows(config: ConfigFile) -> list[str]:
     return ["", *rows]
 
 
-def _section(config: ConfigFile, owners: dict[str, tuple[str, str]], title: str) -> list[str]:
+def _section(config: ConfigFile, owners: Owners, title: str) -> list[str]:
     """One config file: heading, header comment, defaults list and keys."""
     package = f" (package `{config.package or '_global_'}`)" if config.group else ""
     lines = ["", title, "", f"`conf/{config.file}`{package}"]
@@ -88,8 +89,9 @@ def render(conf_dir: Path = CONF) -> str:
         "Generated from `conf/` by `docs/scripts/config_reference.py` at every `make docs`: each key with its",
         "default and the comment above it in the YAML (the build fails when a key has none). Set a key with",
         "`key=value` on the command line, choose a group's option with `group=option`",
-        "(`model/backbone=efficientnet_lite0`); a key of a group without a comment of its own (an override) shows",
-        "the description of the same key where it is defined, and names that file.",
+        "(`model/backbone=efficientnet_lite0`); a key without a comment of its own shows the description of the",
+        "same key in a sibling option of its group (an experiment's keys: where the key is defined), and names",
+        "that file.",
         "`python -m mtfcdd.<command> --cfg job` prints a command's composed config.",
         "",
         "## Commands",

@@ -2,8 +2,10 @@
 (``docs/scripts/config_reference.py``) and ``python -m mtfcdd.<command> --help`` print.
 
 A YAML file of ``conf/`` documents a key by the comment lines right above it (or a comment at the end of its line).
-A key of a group's file without one is documented by the same key's comment in another file (an override: an
-experiment, a debug preset, a sibling option of its group); a command's own config comments every key it sets.
+A key of a group's option without one is documented by the same key's comment in a sibling option of its group
+(``trainer/cpu.yaml`` by ``trainer/default.yaml``), never by an override elsewhere (an experiment says why it
+changes a value, not what the key does); a key of a ``_global_`` file (an experiment, a debug preset) by the
+key's own comment wherever it has one; a command's own config comments every key it sets.
 ``_target_`` and ``_partial_`` are Hydra's and need none. ``check_documented`` raises ``UndocumentedKey``
 naming the file and key of every key that nothing documents.
 """
@@ -30,7 +32,8 @@ class UndocumentedKey(ValueError):
 
 @dataclass(frozen=True)
 class ConfigKey:
-    """One key of a config file: ``path`` dotted within the file, ``name`` dotted in the composed config."""
+    """One key of a config file: ``path`` dotted within the file, ``name`` dotted in the composed config,
+    ``package`` the file's (``""``: the root of the composed config)."""
 
     file: str
     line: int
@@ -39,6 +42,7 @@ class ConfigKey:
     default: str
     comment: str
     mapping: bool
+    package: str
 
 
 @dataclass
@@ -137,6 +141,7 @@ def parse_file(conf_dir: Path, path: Path) -> ConfigFile:
                 default=value,
                 comment=_comment_text(comments) or inline,
                 mapping=mapping,
+                package=package,
             )
         )
         comments = []
@@ -162,8 +167,12 @@ def parse_conf(conf_dir: Path) -> list[ConfigFile]:
     return [parse_file(conf_dir, path) for path in files]
 
 
-def documentation(files: list[ConfigFile]) -> dict[str, tuple[str, str]]:
-    """Composed key name -> (comment, file) of the first file that comments it: a group's own files, then
+Owners = dict[str, list[tuple[str, str]]]
+"""Composed key name -> (comment, file) of every file that comments it, in ``documentation``'s order."""
+
+
+def documentation(files: list[ConfigFile]) -> Owners:
+    """Composed key name -> (comment, file) of every file that comments it: a group's own files first, then
     ``train.yaml`` (the config the experiments and presets apply to), the other commands' configs, and last the
     ``_global_`` overrides of experiments and presets, so that a key's own group owns its description."""
 
@@ -172,25 +181,35 @@ def documentation(files: list[ConfigFile]) -> dict[str, tuple[str, str]]:
             return (3 if config.package == "" else 0), config.file
         return (1 if config.file == "train.yaml" else 2), config.file
 
-    owners: dict[str, tuple[str, str]] = {}
+    owners: Owners = {}
     for config in sorted(files, key=rank):
         for key in config.keys:
-            if key.comment and key.name not in owners:
-                owners[key.name] = (key.comment, config.file)
+            if key.comment:
+                owners.setdefault(key.name, []).append((key.comment, config.file))
     return owners
 
 
-def describe(key: ConfigKey, owners: dict[str, tuple[str, str]]) -> tuple[str, str]:
+def _group(file: str) -> str:
+    """The config group of a file below ``conf/`` (``""`` for a command's config)."""
+    return file.rsplit("/", 1)[0] if "/" in file else ""
+
+
+def describe(key: ConfigKey, owners: Owners) -> tuple[str, str]:
     """(description, file that holds it) of ``key``: its own comment, Hydra's reserved keys, or the comment of the
-    same key in another file; ``("", "")`` when nothing documents it."""
+    same key in another file (module docstring: a group's option borrows only from its group); ``("", "")``
+    when nothing documents it."""
     if key.comment:
         return key.comment, key.file
     leaf = key.path.rsplit(".", 1)[-1]
     if leaf in HYDRA_KEYS:
         return HYDRA_KEYS[leaf], ""
-    if "/" not in key.file:  # a command's own config documents every key it sets
+    group = _group(key.file)
+    if not group:  # a command's own config documents every key it sets
         return "", ""
-    return owners.get(key.name, ("", ""))
+    for comment, file in owners.get(key.name, []):
+        if not key.package or _group(file) == group:
+            return comment, file
+    return "", ""
 
 
 def check_documented(files: list[ConfigFile]) -> None:

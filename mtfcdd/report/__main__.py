@@ -1,7 +1,7 @@
 """``python -m mtfcdd.report DIR [DIR ...] [--out OUT] [--wandb auto|on|off]`` (plain argparse).
 
-Reads every job under a Hydra multirun directory (or the run directories given) and writes into ``OUT`` (default:
-the first ``DIR``): ``report.md``, ``report.csv`` and ``plots/*.png``; with W&B (``auto``: when the jobs logged
+Reads every job under a Hydra multirun directory (or the run directories given) and writes into OUT (default:
+the first DIR): ``report.md``, ``report.csv`` and ``plots/*.png``; with W&B (``auto``: when the jobs logged
 to W&B) the same table and plots go to one summary run in the jobs' W&B group.
 """
 
@@ -40,7 +40,9 @@ def build_report(paths: list[Path], out_dir: Path, use_wandb: str = "auto") -> d
 def main(argv: list[str] | None = None) -> int:
     """Write the report of the given directories; returns 0, or 2 after printing a user error."""
     parser = argparse.ArgumentParser(
-        prog="python -m mtfcdd.report", description=__doc__.split("\n\n")[1], epilog=argparse_epilog("report")
+        prog="python -m mtfcdd.report",
+        description=__doc__.split("\n\n")[1].replace("``", ""),
+        epilog=argparse_epilog("report"),
     )
     parser.add_argument("dirs", nargs="+", type=Path, help="a multirun directory, or run directories")
     parser.add_argument("--out", type=Path, help="where to write the report (default: the first DIR)")

@@ -17,7 +17,7 @@ from mtfcdd.core.config import config_dir
 from mtfcdd.core.config_docs import parse_file
 
 WIDTH = 120
-DOCS_SITE = "make docs-serve: the site at http://127.0.0.1:8000"
+DOCS_SITE = "make docs-serve: the site at http://127.0.0.1:8001"
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ def help_text(command: str, conf: Path | None = None) -> str:
     lines = [f"python -m mtfcdd.{command}" + (f": {entry.summary}" if entry.summary else "")]
     if config.header:
         lines += ["", _wrap(config.header, "")]
-    lines += ["", _wrap(f"Read: {', '.join(entry.pages)} ({DOCS_SITE}); every key: docs/reference/config.md.", "")]
+    every_key = "every key: the site's configuration reference, or python docs/scripts/config_reference.py"
+    lines += ["", _wrap(f"Read: {', '.join(entry.pages)} ({DOCS_SITE}); {every_key}.", "")]
     lines += ["", f"== Keys (key=value; defaults from conf/{command}.yaml) =="]
     for key in config.keys:
         if key.mapping or key.path == "task_name":

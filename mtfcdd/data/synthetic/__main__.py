@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m mtfcdd.data.synthetic",
         description="Write a synthetic data set: in the exact Real-IAD layout (images, masks, split JSONs), or as "
         "per-type or MVTec AD folders with types of their own (for data=folder).",
+        # a literal: the data layer does not import mtfcdd.run.help's page table
+        epilog="Read: docs/realiad-format.md (the Real-IAD layout and this generator), docs/own-images.md "
+        "(the folder layouts, data=folder).",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder (the data set root)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="sizes to start from (default demo)")
@@ -60,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="N|NAME",
         help=f"a count (the first N) or names out of: {', '.join(CATEGORY_STYLES)}",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same images")
     parser.add_argument(
         "--layout",
         choices=LAYOUTS + FOLDER_LAYOUTS,
