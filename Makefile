@@ -15,9 +15,9 @@ help: ## list the targets
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-install: $(PY) ## create .venv and install mtfcdd (editable) with its test, lint and docs extras; torch pinned to the on-disk release
+install: $(PY) ## create .venv and install mtfcdd (editable) with its test, lint, docs and bench extras; torch pinned to the on-disk release
 	$(PY) -m pip install $(TORCH_PIN)
-	$(PY) -m pip install -e '.[test,lint,docs]' $(TORCH_PIN)
+	$(PY) -m pip install -e '.[test,lint,docs,bench]' $(TORCH_PIN)
 
 demo: install ## train the embedded demo on a synthetic Real-IAD set (CPU, a few minutes), then print where results went
 	$(PY) -m mtfcdd.train experiment=demo

@@ -7,12 +7,15 @@
 Starts ``python -m mtfcdd.serve`` (trailing ``key=value`` arguments are its overrides) on a free 127.0.0.1 port and,
 for each number of concurrent clients (asyncio + aiohttp in this process, each sending the next image as a raw
 body as soon as its previous answer came), runs for ``--seconds`` after a 2 s warm-up and reports images/s,
-p50/p95/p99 latency (client side) and errors (any answer but 200, or a failed connection). The server's memory is
+p50/p95/p99 latency (client side), errors (any answer but 200, or a failed connection) and, from the server's
+``/metrics``, the errors it counted and its mean batch size. The server's memory is
 the proportional set size (Pss: shared pages counted once) summed over all its processes (main, HTTP server,
 inference workers, LitServe's queue manager), sampled every 0.2 s: its peak per phase, and over a phase of
 ``--requests`` requests (16 clients) every 1,000 requests, which must stay flat. ``predict``'s images/s on the same
-engine and images: the predict command run on the ``--count`` images and on 4 copies of each, as subprocesses;
-their time difference per image cancels the start-up (imports, loading, int8 calibration). Writes
+engine (the one the server runs: ``auto`` is resolved by the server first, ``/info`` says which) and images: the
+predict command run on the ``--count`` images and on 4 copies of each, as subprocesses, while the server idles;
+their time difference per image cancels the start-up (imports, loading, int8 calibration). With
+``MTFCDD_API_KEY`` set, the server asks for it and the clients send it. Writes
 ``bench_serve.json`` and ``bench_serve.md`` into ``--out``; asserts nothing. Run from the checkout after
 ``make install`` (or with ``PYTHONPATH=.``).
 """
@@ -39,9 +42,13 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mtfcdd.serving.metrics import parse
 from mtfcdd.serving.process import ServerProcess, memory_kib
+from mtfcdd.serving.server import API_KEY_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
+HEADERS = {"X-API-Key": os.environ[API_KEY_ENV]} if os.environ.get(API_KEY_ENV) else {}
+"""What every request to the server carries: the API key when the environment gives the server one."""
 
 
 def cpu_name() -> str:
@@ -156,7 +163,7 @@ async def load(url: str, bodies: list[bytes], clients: int, seconds: float | Non
                 begun = time.perf_counter()
                 try:
                     async with session.post(
-                        url, data=bodies[n % len(bodies)], headers={"Content-Type": "image/jpeg"}
+                        url, data=bodies[n % len(bodies)], headers={**HEADERS, "Content-Type": "image/jpeg"}
                     ) as answer:
                         await answer.read()
                         ok = answer.status == 200
@@ -181,12 +188,31 @@ def percentile(values: list[float], q: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def server_get(server: ServerProcess, path: str) -> bytes:
+    """The body of ``GET path`` on the server (with the API key when there is one)."""
+    with urllib.request.urlopen(urllib.request.Request(server.url + path, headers=HEADERS)) as answer:
+        return answer.read()
+
+
+def server_counts(server: ServerProcess) -> dict[str, float]:
+    """From ``/metrics``: the errors the server counted (all kinds) and the batches and images its engine ran."""
+    samples = parse(server_get(server, "/metrics").decode())
+    return {
+        "errors": sum(v for k, v in samples.items() if k.startswith("mtfcdd_errors_total")),
+        "batches": samples["mtfcdd_batch_size_count"],
+        "images": samples["mtfcdd_batch_size_sum"],
+    }
+
+
 def phase(server: ServerProcess, bodies: list[bytes], clients: int, seconds: float) -> dict:
     """One load level: warm-up, then ``seconds`` of ``clients`` clients."""
     url = server.url + "/predict"
     asyncio.run(load(url, bodies, clients, 2.0, None))
+    before = server_counts(server)
     with MemorySampler(server) as memory:
         latencies, errors, elapsed = asyncio.run(load(url, bodies, clients, seconds, None))
+    after = server_counts(server)
+    batches = after["batches"] - before["batches"]
     return {
         "clients": clients,
         "requests": len(latencies) + errors,
@@ -196,6 +222,8 @@ def phase(server: ServerProcess, bodies: list[bytes], clients: int, seconds: flo
         "p99_ms": round(percentile(latencies, 0.99), 1),
         "mean_ms": round(1000 * statistics.fmean(latencies), 1) if latencies else None,
         "errors": errors,
+        "server_errors": int(after["errors"] - before["errors"]),
+        "mean_batch": round((after["images"] - before["images"]) / batches, 2) if batches else None,
         "server_peak_pss_mb": round(memory.peak / 1024, 1),
     }
 
@@ -230,18 +258,21 @@ def markdown(result: dict) -> str:
     lines = [
         f"# bench_serve: {result['checkpoint']}",
         "",
-        f"CPU: {result['cpu']}; engine {result['engine']}; server overrides {result['server_overrides']}; "
+        f"CPU: {result['cpu']}; engine {result['engine']} ({result['engine_served']}); "
+        f"server overrides {result['server_overrides']}; "
         f"{result['images']} test images (JPEG), raw bodies.",
         "",
-        "| clients | images/s | vs predict | p50 ms | p95 ms | p99 ms | errors | server peak PSS MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| clients | images/s | vs predict | p50 ms | p95 ms | p99 ms | errors (server) | mean batch "
+        "| server peak PSS MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     reference = (result.get("predict") or {}).get("images_per_s")
     for row in result["phases"]:
         ratio = f"{row['images_per_s'] / reference:.2f}x" if reference else "-"
         lines.append(
             f"| {row['clients']} | {row['images_per_s']} | {ratio} | {row['p50_ms']} | {row['p95_ms']} | "
-            f"{row['p99_ms']} | {row['errors']} | {row['server_peak_pss_mb']} |"
+            f"{row['p99_ms']} | {row['errors']} ({row['server_errors']}) | {row['mean_batch']} | "
+            f"{row['server_peak_pss_mb']} |"
         )
     if reference:
         p = result["predict"]
@@ -267,11 +298,15 @@ def main() -> None:
     parser.add_argument("--engine", default="auto", help="inference engine of both the server and predict")
     parser.add_argument("--clients", default="1,4,16,64")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per load level")
-    parser.add_argument("--requests", type=int, default=10_000, help="requests of the memory phase (0: none)")
+    parser.add_argument(
+        "--requests", type=int, default=10_000, help="requests of the memory phase (0: none, else at least 1000)"
+    )
     parser.add_argument("--no-predict", action="store_true", help="skip the predict reference")
     parser.add_argument("--out", type=Path, default=None, help="default logs/bench_serve/<time>/")
     parser.add_argument("overrides", nargs="*", help="serve overrides, e.g. serve.workers=2")
     args = parser.parse_args()
+    if 0 < args.requests < 1000:
+        parser.error(f"--requests {args.requests}: 0 (no memory phase) or at least 1000 (memory is read every 1,000)")
     ckpt = (args.ckpt or newest_demo_checkpoint()).resolve()
     out = args.out or ROOT / "logs/bench_serve" / time.strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
@@ -286,12 +321,13 @@ def main() -> None:
             "server_overrides": args.overrides,
             "images": len(images),
         }
-        if not args.no_predict:
-            result["predict"] = predict_throughput(ckpt, images, args.engine, work)
-            print("predict:", result["predict"], flush=True)
         overrides = [f"ckpt_path={ckpt}", f"inference={args.engine}", *args.overrides]
         with ServerProcess(overrides, work / "server") as server:
             server.wait_ready()
+            result["engine_served"] = json.loads(server_get(server, "/info"))["engine"]
+            if not args.no_predict:  # on the engine the server chose
+                result["predict"] = predict_throughput(ckpt, images, result["engine_served"], work)
+                print("predict:", result["predict"], flush=True)
             result["phases"] = []
             for clients in (int(c) for c in args.clients.split(",")):
                 result["phases"].append(phase(server, bodies, clients, args.seconds))
@@ -299,8 +335,6 @@ def main() -> None:
             if args.requests:
                 result["memory"] = memory_phase(server, bodies, args.requests)
                 print("memory:", result["memory"], flush=True)
-            with urllib.request.urlopen(server.url + "/info") as answer:
-                result["engine_served"] = json.loads(answer.read())["engine"]
     (out / "bench_serve.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "bench_serve.md").write_text(markdown(result))
     print(markdown(result))

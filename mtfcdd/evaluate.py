@@ -84,7 +84,8 @@ def evaluate(cfg: DictConfig) -> dict:
     print(f"inference engine: {model.engine.describe()}")
     trainer.test(model=model, datamodule=datamodule)
     output_dir = Path(cfg.paths.output_dir)
-    write_results(model.test_results, output_dir, loggers, cfg)
+    tested = {"checkpoint": cfg.ckpt_path, "detector_checkpoint": cfg.detector_ckpt}
+    write_results(model.test_results, output_dir, loggers, cfg, tested)
     print(f"\nresults: {output_dir / 'results.md'}\nheatmaps: {output_dir / 'heatmaps'}")
     return model.test_results
 

@@ -65,7 +65,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         metrics.update(
             {key: value.item() if torch.is_tensor(value) else value for key, value in trainer.callback_metrics.items()}
         )
-        write_results(model.test_results, output_dir, loggers, cfg)
+        write_results(model.test_results, output_dir, loggers, cfg, {"checkpoint": tested})
     return metrics, objects
 
 

@@ -54,6 +54,27 @@ def test_a_hydra_command_reports_a_bad_input_in_one_line_and_in_status_json(tmp_
     assert not list(run_dir.rglob("*.ckpt")) and not list(run_dir.rglob("*.onnx"))
 
 
+def test_a_required_key_left_unset_is_named_in_one_line(tmp_path):
+    """``ckpt_path: ???`` (and predict's ``input``) unset on the command line: the key named, no traceback (the
+    four commands run side by side)."""
+    required = {"evaluate": "ckpt_path", "export": "ckpt_path", "predict": "ckpt_path, input", "serve": "ckpt_path"}
+    procs = {
+        command: subprocess.Popen(
+            [sys.executable, "-m", f"mtfcdd.{command}", f"hydra.run.dir={tmp_path / command}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in required
+    }
+    for command, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        message = _assert_one_error_line(done, f"{required[command]} " + ("is" if command != "predict" else "are"))
+        assert f"python -m mtfcdd.{command} ckpt_path=..." in message
+        assert read_status(tmp_path / command)["state"] == "failed"
+
+
 @pytest.mark.parametrize("command", sorted(ARGPARSE_COMMANDS))
 def test_an_argparse_command_reports_a_bad_input_in_one_line(tmp_path, command):
     arguments, named = ARGPARSE_COMMANDS[command]

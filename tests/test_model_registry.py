@@ -154,7 +154,7 @@ def test_a_third_model_is_one_registry_entry(tmp_path, monkeypatch, capsys):
     predicted = trainer.predict(module, loader)
     assert torch.cat([out.anomalous for out in predicted]).tolist() == [False, True] * 4
 
-    write_results(results, Path(cfg.paths.output_dir), [], cfg)
+    write_results(results, Path(cfg.paths.output_dir), [], cfg, {"checkpoint": None})
     markdown = (Path(cfg.paths.output_dir) / "results.md").read_text()
     assert markdown.startswith("# Brightness test results\n") and "| Brightness | 100.0 |" in markdown
     log_run_setup({"cfg": cfg, "model": module, "datamodule": None, "loggers": []})

@@ -69,7 +69,7 @@ def test_results_md_of_a_paper_run_holds_the_papers_means(tmp_path, overrides, c
     from mtfcdd.run.loggers import write_results
 
     cfg = compose_config(tmp_path, ["experiment=paper", "alpha=0.1", *overrides])
-    write_results(results_for("multi"), tmp_path / "run", [], cfg)
+    write_results(results_for("multi"), tmp_path / "run", [], cfg, {"checkpoint": None})
     markdown = (tmp_path / "run" / "results.md").read_text()
     assert ("## Against the paper (alpha = 0.1, mode multi; Tables 3 and 4, Mean rows)" in markdown) == compared
     assert ("| I-AUROC |" in markdown and "| 94.6 |" in markdown) == compared

@@ -16,6 +16,7 @@ import torch
 
 from helpers.hydra_compose import compose_config
 from helpers.image_kinds import write_image_kinds
+from mtfcdd.core.checksum import sha256_file
 from mtfcdd.core.errors import UserError
 from mtfcdd.data.images import ImageFileDataset
 from mtfcdd.evaluate import evaluate
@@ -162,6 +163,10 @@ def test_evaluate_gives_the_end_of_training_test_metrics(trained_run, evaluated)
             other = again["types"][name][metric]
             assert (value != value and other != other) or other == value, (name, metric)
     assert again["type_classification"] == trained["type_classification"]
+    # both name the checkpoint they tested: the run's best (test_ckpt=best), which evaluate was given
+    best = _best(trained_run("max"))
+    assert trained["checkpoints"] == {"checkpoint": {"path": str(best.resolve()), "sha256": sha256_file(best)}}
+    assert again["checkpoints"] == {**trained["checkpoints"], "detector_checkpoint": None}
 
 
 def _copy_test_images(rows: list[dict[str, str]], folder: Path) -> dict[str, str]:

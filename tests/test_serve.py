@@ -6,14 +6,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import queue
 import re
 import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -24,10 +27,13 @@ from hydra.errors import ConfigCompositionException
 
 from helpers.hydra_compose import compose_config
 from helpers.image_kinds import write_image_kinds
+from mtfcdd.core.checksum import checkpoint_identity
 from mtfcdd.core.config import ConfigError
 from mtfcdd.data.images import ImageFileDataset
 from mtfcdd.model.checkpoint import load_pipeline
 from mtfcdd.predict import predict
+from mtfcdd.serving.api import BlockingBatchedLoop, stored_test_metrics
+from mtfcdd.serving.decoding import DECODER_MAX_PIXELS
 from mtfcdd.serving.metrics import parse
 from mtfcdd.serving.process import ServerProcess, command_line, free_port, http_status
 from mtfcdd.serving.server import ServeSettings
@@ -98,17 +104,21 @@ def test_a_request_before_the_model_is_loaded_answers_503(server):
     assert server.early, "HTTP should be up while the worker still loads the pipeline"
     assert {status for status, _ in server.early} <= {503, 400}
     assert any(status == 503 and "not loaded" in body["error"] for status, body in server.early)
+    # each counted as not_ready (nothing else is refused that way once the model is loaded)
+    assert _errors(server)["not_ready"] == sum(status == 503 for status, _ in server.early)
 
 
 def test_answers_equal_predict_on_every_kind_of_image(server, images, tmp_path):
-    overrides = [f"ckpt_path={server.ckpt}", f"input={images}", "num_workers=0", "trainer=cpu"]
+    overrides = [f"ckpt_path={server.ckpt}", f"input={images}", "inference=eager", "num_workers=0", "trainer=cpu"]
     cfg = compose_config(tmp_path, overrides, "predict")
     predict(cfg)
     rows = [json.loads(line) for line in (Path(cfg.paths.output_dir) / "predictions.jsonl").read_text().splitlines()]
     expected = {Path(row["path"]).name: row for row in rows}
     assert len(expected) == 6
-    # the type scores agree to 1e-6 (batch composition and thread count reassociate float32 sums, ~3e-7 here); the
-    # any-defect score is a type score divided by its anomaly_scale, so to 1e-6 / scale
+    # the same engine (eager) on both sides; the scores agree to 1e-6, relative or absolute (the server's batches and
+    # thread count are not predict's, and float32 sums reassociated that way differ by a few ulps: ~3e-7 here; an
+    # absolute 1e-6 alone could not hold for scores above 8, where one float32 ulp is 1e-6); the any-defect score is a
+    # type score divided by its anomaly_scale, so its absolute bound is 1e-6 / scale
     scale = load_pipeline(server.ckpt)[0].anomaly_scale.min().item()
     for i, name in enumerate(sorted(expected)):
         multipart = i % 2 == 0
@@ -119,9 +129,9 @@ def test_answers_equal_predict_on_every_kind_of_image(server, images, tmp_path):
         assert set(want) <= set(got)
         for key, value in want.items():
             if key.startswith("score_"):
-                assert got[key] == pytest.approx(value, abs=1e-6), (name, key)
+                assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-6), (name, key)
             elif key == "anomaly_score":
-                assert got[key] == pytest.approx(value, abs=1e-6 / scale), name
+                assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-6 / scale), name
             elif key != "path":
                 assert got[key] == value, (name, key)
         assert got["engine"] == "eager" and got["model"] == "mtfcdd" and got["server_ms"] > 0
@@ -173,8 +183,30 @@ def test_info_describes_the_model(server, trained_run, images):
         "path": str(server.ckpt.resolve()),
         "sha256": hashlib.sha256(server.ckpt.read_bytes()).hexdigest(),
     }
+    assert info["detector_checkpoint"] is None
+    # the run tested this (best) checkpoint: its results are this model's
     assert info["test_metrics"] == json.loads((trained_run("max") / "results.json").read_text())
     assert (info["max_bytes"], info["max_pixels"]) == (MAX_BYTES, MAX_PIXELS)
+
+
+def test_info_gives_stored_test_metrics_only_for_the_checkpoint_and_type_rule_tested(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    best, last = tmp_path / "checkpoints" / "best.ckpt", tmp_path / "checkpoints" / "last.ckpt"
+    best.write_bytes(b"best weights")
+    last.write_bytes(b"last weights")
+    results = {"type_rule": "raw", "checkpoints": {"checkpoint": checkpoint_identity(best)}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    raw, calibrated = SimpleNamespace(type_rule="raw"), SimpleNamespace(type_rule="calibrated")
+
+    def served(ckpt: Path, detector: Path | None = None) -> dict:
+        return {"checkpoint": checkpoint_identity(ckpt), "detector_checkpoint": checkpoint_identity(detector)}
+
+    assert stored_test_metrics(served(best), raw) == results
+    assert stored_test_metrics(served(last), raw) is None  # the run tested its best checkpoint, not this one
+    assert stored_test_metrics(served(best), calibrated) is None  # another type rule decides other types
+    assert stored_test_metrics(served(best, detector=last), raw) is None  # tested without this detector
+    (tmp_path / "results.json").write_text(json.dumps({"type_rule": "raw"}))  # written before the field existed
+    assert stored_test_metrics(served(best), raw) is None
 
 
 def _bomb_png(width: int, height: int) -> bytes:
@@ -228,12 +260,14 @@ def test_every_bad_request_is_refused_counted_and_the_next_is_answered(server, i
 
 
 def test_the_api_key_guards_the_api_but_not_the_page(server, images):
+    before = _errors(server)["unauthorized"]
     for path in ("/info", "/metrics"):
         assert requests.get(server.url + path).status_code == 401
         assert requests.get(server.url + path, headers={"X-API-Key": "wrong"}).status_code == 401
         assert requests.get(server.url + path, headers=AUTH).status_code == 200
     refused = requests.post(server.url + "/predict", data=(images / "rgb.png").read_bytes())
     assert refused.status_code == 401 and "X-API-Key" in refused.json()["error"]
+    assert _errors(server)["unauthorized"] == before + 5  # each refusal counted
     assert requests.get(server.url + "/health").status_code == 200
     page = requests.get(server.url + "/")
     assert page.status_code == 200 and "<html" in page.text.lower()
@@ -312,9 +346,33 @@ def test_serve_config_rejects_typos_and_bad_values(tmp_path):
     settings = ServeSettings.from_config(cfg.serve, environ={})
     assert (settings.host, settings.port, settings.api_key) == ("127.0.0.1", 9123, None)
     assert ServeSettings.from_config(cfg.serve, environ={"MTFCDD_API_KEY": "k"}).api_key == "k"
-    for key, value in (("host", "10.0.0.1"), ("port", 80), ("workers", 0), ("batch_timeout", 60.0)):
+    bad = (("host", "10.0.0.1"), ("port", 80), ("workers", 0), ("batch_timeout", 60.0), ("api_key", 123456))
+    bad += (("max_pixels", DECODER_MAX_PIXELS + 1),)
+    for key, value in bad:
         with pytest.raises(ConfigError, match=f"serve.{key}="):
             ServeSettings.from_config({**cfg.serve, key: value}, environ={})
+
+
+def test_the_batch_window_opens_when_the_first_request_arrives_after_an_idle_spell():
+    """``serve.batch_timeout`` counts from the first request of a batch, not from when the idle worker began to
+    wait: a request 0.3 s after the first joins its batch (window 0.6 s) although the first came 0.5 s into the
+    wait (the window LitServe opens before it waits would have closed at 0.6 s, batching the first alone)."""
+    api = SimpleNamespace(batch_timeout=0.6, max_batch_size=4, request_timeout=-1, stream=False)
+    transport = SimpleNamespace(sent=[], send=lambda item, consumer_id: transport.sent.append(item))
+    requests_queue: queue.Queue = queue.Queue()
+
+    def arrive() -> None:
+        time.sleep(0.5)
+        requests_queue.put((0, "first", time.monotonic(), {}))
+        time.sleep(0.3)
+        requests_queue.put((0, "second", time.monotonic(), {}))
+
+    threading.Thread(target=arrive, daemon=True).start()
+    batch: list = []
+    while not batch:  # each call waits IDLE_WAIT for a first request
+        batch, timed_out = BlockingBatchedLoop().get_batch_requests(api, requests_queue, transport)
+        assert timed_out == []
+    assert [uid for _, uid, _ in batch] == ["first", "second"]
 
 
 def test_sigterm_stops_every_process(server):

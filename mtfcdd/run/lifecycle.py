@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from mtfcdd.core.config import config_dir
+from mtfcdd.core.config import ConfigError, config_dir
 from mtfcdd.core.errors import exit_on_user_error
 from mtfcdd.run.help import register_help_resolver
 from mtfcdd.run.status import wandb_target, write_status
@@ -31,9 +31,22 @@ Check = Callable[[DictConfig], None]
 """A check of a command's config: raises a ``UserError`` naming the bad key."""
 
 
+def check_required(cfg: DictConfig) -> None:
+    """Raise a ``ConfigError`` naming the command's required keys (``???`` in its config, e.g. ``ckpt_path``) that
+    the command line left unset."""
+    missing = [str(key) for key in cfg if OmegaConf.is_missing(cfg, key)]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise ConfigError(
+            f"{', '.join(missing)} {verb} required (no default): e.g. python -m mtfcdd.{cfg.get('task_name')} "
+            f"{missing[0]}=..."
+        )
+
+
 def run_command(cfg: DictConfig, task: Callable[[DictConfig], T], checks: Sequence[Check] = ()) -> T:
     """Run ``task(cfg)`` as a command: register the sweep resolvers, make the run directory
-    (``cfg.paths.output_dir``) and record ``status.json`` ``running`` there, run the ``checks``, seed every random
+    (``cfg.paths.output_dir``) and record ``status.json`` ``running`` there, check that the required keys are set
+    (``check_required``), run the ``checks``, seed every random
     generator with ``cfg.seed`` (where the config has one), log the setup, run the task, then record ``finished``
     or ``failed`` (with the error) and finish the W&B run in every case (the jobs of a multirun never write into
     each other's run). Returns what the task returns (a sweeper's objective) and raises what it raises: tests and
@@ -45,7 +58,7 @@ def run_command(cfg: DictConfig, task: Callable[[DictConfig], T], checks: Sequen
     try:
         wandb = wandb_target(cfg)
         write_status(run_dir, "running", wandb=wandb)
-        for check in checks:
+        for check in (check_required, *checks):
             check(cfg)
         seed = cfg.get("seed")
         if seed is not None:

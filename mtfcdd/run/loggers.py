@@ -4,6 +4,7 @@ results."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from mtfcdd.core.checksum import checkpoint_identity
 from mtfcdd.metrics.paper_results import paper_means, paper_setting_mismatches
 from mtfcdd.metrics.tables import results_table, write_result_files
 from mtfcdd.model.registry import model_entry, model_titles
@@ -49,11 +51,15 @@ def log_run_setup(objects: dict[str, Any]) -> None:
             logger.log_table(key="data/summary", columns=columns, data=[[row[c] for c in columns] for row in rows])
 
 
-def write_results(results: dict | None, output_dir: Path, loggers: list, cfg: DictConfig) -> None:
+def write_results(
+    results: dict | None, output_dir: Path, loggers: list, cfg: DictConfig, checkpoints: Mapping[str, str | None]
+) -> None:
     """results.json / results.md in the run directory (with the paper's means beside ours when the run is the
-    paper's setting); the same tables to W&B."""
+    paper's setting); the same tables to W&B. ``checkpoints``: ``checkpoint`` (and ``detector_checkpoint``) ->
+    the file tested, None for weights in memory; results.json names each by ``checkpoint_identity``."""
     if results is None:
         return
+    results = {**results, "checkpoints": {name: checkpoint_identity(path) for name, path in checkpoints.items()}}
     paper = paper_means(cfg, results["mode"])
     paths = write_result_files(results, output_dir, paper, cfg.alpha, model_titles())
     log.info("results written to %s", ", ".join(str(p) for p in paths))

@@ -17,6 +17,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import cv2
@@ -26,7 +27,7 @@ import torch
 from litserve.loops.base import collate_requests
 from litserve.loops.simple_loops import BatchedLoop
 
-from mtfcdd.core.checksum import sha256_file
+from mtfcdd.core.checksum import checkpoint_identity
 from mtfcdd.inference.calibration import int8_calibration_images
 from mtfcdd.inference.cpu import physical_cores
 from mtfcdd.inference.engines import build_engine
@@ -56,21 +57,33 @@ def thresholds(pipeline: InferencePipeline, names: Sequence[str]) -> dict[str, f
     return {**values, ANY_DEFECT: finite_or_none(any_defect.item())}
 
 
-def stored_test_metrics(ckpt_path: str | Path) -> dict | None:
-    """The test results of the training run that wrote the checkpoint (``<run>/results.json`` beside its
-    ``checkpoints/`` folder), None when there are none."""
-    results = Path(ckpt_path).resolve().parent.parent / "results.json"
+def stored_test_metrics(served: Mapping[str, dict | None], pipeline: InferencePipeline) -> dict | None:
+    """The test results of the training run that wrote the served checkpoint (``<run>/results.json`` beside its
+    ``checkpoints/`` folder) when they are this model's: the same checkpoint files tested (SHA-256 of
+    ``checkpoint`` and ``detector_checkpoint``, ``served`` as ``checkpoint_identity`` gives them) and the same type
+    rule; else None (no results, a run that tested its best checkpoint while its last is served, another
+    detector or type rule, a results.json older than these fields)."""
+    path = Path(served["checkpoint"]["path"]).parent.parent / "results.json"
     try:
-        return json.loads(results.read_text(encoding="utf-8"))
+        results = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    tested = results.get("checkpoints") or {}
+    for name in ("checkpoint", "detector_checkpoint"):
+        if (tested.get(name) or {}).get("sha256") != (served[name] or {}).get("sha256"):
+            return None
+    return results if results.get("type_rule") == pipeline.type_rule else None
 
 
-def model_info(pipeline: InferencePipeline, cfg: Any, engine_name: str, ckpt_path: str | Path) -> dict[str, Any]:
+def model_info(
+    pipeline: InferencePipeline, cfg: Any, engine_name: str, ckpt_path: str | Path, detector_ckpt: str | Path | None
+) -> dict[str, Any]:
     """What ``GET /info`` says about the model (the server adds its limits): name, types with colours, thresholds,
-    input size, engine, checkpoint path and SHA-256, stored test metrics, image score kind, type rule, and the
-    columns of predict's CSV (each type's ``column``: its name in them)."""
+    input size, engine, the checkpoint and detector checkpoint (path and SHA-256), their stored test metrics
+    (``stored_test_metrics``), image score kind, type rule, and the columns of predict's CSV (each type's
+    ``column``: its name in them)."""
     names = type_names(cfg)
+    served = {"checkpoint": checkpoint_identity(ckpt_path), "detector_checkpoint": checkpoint_identity(detector_ckpt)}
     return {
         "model": pipeline.model_name,
         "types": [
@@ -81,8 +94,8 @@ def model_info(pipeline: InferencePipeline, cfg: Any, engine_name: str, ckpt_pat
         "thresholds": thresholds(pipeline, names),
         "image_size": int(cfg.data.image_size),
         "engine": engine_name,
-        "checkpoint": {"path": str(Path(ckpt_path).resolve()), "sha256": sha256_file(ckpt_path)},
-        "test_metrics": stored_test_metrics(ckpt_path),
+        **served,
+        "test_metrics": stored_test_metrics(served, pipeline),
         "score": pipeline.image_score,
         "type_rule": pipeline.type_rule,
     }
@@ -130,17 +143,21 @@ def pin_worker(worker_id: int, workers: int) -> None:
     torch.set_num_threads(physical_cores())
 
 
-class _FirstGetBlocks:
-    """A request queue whose first ``get`` of a batch blocks up to ``idle`` seconds: LitServe's batch collection
-    polls the (manager) queue without pause when it is empty, which burns a core on an idle server."""
+IDLE_WAIT = 0.25
+"""Seconds a worker blocks on an empty request queue before it looks again (LitServe's loop polls it without pause,
+which burns a core on an idle server)."""
 
-    def __init__(self, queue: Any, idle: float = 0.25) -> None:
-        self.queue, self.idle, self.first = queue, idle, True
+
+class _Prefetched:
+    """A request queue whose next ``get`` returns ``first`` (a request taken from it already), then its own."""
+
+    def __init__(self, queue: Any, first: Any) -> None:
+        self.queue, self.first, self.taken = queue, first, False
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        if self.first:
-            self.first = False
-            return self.queue.get(timeout=self.idle)
+        if not self.taken:
+            self.taken = True
+            return self.first
         return self.queue.get(block, timeout)
 
     def get_nowait(self) -> Any:
@@ -148,11 +165,16 @@ class _FirstGetBlocks:
 
 
 class BlockingBatchedLoop(BatchedLoop):
-    """LitServe's batched loop, waiting for the first request of a batch without polling; the rest of the batch
-    is what arrives within ``batch_timeout`` (or is queued already, for 0), up to ``max_batch_size``."""
+    """LitServe's batched loop, blocking (not polling) until the first request of a batch arrives; the rest of the
+    batch is what arrives within ``batch_timeout`` from then (or is queued already, for 0), up to
+    ``max_batch_size``."""
 
     def get_batch_requests(self, lit_api: ls.LitAPI, request_queue: Any, transport: Any) -> tuple[list, list]:
-        return collate_requests(self, lit_api, _FirstGetBlocks(request_queue), transport)
+        try:
+            first = request_queue.get(timeout=IDLE_WAIT)
+        except Empty:
+            return [], []
+        return collate_requests(self, lit_api, _Prefetched(request_queue, first), transport)
 
 
 class PipelineAPI(ls.LitAPI):
@@ -189,7 +211,7 @@ class PipelineAPI(ls.LitAPI):
             self.state.write_text("error", f"{type(err).__name__}: {err}")
             raise
         self.names = type_names(cfg)
-        info = model_info(pipeline, cfg, self.engine.name, settings["ckpt_path"])
+        info = model_info(pipeline, cfg, self.engine.name, settings["ckpt_path"], settings["detector_ckpt"])
         self.constant = {"thresholds": info["thresholds"], "engine": info["engine"], "model": info["model"]}
         self.state.write_text("info", info)
         self.state.add(self.row, "worker_starts")

@@ -34,6 +34,9 @@ FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "BMP": "BMP", "DIB": "BM
 """Pillow's names of the image formats accepted (as read from the header) -> the format."""
 RAW_NAME = "request"
 """The ``path`` of an image sent as the raw body (a multipart upload keeps its file name)."""
+DECODER_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+"""Pixels (width x height) above which Pillow refuses an image's header as a decompression bomb, whatever
+``serve.max_pixels`` says: the most that setting can admit (178,956,970 with Pillow's default)."""
 
 
 class RequestError(Exception):

@@ -67,7 +67,8 @@ def render(state: SharedState) -> str:
 
 
 def parse(text: str) -> dict[str, float]:
-    """Sample name (with its labels, as written) -> value of an exposition text (tests and the benchmark read it)."""
+    """Sample name (with its labels, as written) -> value of an exposition text (the tests and
+    ``experiments/bench_serve.py`` read it)."""
     samples = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):

@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mtfcdd.core.config import ConfigError
 from mtfcdd.data.transforms import eval_transform
 from mtfcdd.serving import metrics
-from mtfcdd.serving.decoding import RequestError, decode_upload, read_upload
+from mtfcdd.serving.decoding import DECODER_MAX_PIXELS, RequestError, decode_upload, read_upload
 from mtfcdd.serving.shared import SharedState
 
 log = logging.getLogger("mtfcdd.serving")
@@ -79,7 +79,7 @@ class ServeSettings:
             ("port", 1024, 65535),
             ("workers", 1, 64),
             ("max_batch_size", 1, 1024),
-            ("max_pixels", 1, None),
+            ("max_pixels", 1, DECODER_MAX_PIXELS),
             ("max_bytes", 1, None),
         ):
             value = getattr(self, key)
@@ -89,6 +89,11 @@ class ServeSettings:
         for key in ("batch_timeout", "timeout"):
             if not isinstance(getattr(self, key), float):
                 raise ConfigError(f"serve.{key}={getattr(self, key)!r} is not valid; expected a number of seconds")
+        if self.api_key is not None and not isinstance(self.api_key, str):
+            raise ConfigError(
+                f"serve.api_key={self.api_key!r} is not valid; expected a string: quote a key Hydra reads as a "
+                f"number (serve.api_key=\"'{self.api_key}'\"), or set it in {API_KEY_ENV}"
+            )
         if not 0 <= self.batch_timeout < self.timeout:
             raise ConfigError(
                 f"serve.batch_timeout={self.batch_timeout!r} is not valid; expected seconds from 0 to below "

@@ -242,7 +242,7 @@ function renderHeader() {
     ["type rule", info.type_rule],
     ["max upload", info.max_bytes ? `${(info.max_bytes / 2 ** 20).toFixed(1)} MiB` : null],
     ["max pixels", info.max_pixels ? info.max_pixels.toLocaleString("en") : null],
-    ["test metrics", info.test_metrics ? null : "not stored with the checkpoint"],
+    ["test metrics", info.test_metrics ? null : "none stored for this checkpoint (its run tested another, or none)"],
   ];
   $("model-kv").replaceChildren(
     ...rows
@@ -993,7 +993,7 @@ function wire() {
   });
 }
 
-window.mtfcdd = { state, pyFloat, csvText, recordColumns };
+window.mtfcdd = { state, pyFloat };
 
 wire();
 loadInfo().catch((error) => {
