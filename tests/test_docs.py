@@ -9,7 +9,6 @@ import argparse
 import importlib
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from helpers.processes import run_side_by_side
 from mtfcdd.core.config import CONFIG_DIR
 from mtfcdd.core.config_docs import UndocumentedKey, check_documented, parse_conf
 from mtfcdd.run.help import register_help_resolver
@@ -276,17 +276,6 @@ def test_help_names_the_page_and_the_main_keys(name, capsys):
 @pytest.mark.slow
 def test_help_on_the_command_line():
     """``python -m mtfcdd.<command> --help`` for every command, as a user runs it (processes run side by side)."""
-    procs = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", f"mtfcdd.{name}", "--help"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in HELP
-    }
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f"{name} --help: {err[-2000:]}"
-        _check_help(name, out)
+    for name, proc in run_side_by_side({name: ["--help"] for name in HELP}, cwd=ROOT).items():
+        assert proc.returncode == 0, f"{name} --help: {proc.stderr[-2000:]}"
+        _check_help(name, proc.stdout)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.processes import run_side_by_side
 from mtfcdd.run.status import read_status
 
 HYDRA_COMMANDS = {
@@ -58,19 +59,9 @@ def test_a_required_key_left_unset_is_named_in_one_line(tmp_path):
     """``ckpt_path: ???`` (and predict's ``input``) unset on the command line: the key named, no traceback (the
     four commands run side by side)."""
     required = {"evaluate": "ckpt_path", "export": "ckpt_path", "predict": "ckpt_path, input", "serve": "ckpt_path"}
-    procs = {
-        command: subprocess.Popen(
-            [sys.executable, "-m", f"mtfcdd.{command}", f"hydra.run.dir={tmp_path / command}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for command in required
-    }
-    for command, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-        message = _assert_one_error_line(done, f"{required[command]} " + ("is" if command != "predict" else "are"))
+    done = run_side_by_side({command: [f"hydra.run.dir={tmp_path / command}"] for command in required})
+    for command, proc in done.items():
+        message = _assert_one_error_line(proc, f"{required[command]} " + ("is" if command != "predict" else "are"))
         assert f"python -m mtfcdd.{command} ckpt_path=..." in message
         assert read_status(tmp_path / command)["state"] == "failed"
 

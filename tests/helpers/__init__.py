@@ -1,1 +1,2 @@
-"""Helpers the tests share: composing the real configs, offline W&B runs and their records, folder trees."""
+"""Helpers the tests share: composing the real configs, offline W&B runs and their records, folder trees, commands
+run side by side."""
