@@ -32,7 +32,7 @@ from mtfcdd.core.config import ConfigError
 from mtfcdd.data.images import ImageFileDataset
 from mtfcdd.model.checkpoint import load_pipeline
 from mtfcdd.predict import predict
-from mtfcdd.serving.api import BlockingBatchedLoop, stored_test_metrics
+from mtfcdd.serving.api import BlockingBatchedLoop, served_checkpoints, stored_test_metrics
 from mtfcdd.serving.decoding import DECODER_MAX_PIXELS
 from mtfcdd.serving.metrics import parse
 from mtfcdd.serving.process import ServerProcess, command_line, free_port, http_status
@@ -197,16 +197,12 @@ def test_info_gives_stored_test_metrics_only_for_the_checkpoint_and_type_rule_te
     results = {"type_rule": "raw", "checkpoints": {"checkpoint": checkpoint_identity(best)}}
     (tmp_path / "results.json").write_text(json.dumps(results))
     raw, calibrated = SimpleNamespace(type_rule="raw"), SimpleNamespace(type_rule="calibrated")
-
-    def served(ckpt: Path, detector: Path | None = None) -> dict:
-        return {"checkpoint": checkpoint_identity(ckpt), "detector_checkpoint": checkpoint_identity(detector)}
-
-    assert stored_test_metrics(served(best), raw) == results
-    assert stored_test_metrics(served(last), raw) is None  # the run tested its best checkpoint, not this one
-    assert stored_test_metrics(served(best), calibrated) is None  # another type rule decides other types
-    assert stored_test_metrics(served(best, detector=last), raw) is None  # tested without this detector
+    assert stored_test_metrics(served_checkpoints(best, None), raw) == results
+    assert stored_test_metrics(served_checkpoints(last, None), raw) is None  # the run tested its best, not this one
+    assert stored_test_metrics(served_checkpoints(best, None), calibrated) is None  # another type rule: other types
+    assert stored_test_metrics(served_checkpoints(best, last), raw) is None  # tested without this detector
     (tmp_path / "results.json").write_text(json.dumps({"type_rule": "raw"}))  # written before the field existed
-    assert stored_test_metrics(served(best), raw) is None
+    assert stored_test_metrics(served_checkpoints(best, None), raw) is None
 
 
 def _bomb_png(width: int, height: int) -> bytes:

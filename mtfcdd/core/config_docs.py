@@ -77,10 +77,15 @@ def _comment_text(lines: list[str]) -> str:
     return " ".join(line.strip()[1:].strip() for line in lines).strip()
 
 
+def _group(file: str) -> str:
+    """The config group of a file below ``conf/`` (``""`` for a command's config)."""
+    return file.rsplit("/", 1)[0] if "/" in file else ""
+
+
 def parse_file(conf_dir: Path, path: Path) -> ConfigFile:
     """The keys, defaults list and header comment of the config file ``path`` below ``conf_dir``."""
     rel = path.relative_to(conf_dir).as_posix()
-    group = str(Path(rel).parent.as_posix()) if "/" in rel else ""
+    group = _group(rel)
     lines = path.read_text(encoding="utf-8").splitlines()
     package = group.replace("/", ".")
     for line in lines[:3]:
@@ -187,11 +192,6 @@ def documentation(files: list[ConfigFile]) -> Owners:
             if key.comment:
                 owners.setdefault(key.name, []).append((key.comment, config.file))
     return owners
-
-
-def _group(file: str) -> str:
-    """The config group of a file below ``conf/`` (``""`` for a command's config)."""
-    return file.rsplit("/", 1)[0] if "/" in file else ""
 
 
 def describe(key: ConfigKey, owners: Owners) -> tuple[str, str]:

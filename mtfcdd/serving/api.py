@@ -57,10 +57,16 @@ def thresholds(pipeline: InferencePipeline, names: Sequence[str]) -> dict[str, f
     return {**values, ANY_DEFECT: finite_or_none(any_defect.item())}
 
 
+def served_checkpoints(ckpt_path: str | Path, detector_ckpt: str | Path | None) -> dict[str, dict | None]:
+    """``checkpoint`` and ``detector_checkpoint`` (None without one) as ``checkpoint_identity`` names them: what
+    ``/info`` says it serves, in the shape ``results.json`` names what it tested."""
+    return {"checkpoint": checkpoint_identity(ckpt_path), "detector_checkpoint": checkpoint_identity(detector_ckpt)}
+
+
 def stored_test_metrics(served: Mapping[str, dict | None], pipeline: InferencePipeline) -> dict | None:
     """The test results of the training run that wrote the served checkpoint (``<run>/results.json`` beside its
     ``checkpoints/`` folder) when they are this model's: the same checkpoint files tested (SHA-256 of
-    ``checkpoint`` and ``detector_checkpoint``, ``served`` as ``checkpoint_identity`` gives them) and the same type
+    ``checkpoint`` and ``detector_checkpoint``, ``served`` as ``served_checkpoints`` gives them) and the same type
     rule; else None (no results, a run that tested its best checkpoint while its last is served, another
     detector or type rule, a results.json older than these fields)."""
     path = Path(served["checkpoint"]["path"]).parent.parent / "results.json"
@@ -83,7 +89,7 @@ def model_info(
     (``stored_test_metrics``), image score kind, type rule, and the columns of predict's CSV (each type's
     ``column``: its name in them)."""
     names = type_names(cfg)
-    served = {"checkpoint": checkpoint_identity(ckpt_path), "detector_checkpoint": checkpoint_identity(detector_ckpt)}
+    served = served_checkpoints(ckpt_path, detector_ckpt)
     return {
         "model": pipeline.model_name,
         "types": [
