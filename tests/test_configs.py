@@ -167,3 +167,59 @@ def test_default_data_root_reads_the_environment(tmp_path, monkeypatch):
     assert compose_config(tmp_path, []).data.root == str(tmp_path / "elsewhere")
     monkeypatch.delenv("REALIAD_ROOT")
     assert Path(compose_config(tmp_path, []).data.root).parts[-2:] == ("data", "Real-IAD")
+
+
+def _leaves(config, prefix: str = "") -> dict:
+    """Every leaf of a plain nested dict as dotted key -> value."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_own_images_get_the_tuned_recipe_and_the_other_paths_keep_theirs(tmp_path):
+    """data=folder alone trains the recipe (offline backbone included); a chosen backbone, PatchCore, the Real-IAD
+    default and the demo keep their own settings."""
+    from omegaconf import OmegaConf
+
+    recipe = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "recipe" / "mtfcdd_folder_efficientnet_lite0.yaml"))
+    folder = compose_config(tmp_path / "f", ["data=folder", "data.root=x"])
+    assert folder.model.backbone.name == "tf_efficientnet_lite0"
+    assert folder.model.backbone.weights_path.startswith("pkg://")  # no model hub
+    for key, value in _leaves(recipe).items():
+        if not (isinstance(value, str) and value.startswith("${")):
+            assert OmegaConf.select(folder, key) == value, key
+    assert folder.data.train_images == "balanced"
+
+    inception = compose_config(tmp_path / "i", ["data=folder", "data.root=x", "model/backbone=inception_resnet_v2"])
+    assert (inception.model.backbone.name, inception.model.backbone.out_index) == ("inception_resnet_v2", 2)
+    assert (inception.model.head_width, inception.model.optimizer.lr, inception.data.image_size) == (512, 1e-4, 299)
+
+    patchcore = compose_config(tmp_path / "p", ["data=folder", "data.root=x", "model=patchcore"])
+    assert (patchcore.mode, patchcore.data.train_images, patchcore.model.backbone.extra_indices) == (
+        "single",
+        "normal",
+        [2],
+    )
+    assert not patchcore.model.backbone.concat
+
+    paper = compose_config(tmp_path / "r", [])
+    assert (paper.model.backbone.name, paper.model.head_width, paper.data.image_size) == (
+        "inception_resnet_v2",
+        512,
+        299,
+    )
+    assert paper.model.scheduler is None and paper.trainer.max_epochs == 10
+    demo = compose_config(tmp_path / "d", ["experiment=demo"])
+    assert (demo.model.backbone.out_index, demo.model.head_width, demo.data.image_size) == (3, 128, 224)
+    assert not demo.model.backbone.concat and not demo.data.augment.dihedral
+
+
+def test_a_final_fit_without_test_images_must_say_test_false(tmp_path):
+    cfg = compose_config(tmp_path, ["data=folder", "data.root=x", "data.test_fraction=0"])
+    with pytest.raises(ConfigError, match=r"data.test_fraction=0 keeps no test images.*add test=false"):
+        validate(cfg)
+    validate(compose_config(tmp_path, ["data=folder", "data.root=x", "data.test_fraction=0", "test=false"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -206,6 +207,26 @@ def test_translation_stays_within_the_limit_in_pixels_of_the_image_read():
     assert np.abs(shifts).max(axis=0).min() > 8  # both axes move
 
 
+def test_dihedral_draws_all_eight_symmetries_of_the_square_and_masks_follow():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    mask = (rng.random((16, 16)) > 0.7).astype(np.uint8)
+    symmetries = [np.rot90(a, k) for a in (image, image[:, ::-1]) for k in range(4)]
+    index = {s.tobytes(): k for k, s in enumerate(symmetries)}
+    transform = train_transform(16, Augment(p=0, dihedral=True), seed=6)  # no augmentation block: symmetries only
+    seen = Counter()
+    for _ in range(160):
+        out = transform(image=image, mask=mask)
+        pixels = np.round(out["image"] * 255).astype(np.uint8)
+        k = index[pixels.tobytes()]  # exactly one of the 8
+        seen[k] += 1
+        moved_mask = [np.rot90(a, j) for a in (mask, mask[:, ::-1]) for j in range(4)][k]
+        np.testing.assert_array_equal(out["mask"], moved_mask)
+    assert len(seen) == 8 and min(seen.values()) >= 8
+    plain = train_transform(16, Augment(p=0), seed=6)(image=image)["image"]
+    np.testing.assert_array_equal(np.round(plain * 255).astype(np.uint8), image)  # dihedral off: untouched
+
+
 def test_augmentation_hits_about_share_p_of_the_images():
     image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     reference = eval_transform(16)(image=image)["image"]
@@ -253,6 +274,7 @@ def test_each_draw_has_its_own_augmentation_whatever_the_worker(records):
         ({"translate_px": -3}, r"data.augment.translate_px=-3 .*non-negative"),
         ({"translate_px": 2.5}, r"whole pixels"),
         ({"brightness": "lots"}, r"data.augment.brightness='lots'"),
+        ({"dihedral": 1}, r"data.augment.dihedral=1 is not valid; expected true or false"),
     ],
 )
 def test_bad_augment_settings_name_the_key(values, message):

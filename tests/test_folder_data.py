@@ -315,6 +315,14 @@ def test_types_split_is_stratified_complete_and_seeded(tmp_path):
     assert split_folder(index, seed=1, val_fraction=0.0).val == ()
 
 
+def test_test_fraction_zero_trains_on_every_labelled_image(tmp_path):
+    """The final model: no test images; what the default split tests goes to training (and validation)."""
+    index = read_folder(make_types_tree(tmp_path / "d", good=20, per_type=10))
+    split = split_folder(index, seed=1, test_fraction=0.0)
+    assert split.test == () and sorted(_paths(split.train) + _paths(split.val)) == _paths(index.images)
+    assert _strata(split.val) == {(index.root.name, t): n for t, n in ((None, 2), *((t, 1) for t in TYPES))}
+
+
 def test_too_few_images_to_split(tmp_path):
     root = make_types_tree(tmp_path / "p", per_type=2, masks=False)
     index = read_folder(root)
@@ -381,7 +389,7 @@ def test_train_defects_per_type_keeps_val_and_test_and_nests(tmp_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"test_fraction": 0.0}, r"data.test_fraction=0.0 is not valid; expected a number in \(0, 1\)"),
+        ({"test_fraction": 1.0}, r"data.test_fraction=1.0 is not valid; expected a number in \[0, 1\)"),
         ({"val_fraction": 1.0}, r"data.val_fraction=1.0 is not valid; expected a number in \[0, 1\)"),
         (
             {"train_defects_per_type": 0},

@@ -45,6 +45,25 @@ def test_efficientnet_cut_drops_unused_blocks():
     assert backbone(torch.zeros(1, 3, 64, 64)).shape == (1, 40, 8, 8)
 
 
+def test_concatenated_stages_are_the_stages_at_the_cut_resolution():
+    """concat: stage 2 (stride 8) and stage 3 dilated to stride 8 side by side, channel for channel; a stride-4
+    stage is average-pooled to the cut's resolution; the head takes every channel."""
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    multi = FrozenBackbone(
+        "tf_efficientnet_lite0", out_index=3, output_stride=8, extra_indices=[1, 2], concat=True, pretrained=False
+    )
+    assert (multi.out_channels, multi.stride) == (24 + 40 + 112, 8)
+    stride4, stride8, cut = multi.stages(images)
+    features = multi(images)
+    assert features.shape == (2, 176, 8, 8)
+    torch.testing.assert_close(features[:, :24], F.avg_pool2d(stride4, 2), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(features[:, 24:], torch.cat([stride8, cut], dim=1), rtol=0, atol=0)
+    net = MultiTypeFCDD(multi, num_types=3, head_width=8)
+    assert net.head.block1[0].in_channels == 176 and net(images).maps.shape == (2, 3, 8, 8)
+    alone = FrozenBackbone("tf_efficientnet_lite0", out_index=3, output_stride=8, extra_indices=[2], pretrained=False)
+    assert alone.out_channels == 112 and alone(images).shape == (2, 112, 8, 8)  # without concat: the cut only
+
+
 @pytest.mark.parametrize("out_index", [1, 2, 3])
 def test_efficientnet_cut_keeps_the_features_of_the_uncut_model(out_index):
     """Cutting the unused blocks changes nothing in the returned maps (same weights, every block up to the stage)."""

@@ -47,6 +47,22 @@ def test_grid_without_truth_frames_the_decided_types():
     assert grid[18 + 1, left(0) + 10].tolist() != list(TYPE_COLOURS[0])
 
 
+def test_a_defective_image_without_a_mask_gets_a_no_mask_tile_not_the_image_again():
+    row = _row(2, 1, size=64)
+    row.image = np.asfortranarray(row.image)  # as to_uint8 gives it: a permuted tensor's memory layout
+    row.mask = np.zeros((64, 64), bool)  # the data sets' empty mask of an image whose mask is unknown
+    known = figure_grid([row], ["crack"], [(255, 0, 0)], gap=4)
+    row.mask_known = False
+    unknown = figure_grid([row], ["crack"], [(255, 0, 0)], gap=4)
+    assert unknown.shape == known.shape  # same columns: image | ground truth | overlay
+    tile = lambda grid: grid[18:, 64 + 4 : 2 * 64 + 4].astype(int)  # noqa: E731  the ground-truth tile
+    np.testing.assert_array_equal(tile(known), row.image)  # an empty known mask: the image itself
+    dark = (row.image.astype(np.float32) * 0.25).astype(int)
+    text = (tile(unknown) != dark).any(axis=2)
+    assert text.sum() > 30 and (tile(unknown)[text] > dark[text]).all()  # "no mask" written in white on it
+    assert (tile(unknown)[~text] == dark[~text]).all()
+
+
 def test_a_subset_of_codes_keeps_each_type_colour():
     """data.defect_codes=[AK, HS]: channel 1 is the scratch channel, drawn (frame and ground truth) in the scratch
     colour, not in the colour of the second type of the full list."""

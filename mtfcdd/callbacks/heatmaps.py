@@ -83,5 +83,6 @@ def render_grid(pl_module: L.LightningModule, dataset: Dataset, indices: list[in
     types = [int(s["type_index"]) for s in samples]
     titles = [row_title(t, s["category"], codes) for t, s in zip(types, samples)]
     masks = torch.stack([s["mask"] for s in samples])
-    rows = figure_rows(images, outputs, titles, masks, types)
+    known = [bool(s.get("has_mask", True)) for s in samples]
+    rows = figure_rows(images, outputs, titles, masks, types, known)
     return figure_grid(rows, pl_module.type_names, pl_module.type_colours)

@@ -3,7 +3,8 @@
 Both end with a resize to ``image_size`` x ``image_size`` (bilinear for images, nearest for masks) and a conversion
 to float RGB in [0, 1]; the inference pipeline normalises with the backbone's mean and std. Training adds, on a share
 ``p`` of the images, one block of rotation, translation (in pixels of the image as read, before the resize) and
-brightness / contrast changes.
+brightness / contrast changes; with ``dihedral``, every training image also gets one of the 8 flips and
+90-degree rotations of the square, drawn uniformly (for parts that look the same under them: cells, wafers, fabrics).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Augment:
     translate_px: shift drawn per axis uniformly from [-translate_px, translate_px] whole pixels, at the resolution
         read.
     brightness, contrast: RandomBrightnessContrast limits (fractions of the full range / of the contrast).
+    dihedral: every image also gets one of the 8 symmetries of the square (flips, 90-degree rotations), uniformly.
     """
 
     p: float = 0.5
@@ -36,9 +38,14 @@ class Augment:
     translate_px: int = 20
     brightness: float = 0.2
     contrast: float = 0.2
+    dihedral: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.dihedral, bool):
+            raise ConfigError(f"data.augment.dihedral={self.dihedral!r} is not valid; expected true or false")
         for field in fields(self):
+            if field.name == "dihedral":
+                continue
             value = getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
                 raise ConfigError(f"data.augment.{field.name}={value!r} is not valid; expected a non-negative number")
@@ -87,7 +94,8 @@ def eval_transform(image_size: int) -> A.Compose:
 
 
 def train_transform(image_size: int, augment: Augment, seed: int | None = None) -> A.Compose:
-    """With probability ``augment.p``: rotate + translate, then brightness/contrast; then resize + scale to [0, 1].
+    """With probability ``augment.p``: rotate + translate, then brightness/contrast; with ``augment.dihedral`` one of
+    the square's 8 symmetries; then resize + scale to [0, 1].
 
     ``seed`` seeds the pipeline's random generators (see ``reseed``); the training loader reseeds it for every
     draw (``mtfcdd.resume.loader.SeededDraws``).
@@ -108,7 +116,8 @@ def train_transform(image_size: int, augment: Augment, seed: int | None = None) 
         ],
         p=augment.p,
     )
-    transform = A.Compose([block, *_resize_to_unit_range(image_size)])
+    symmetries = [A.D4(p=1.0)] if augment.dihedral else []
+    transform = A.Compose([block, *symmetries, *_resize_to_unit_range(image_size)])
     reseed(transform, seed)
     return transform
 

@@ -11,6 +11,7 @@ metrics of the any-defect view use the scales of the previous validation (1 at t
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from abc import ABC, abstractmethod
@@ -25,6 +26,8 @@ from mtfcdd.metrics.result_views import f1_thresholds, flat_metrics
 from mtfcdd.model.any_defect import ANY_DEFECT_QUANTILE, fit_any_defect
 from mtfcdd.model.outputs import PipelineOutput
 from mtfcdd.model.pipeline import InferencePipeline
+
+log = logging.getLogger("mtfcdd")
 
 CONFIG_KEY = "mtfcdd_config"
 """Checkpoint entry holding the resolved run config (plain containers, loadable with ``weights_only=True``)."""
@@ -82,6 +85,7 @@ class AnomalyModule(L.LightningModule, ABC):
         self.engine: Engine | None = None
         self.test_results: dict | None = None
         self._reset_heat_range()
+        self._undefined_said: set[str] = set()
 
     @abstractmethod
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
@@ -147,11 +151,22 @@ class AnomalyModule(L.LightningModule, ABC):
         self.val_evaluator.reset()
         self._reset_heat_range()
 
+    def _compute(self, evaluator: MultiTypeEvaluator) -> dict:
+        """``evaluator.compute()``, each of its undefined-metric notes (e.g. no masks: no pixel metrics) logged once
+        per run instead of at every validation; none during the sanity check (a couple of batches)."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UndefinedMetricWarning)
+            results = evaluator.compute()
+        for warning in caught:
+            if not issubclass(warning.category, UndefinedMetricWarning):
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+            elif not self.trainer.sanity_checking and str(warning.message) not in self._undefined_said:
+                self._undefined_said.add(str(warning.message))
+                log.warning("%s (said once per run)", warning.message)
+        return results
+
     def on_validation_epoch_end(self) -> None:
-        with warnings.catch_warnings():
-            if self.trainer.sanity_checking:  # a couple of batches: undefined metrics are expected there
-                warnings.simplefilter("ignore", UndefinedMetricWarning)
-            results = self.val_evaluator.compute()
+        results = self._compute(self.val_evaluator)
         self.log_dict(flat_metrics(results, prefix="val"), sync_dist=False)
         if self.trainer.sanity_checking:
             return
@@ -173,7 +188,12 @@ class AnomalyModule(L.LightningModule, ABC):
     def on_test_epoch_end(self) -> None:
         tested = {"model": self.pipeline.model_name, "backbone": self.net.backbone.name}
         colours = {"type_colours": {name: list(c) for name, c in zip(self.type_names, self.type_colours)}}
-        self.test_results = {**tested, **self.test_evaluator.compute(), "type_rule": self.pipeline.type_rule, **colours}
+        self.test_results = {
+            **tested,
+            **self._compute(self.test_evaluator),
+            "type_rule": self.pipeline.type_rule,
+            **colours,
+        }
         self.log_dict(flat_metrics(self.test_results, prefix="test"), sync_dist=False)
 
     def predict_step(self, batch: dict, batch_idx: int) -> PipelineOutput:

@@ -29,6 +29,13 @@ def validate(cfg: DictConfig) -> None:
                 "set data.val_fraction (e.g. 0.05) or test_ckpt=last"
             )
 
+    data = cfg.get("data") or {}
+    if data.get("test_fraction", None) == 0 and cfg.get("test", True):
+        raise ConfigError(
+            "data.test_fraction=0 keeps no test images, so there is nothing to test: add test=false (the final model "
+            "on every labelled image), or keep a share for the test stage (e.g. data.test_fraction=0.3)"
+        )
+
 
 def check_inference(cfg: DictConfig) -> None:
     """Reject an ``inference.engine`` that names no engine (the commands that run one: evaluate, predict)."""

@@ -25,8 +25,9 @@ from mtfcdd.model.pipeline import PipelineOutput
 class FigureRow:
     """One figure row. ``image``: RGB uint8 [H, W, 3]; ``heatmaps``: calibrated heatmaps in [0, 1], float
     [M, H, W]; ``scores``: the M image scores; ``decided``: M bools (framed); ``title``: shown over the image;
-    ``mask``: bool [H, W] ground truth, or None where unknown (no ground-truth tile); ``type_index``: the true type,
-    -1 normal."""
+    ``mask``: bool [H, W] ground truth, or None where no image of the figure has one (no ground-truth column);
+    ``mask_known``: False for a defective image without a mask among images with masks (its tile reads "no mask");
+    ``type_index``: the true type, -1 normal."""
 
     image: np.ndarray
     heatmaps: np.ndarray
@@ -35,6 +36,7 @@ class FigureRow:
     title: str
     mask: np.ndarray | None = None
     type_index: int = -1
+    mask_known: bool = True
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -84,9 +86,11 @@ def figure_rows(
     titles: Sequence[str],
     masks: torch.Tensor | None = None,
     type_indices: Sequence[int] | None = None,
+    has_masks: Sequence[bool] | None = None,
 ) -> list[FigureRow]:
     """Figure rows of a batch: raw images [B, 3, H, W] in [0, 1] and the pipeline's outputs for them (calibrated
-    heatmaps, scores, decisions); ``masks`` bool [B, H, W] and true ``type_indices`` where known."""
+    heatmaps, scores, decisions); ``masks`` bool [B, H, W] and true ``type_indices`` where known; ``has_masks``:
+    False where an image's mask is unknown (the data sets' ``has_mask``; None: every mask known)."""
     calibrated = outputs.calibrated.detach().float().cpu().numpy()
     scores = outputs.scores.detach().float().cpu().tolist()
     decided = outputs.decisions.detach().cpu().tolist()
@@ -99,9 +103,21 @@ def figure_rows(
             title=titles[i],
             mask=None if masks is None else masks[i].detach().cpu().numpy().astype(bool),
             type_index=-1 if type_indices is None else int(type_indices[i]),
+            mask_known=True if has_masks is None else bool(has_masks[i]),
         )
         for i in range(len(images))
     ]
+
+
+def _no_mask_tile(image: np.ndarray) -> np.ndarray:
+    """The ground-truth tile of an image whose mask is unknown: the image darkened, "no mask" written across it."""
+    tile = np.ascontiguousarray(image.astype(np.float32) * 0.25, dtype=np.uint8)
+    height, width = tile.shape[:2]
+    scale = max(0.4, width / 200)
+    (text_w, text_h), _ = cv2.getTextSize("no mask", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    origin = ((width - text_w) // 2, (height + text_h) // 2)
+    cv2.putText(tile, "no mask", origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
 
 
 def _frame(tile: np.ndarray, colour: tuple[int, int, int], width: int = 3) -> np.ndarray:
@@ -123,7 +139,9 @@ def figure_grid(
     lines = []
     for row in rows:
         tiles = [_label(row.image, row.title)]
-        if row.mask is not None:
+        if row.mask is not None and not row.mask_known:
+            tiles.append(_label(_no_mask_tile(row.image), "no mask"))
+        elif row.mask is not None:
             # a single channel (mode single) stands for every type
             truth = row.type_index if num_types > 1 else 0
             truth_colour = (255, 255, 255) if row.type_index < 0 else tuple(type_colours[truth])

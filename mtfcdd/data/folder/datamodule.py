@@ -126,6 +126,14 @@ class FolderDataModule(RealIADDataModule):
                 len(split.test),
                 folder,
             )
+            if split.test:
+                log.info(
+                    "%d of the %d labelled images (%.0f %%) are kept back for the test stage and not trained on; to "
+                    "train the final model on all of them, repeat the command with data.test_fraction=0 test=false",
+                    len(split.test),
+                    len(index.images),
+                    100.0 * len(split.test) / len(index.images),
+                )
             if index.skipped:
                 path = write_skipped(split_dir / SKIPPED_FILE, index.skipped)
                 log.warning(

@@ -4,7 +4,8 @@ Each stratum (pool, category, type or normal) is shuffled by a generator seeded 
 so a stratum's split depends only on its own files and the seed. Then:
 
 - per-type layout (pool ``all``): ``test_fraction`` of each stratum goes to test, ``val_fraction`` of the rest to
-  validation, the rest to training; each part gets at least one image (the defaults leave about 63 / 7 / 30 %);
+  validation, the rest to training; each part with a share above 0 gets at least one image (the defaults leave about
+  63 / 7 / 30 %; ``test_fraction`` 0 keeps no test images: the final model, trained on every labelled image);
 - MVTec AD: ``train/good`` is the normal training set; of each ``test/<type>`` folder, ``train_defect_fraction``
   (the role of Real-IAD's alpha; at least one image when above 0) moves into training, with its masks;
   ``val_fraction`` of what remains, and of ``test/good``, goes to validation, the rest to test (``test_fraction``
@@ -66,7 +67,7 @@ def _check_options(
 ) -> None:
     if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
         raise ConfigError(f"data.split_seed={seed!r} is not valid; expected an integer >= 0")
-    _fraction("test_fraction", test_fraction, low_open=True)
+    _fraction("test_fraction", test_fraction, low_open=False)
     _fraction("val_fraction", val_fraction, low_open=False)
     _fraction("train_defect_fraction", train_defect_fraction, low_open=False, allow_none=True)
     if train_defect_fraction is not None and index.layout != "mvtec":

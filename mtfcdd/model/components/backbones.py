@@ -2,7 +2,9 @@
 
 The paper uses the first three stages of Inception-ResNet-v2 (320 channels at stride 8). Any timm model that
 supports ``features_only`` can be cut the same way; ``out_index`` picks the stage (timm ``feature_info`` index);
-``extra_indices`` also returns earlier stages (PatchCore's multi-scale patch features).
+``extra_indices`` also returns earlier stages (PatchCore's multi-scale patch features), and with ``concat`` the
+backbone's output is every returned stage brought to the cut's resolution and concatenated (MultiTypeFCDD's
+multi-scale features).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import timm
 import torch
+import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import get_pretrained_cfg
 from torch import nn
@@ -120,7 +123,9 @@ class FrozenBackbone(nn.Module):
 
     Input: images [B, 3, H, W] normalised with ``mean``/``std``. Output: features [B, C, H/stride, W/stride].
     ``output_stride`` (8 or 16, where timm supports it) dilates the later stages instead of downsampling, so a deeper
-    stage keeps a finer stride (same weights).
+    stage keeps a finer stride (same weights). ``concat``: the output is the ``extra_indices`` stages and the cut,
+    each average-pooled (finer stages) or bilinearly resized (coarser ones) to the cut's resolution, concatenated
+    along channels (C = sum of their channels).
     """
 
     def __init__(
@@ -132,6 +137,7 @@ class FrozenBackbone(nn.Module):
         weights_mapping: str = "by_name",
         extra_indices: tuple[int, ...] | list[int] = (),
         output_stride: int | None = None,
+        concat: bool = False,
     ) -> None:
         super().__init__()
         if any(index >= out_index for index in extra_indices):
@@ -146,10 +152,11 @@ class FrozenBackbone(nn.Module):
         if pretrained:
             self._load_pretrained(weights_path, weights_mapping)
         info = self.body.feature_info
-        self.out_channels: int = info.channels()[-1]
-        self.stride: int = info.reduction()[-1]
+        self.concat = bool(concat)
         self.stage_channels: list[int] = info.channels()
         self.stage_strides: list[int] = info.reduction()
+        self.out_channels: int = sum(self.stage_channels) if self.concat else self.stage_channels[-1]
+        self.stride: int = self.stage_strides[-1]
         self.mean, self.std = backbone_normalisation(name)
         for parameter in self.body.parameters():
             parameter.requires_grad_(False)
@@ -191,11 +198,24 @@ class FrozenBackbone(nn.Module):
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.body(images)[-1]
+        stages = self.body(images)
+        if not self.concat:
+            return stages[-1]
+        size = stages[-1].shape[-2:]
+        return torch.cat([_resized(stage, size) for stage in stages], dim=1)
 
     def stages(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Features of every cut stage, ``extra_indices`` then ``out_index``: [B, stage_channels[i], H/s_i, W/s_i]."""
         return list(self.body(images))
+
+
+def _resized(features: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """Features [B, C, h, w] at ``size``: average-pooled when finer, bilinearly resized when coarser."""
+    if features.shape[-2:] == size:
+        return features
+    if features.shape[-2] >= size[0] and features.shape[-1] >= size[1]:
+        return F.adaptive_avg_pool2d(features, size)
+    return F.interpolate(features, size=size, mode="bilinear", align_corners=False)
 
 
 def _drop_unused_blocks(body: nn.Module) -> None:
