@@ -7,7 +7,7 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo compare label-sweep lint format browser test test-fast docs docs-serve bench bench-serve bench-avx2 bench-avx512 clean
+.PHONY: help install demo compare label-sweep real-data bench-real real-levers lint format browser test test-fast docs docs-serve bench bench-serve bench-avx2 bench-avx512 clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_ -]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,22 @@ label-sweep: install ## MultiTypeFCDD against labelled images per type, PatchCor
 	sweep=logs/train/label_sweep/multiruns/$$(date +%Y-%m-%d_%H-%M-%S); \
 	$(PY) -m mtfcdd.train -m experiment=label_sweep data.train_defects_per_type=$(LABEL_COUNTS) hydra.sweep.dir=$$sweep && \
 	$(PY) -m mtfcdd.train -m experiment=label_sweep model=patchcore hydra.sweep.dir=$$sweep && \
+	$(PY) -m mtfcdd.report $$sweep
+
+# ELPV's mono solar cells (PyPI elpv-dataset, CC BY-NC-SA 4.0: downloaded at run time, never committed) in the
+# per-type layout under data/elpv-mono; the poly cells are never written
+real-data: install ## the real-image set: ELPV's mono solar cells into data/elpv-mono (downloads elpv-dataset)
+	$(PY) -m pip install 'elpv-dataset==1.0.0.post1'
+	$(PY) experiments/bench_real.py --prepare-only
+
+bench-real: real-data ## MultiTypeFCDD (data=folder defaults) vs PatchCore, a linear probe and a fine-tuned classifier on ELPV (~25 min)
+	$(PY) experiments/bench_real.py
+
+# the data=folder recipe's levers, one changed per job, on the same cells; then one report (docs/real-images.md)
+LEVERS ?= base,stage2,concat,head64,head256,size288,mean_score,epochs5,epochs20,dihedral,no_augment,lr5e-4,all_train
+real-levers: real-data ## each lever of the data=folder recipe on ELPV's mono cells, one multirun and its report (~35 min)
+	sweep=logs/train/real_images/multiruns/$$(date +%Y-%m-%d_%H-%M-%S); \
+	$(PY) -m mtfcdd.train -m experiment=real_images lever=$(LEVERS) hydra.sweep.dir=$$sweep && \
 	$(PY) -m mtfcdd.report $$sweep
 
 lint: install ## ruff: formatting and lint rules (pyproject.toml) over the tree; what the pre-commit hooks run

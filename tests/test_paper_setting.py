@@ -28,8 +28,10 @@ def test_paper_experiment_holds_the_papers_settings(tmp_path):
         "translate_px": 20,
         "brightness": 0.2,
         "contrast": 0.2,
+        "dihedral": False,
     }
     assert cfg.model.backbone.name == "inception_resnet_v2" and cfg.model.head_width == 512
+    assert cfg.model.backbone.extra_indices == [] and not cfg.model.backbone.concat
     assert cfg.model.optimizer._target_ == "torch.optim.Adam" and cfg.model.optimizer.lr == 1e-4
     assert cfg.model.evaluation.protocol == "paper" and cfg.model.evaluation.image_score == "max"
     assert cfg.trainer.max_epochs == 10 and cfg.trainer.limit_train_batches is None

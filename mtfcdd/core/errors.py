@@ -25,7 +25,8 @@ def exit_on_user_error() -> Iterator[None]:
     try:
         yield
     except UserError as err:
-        if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+        # a config composed in-process (the compose API) leaves hydra.mode unset
+        if HydraConfig.initialized() and getattr(HydraConfig.get().mode, "name", None) == "MULTIRUN":
             raise
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
