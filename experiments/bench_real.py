@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from real_images import elpv
-from real_images.references import Scored, batched, fine_tuned_classifier, linear_probe, load_images, timed_ms
+from real_images.references import Scored, batched, fine_tuned_classifier, linear_probe, load_images, score_cells
 
 from mtfcdd.core.defect_types import vocabulary_of
 from mtfcdd.data.folder.index import read_folder
@@ -96,13 +96,7 @@ def check_same_split(run: Path, index: FolderIndex, split: FolderSplit) -> None:
 def pipeline_scores(ckpt: Path, images: dict[str, torch.Tensor], seconds: float) -> Scored:
     """A trained run's any-defect image scores on the test and unsure cells (eager float32, batches of 32)."""
     pipeline, _ = load_pipeline(ckpt)
-
-    def score(batch: torch.Tensor) -> torch.Tensor:
-        return pipeline(batch).anomaly_score
-
-    test, ms = timed_ms(score, images["test"])
-    unsure = {k: batched(score, v).numpy() for k, v in images.items() if k.startswith("unsure/")}
-    return Scored(test.numpy(), unsure, seconds, ms)
+    return score_cells(lambda batch: pipeline(batch).anomaly_score, images, seconds)
 
 
 def unsure_position(scored: Scored, labels: np.ndarray) -> dict[str, dict[str, float]]:

@@ -68,6 +68,15 @@ def timed_ms(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -
     return out, 1000.0 * (time.perf_counter() - start) / len(images)
 
 
+def score_cells(
+    score: Callable[[torch.Tensor], torch.Tensor], images: dict[str, torch.Tensor], train_s: float
+) -> Scored:
+    """A method's scores on the test cells (timed) and on every ``unsure/<name>`` group."""
+    test, ms = timed_ms(score, images["test"])
+    unsure = {k: batched(score, v).numpy() for k, v in images.items() if k.startswith("unsure/")}
+    return Scored(test.numpy(), unsure, train_s, ms)
+
+
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Image AUROC (the project's exact metric)."""
     return binary_image_metrics(scores, labels).auroc
@@ -113,12 +122,7 @@ def linear_probe(backbone: FrozenBackbone, images: dict[str, torch.Tensor], labe
     linear = best[1]
     train_s = time.perf_counter() - start
 
-    def score(batch: torch.Tensor) -> torch.Tensor:
-        return linear((features(batch) - mean) / std).squeeze(1)
-
-    test, ms = timed_ms(score, images["test"])
-    unsure = {k: batched(score, v).numpy() for k, v in images.items() if k.startswith("unsure/")}
-    return Scored(test.numpy(), unsure, train_s, ms)
+    return score_cells(lambda batch: linear((features(batch) - mean) / std).squeeze(1), images, train_s)
 
 
 def lite0_classifier() -> nn.Module:
@@ -171,9 +175,4 @@ def fine_tuned_classifier(
     model.eval()
     train_s = time.perf_counter() - start
 
-    def score(batch_images: torch.Tensor) -> torch.Tensor:
-        return model(normalised(batch_images)).squeeze(1)
-
-    test, ms = timed_ms(score, images["test"])
-    unsure = {k: batched(score, v).numpy() for k, v in images.items() if k.startswith("unsure/")}
-    return Scored(test.numpy(), unsure, train_s, ms)
+    return score_cells(lambda batch: model(normalised(batch)).squeeze(1), images, train_s)
