@@ -182,15 +182,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--prepare-only", action="store_true", help="write the cells and stop")
     parser.add_argument("overrides", nargs="*", help="extra train overrides for MultiTypeFCDD (after --)")
     args = parser.parse_args(argv)
-    runs = args.runs or Path("logs/bench_real") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    runs.mkdir(parents=True, exist_ok=True)
     skip = {s for s in args.skip.split(",") if s}
+    if skip - set(TITLES):
+        parser.error(f"--skip {args.skip}: expected some of {', '.join(TITLES)}")
     torch.manual_seed(args.seed)
 
     counts = elpv.write_mono_cells(args.out)
     print(f"ELPV mono cells in {args.out}: {counts} ({elpv.LICENCE})")
     if args.prepare_only:
         return {"counts": counts}
+    runs = args.runs or Path("logs/bench_real") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    runs.mkdir(parents=True, exist_ok=True)
     cells = args.out / "cells"
     index = read_folder(cells)
     split = split_folder(index, seed=args.seed)

@@ -4,6 +4,7 @@ evaluate, a bad folder stopping the command)."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -104,6 +105,22 @@ def test_same_seed_same_split_and_a_stored_split_is_reused_or_refused(tmp_path):
         cfg = compose_config(tmp_path / "e", folder_overrides(root, f"data.split_dir={split_dir}", override))
         with pytest.raises(ConfigError, match=rf"data.split_dir='{re.escape(str(split_dir))}' holds a split .*{named}"):
             build_datamodule(cfg)
+
+
+def test_the_run_says_what_the_test_keeps_back_and_a_final_fit_trains_on_everything(tmp_path, caplog):
+    root = make_types_tree(tmp_path / "parts", good=10, per_type=10)
+    with caplog.at_level(logging.INFO, logger="mtfcdd.data"):
+        measured = build_datamodule(compose_config(tmp_path / "a", folder_overrides(root)))
+    kept = len(measured.test_dataset.records)
+    assert kept == 3 + 3 * 3
+    assert f"{kept} of the 40 labelled images (30 %) are kept back for the test stage" in caplog.text
+    assert "repeat the command with data.test_fraction=0 test=false" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mtfcdd.data"):
+        final = build_datamodule(compose_config(tmp_path / "b", folder_overrides(root, "data.test_fraction=0")))
+    assert len(final.test_dataset.records) == 0 and "kept back" not in caplog.text
+    assert len(final.train_dataset.records) + len(final.val_dataset.records) == 40
+    assert len(final.train_dataset.records) > len(measured.train_dataset.records)
 
 
 def test_folder_options_are_checked_when_the_data_is_set_up(tmp_path):

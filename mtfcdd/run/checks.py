@@ -12,8 +12,8 @@ VALID_CHOICES: dict[str, tuple] = {"alpha": (0.1, 0.2, 0.4), "mode": MODES, "tes
 
 
 def validate(cfg: DictConfig) -> None:
-    """Reject top-level values outside their choices, naming the key and the valid values, and a best checkpoint
-    that nothing could select."""
+    """Reject top-level values outside their choices, naming the key and the valid values, a best checkpoint
+    that nothing could select, and a test stage without test images (``data.test_fraction=0``)."""
     for key, choices in VALID_CHOICES.items():
         check_choice(key, cfg.get(key), choices)
     if cfg.test_ckpt == "best" and cfg.get("train", True):
@@ -28,7 +28,6 @@ def validate(cfg: DictConfig) -> None:
                 "test_ckpt=best needs a validation hold-out to select on, but data.val_fraction=0; "
                 "set data.val_fraction (e.g. 0.05) or test_ckpt=last"
             )
-
     data = cfg.get("data") or {}
     if data.get("test_fraction", None) == 0 and cfg.get("test", True):
         raise ConfigError(
