@@ -51,7 +51,7 @@ bench-real: real-data ## MultiTypeFCDD (data=folder defaults) vs PatchCore, a li
 	$(PY) experiments/bench_real.py
 
 # the data=folder recipe's levers, one changed per job, on the same cells; then one report (docs/real-images.md)
-LEVERS ?= base,stage2,concat,head64,head256,size288,mean_score,epochs5,epochs20,dihedral,no_augment,lr5e-4,all_train
+LEVERS ?= base,concat,dihedral,size288,stage2,head256,mean_score,epochs20,all_train
 real-levers: real-data ## each lever of the data=folder recipe on ELPV's mono cells, one multirun and its report (~35 min)
 	sweep=logs/train/real_images/multiruns/$$(date +%Y-%m-%d_%H-%M-%S); \
 	$(PY) -m mtfcdd.train -m experiment=real_images lever=$(LEVERS) hydra.sweep.dir=$$sweep && \
